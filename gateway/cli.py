@@ -1,0 +1,71 @@
+"""The ``heatgw`` command: one entry point for operators, systemd units and the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gateway.config import check_gateway_document
+from gateway.curves import CurveFile
+from gateway.logs import setup_logging
+from gateway.validation import validate_document
+from gateway.yaml_source import ConfigError, load_yaml
+
+app = typer.Typer(
+    name="heatgw",
+    help="SCADA edge gateway for district-heating heat-exchange stations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+EXIT_INVALID_CONFIG = 2
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+) -> None:
+    """Set up structured logging before any subcommand runs."""
+    setup_logging(log_level)
+
+
+@app.command()
+def check(
+    files: Annotated[list[Path], typer.Argument(help="station or curve YAML files to validate")],
+) -> None:
+    """Validate configuration files without running anything (exit 2 if any is invalid).
+
+    A file with a top-level ``curve:`` key is checked as a heating curve, anything else as a
+    station configuration.
+    """
+    failed = False
+    for path in files:
+        try:
+            console.print(f"[green]ok[/green] {path}: {_check_one(path)}", highlight=False)
+        except ConfigError as exc:
+            failed = True
+            for message in exc.messages:
+                errors.print(message, markup=False, highlight=False)
+    if failed:
+        raise typer.Exit(EXIT_INVALID_CONFIG)
+
+
+def _check_one(path: Path) -> str:
+    """Validate one file and describe what it holds in a few words."""
+    document = load_yaml(path)
+    if isinstance(document.data, dict) and "curve" in document.data:
+        curve = validate_document(document, CurveFile).curve
+        return f"curve {curve.name!r} v{curve.version} ({curve.circuit}, {curve.date})"
+    config = check_gateway_document(document)
+    tag_count = sum(len(device.tags) for device in config.devices.values())
+    return f"station {config.station.id!r}: {len(config.devices)} devices, {tag_count} tags, {len(config.groups)} groups"
+
+
+def main() -> None:
+    """Entry point for ``python -m gateway``."""
+    app()

@@ -1,0 +1,216 @@
+"""The station configuration: typed, validated models of ``station.yaml``.
+
+Everything the gateway does at a station is driven by this file, so it is strict: unknown keys are
+errors (a misspelt ``writeable:`` must not silently make a tag read-only), values are range-checked,
+and cross-references (groups, tag names) are checked before anything runs. The field names are the
+configuration reference printed in README.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from gateway.validation import validate_document
+from gateway.yaml_source import ConfigError, Path_, YamlDocument, load_yaml
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+"""Names of devices, tags and groups: lower-case identifiers, because they become MQTT topic
+levels and historian tags, where spaces and case differences cause trouble."""
+
+FunctionName = Literal["holding", "input", "coil", "discrete"]
+TypeName = Literal["int16", "uint16", "int32", "uint32", "float32", "float64", "bool", "bcd16", "bcd32"]
+Order = Literal["big", "little"]
+
+REGISTER_FUNCTIONS = ("holding", "input")
+BIT_FUNCTIONS = ("coil", "discrete")
+WRITABLE_FUNCTIONS = ("holding", "coil")
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StationInfo(Strict):
+    """Who this station is; ``id`` is used in MQTT topics and historian tags."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    name: str
+    site: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "default"
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone, use an IANA name such as Asia/Shanghai") from None
+        return value
+
+
+class PollGroup(Strict):
+    """Tags polled together at one interval (e.g. fast process values, slow meter totals)."""
+
+    interval_s: float = Field(gt=0, le=86_400)
+
+
+class Backoff(Strict):
+    """Reconnect pacing for a device that stopped answering: exponential, capped, jittered."""
+
+    initial_s: float = Field(default=1.0, gt=0, le=3600)
+    max_s: float = Field(default=60.0, gt=0, le=86_400)
+    jitter: float = Field(default=0.2, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Backoff:
+        if self.max_s < self.initial_s:
+            raise ValueError("max_s must be at least initial_s")
+        return self
+
+
+class WriteLimits(Strict):
+    """What the gateway may write to a tag. Nothing outside these bounds ever reaches the PLC."""
+
+    min: float
+    max: float
+    max_step: float | None = Field(default=None, gt=0, description="largest change per write")
+    min_interval_s: float = Field(default=0.0, ge=0, description="least time between two writes")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WriteLimits:
+        if self.max <= self.min:
+            raise ValueError("max must be greater than min")
+        return self
+
+
+class TagConfig(Strict):
+    """One value on a device: where it is, how to decode it, and what it means."""
+
+    function: FunctionName
+    address: int = Field(ge=0, le=65_535)
+    type: TypeName | None = None  # default: uint16 for registers, bool for coils/discretes
+    word_order: Order | None = None  # default: the device's
+    byte_order: Order | None = None  # default: the device's
+    scale: float = 1.0
+    offset: float = 0.0
+    bit: int | None = Field(default=None, ge=0, le=15)
+    no_value: int | None = Field(default=None, description="raw value meaning 'sensor has no reading'")
+    unit: str = ""
+    description: str = ""
+    group: Name = "default"
+    deadband: float = Field(default=0.0, ge=0)
+    range: tuple[float, float] | None = Field(default=None, description="plausible physical range")
+    writable: WriteLimits | None = None
+
+    @property
+    def data_type(self) -> TypeName:
+        """The effective type: the given one, else the natural one for the function."""
+        if self.type is not None:
+            return self.type
+        return "bool" if self.function in BIT_FUNCTIONS else "uint16"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TagConfig:
+        kind = self.data_type
+        if self.scale == 0:
+            raise ValueError("scale must not be 0")
+        if self.function in BIT_FUNCTIONS and kind != "bool":
+            raise ValueError(f"{self.function} tags are single bits: type must be bool, not {kind}")
+        if self.bit is not None and kind not in ("int16", "uint16", "bool"):
+            raise ValueError("bit selects one bit of a 16-bit register: use type uint16 or bool")
+        if kind == "bool" and self.function in REGISTER_FUNCTIONS and self.bit is None:
+            raise ValueError("a bool in a register needs bit: 0..15")
+        if self.writable is not None and self.function not in WRITABLE_FUNCTIONS:
+            raise ValueError(f"{self.function} values are read-only in Modbus: only holding and coil tags are writable")
+        if self.range is not None and self.range[1] <= self.range[0]:
+            raise ValueError("range must be [low, high] with low < high")
+        if self.writable is not None and self.range is not None:
+            low, high = self.range
+            if self.writable.min < low or self.writable.max > high:
+                raise ValueError("writable limits must lie inside the tag's range")
+        return self
+
+
+class ModbusDeviceBase(Strict):
+    """Settings every Modbus device has, whatever the transport."""
+
+    unit_id: int = Field(default=1, ge=0, le=255)
+    timeout_s: float = Field(default=1.0, gt=0, le=60)
+    retries: int = Field(default=1, ge=0, le=5)
+    max_registers: int = Field(default=125, ge=1, le=125, description="registers per read request")
+    max_bits: int = Field(default=2000, ge=1, le=2000, description="coils/discretes per read request")
+    max_gap: int = Field(default=16, ge=0, le=124, description="unused registers a read may span")
+    word_order: Order = "big"
+    byte_order: Order = "big"
+    backoff: Backoff = Backoff()
+    tags: dict[Name, TagConfig] = Field(min_length=1)
+
+
+class ModbusTcpDevice(ModbusDeviceBase):
+    """A PLC or meter on Ethernet (or behind a serial-to-Ethernet converter)."""
+
+    protocol: Literal["modbus_tcp"]
+    host: str
+    port: int = Field(default=502, ge=1, le=65_535)
+
+
+class ModbusRtuDevice(ModbusDeviceBase):
+    """A meter on an RS-485 line, as most heat meters are."""
+
+    protocol: Literal["modbus_rtu"]
+    serial_port: str
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    unit_id: int = Field(default=1, ge=1, le=247)
+
+
+Device = Annotated[ModbusTcpDevice | ModbusRtuDevice, Field(discriminator="protocol")]
+
+
+class GatewayConfig(Strict):
+    """The whole station configuration file."""
+
+    station: StationInfo
+    groups: dict[Name, PollGroup] = Field(default_factory=lambda: {"default": PollGroup(interval_s=1.0)})
+    devices: dict[Name, Device] = Field(min_length=1)
+
+    def tags(self) -> dict[str, tuple[str, TagConfig]]:
+        """Every tag by name, with the device it belongs to."""
+        return {tag: (device, cfg) for device, dev in self.devices.items() for tag, cfg in dev.tags.items()}
+
+    def problems(self) -> list[tuple[Path_, str]]:
+        """Cross-reference checks that a single model cannot make on its own."""
+        found: list[tuple[Path_, str]] = []
+        owner: dict[str, str] = {}
+        for device_name, device in self.devices.items():
+            for tag_name, tag in device.tags.items():
+                path: Path_ = ("devices", device_name, "tags", tag_name)
+                if tag_name in owner:
+                    found.append((path, f"tag name already used on device {owner[tag_name]!r}; tag names must be unique"))
+                owner.setdefault(tag_name, device_name)
+                if tag.group not in self.groups:
+                    known = ", ".join(sorted(self.groups))
+                    found.append(((*path, "group"), f"unknown group {tag.group!r} (defined: {known})"))
+        return found
+
+
+def load_gateway_config(path: Path) -> GatewayConfig:
+    """Load and fully check a station configuration, or raise ConfigError naming file:line:field."""
+    document = load_yaml(path)
+    return check_gateway_document(document)
+
+
+def check_gateway_document(document: YamlDocument) -> GatewayConfig:
+    """Validate an already parsed station configuration document."""
+    config = validate_document(document, GatewayConfig)
+    problems = config.problems()
+    if problems:
+        raise ConfigError([document.error(path, message) for path, message in problems])
+    return config
