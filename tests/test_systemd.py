@@ -1,0 +1,86 @@
+"""The systemd units are valid and keep their sandboxing promises."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+UNITS = sorted((ROOT / "systemd").glob("*.service"))
+INSTALL_PREFIX = "/opt/heatgw/venv"
+
+
+def directives(unit: Path) -> dict[str, list[str]]:
+    """Key -> values of a unit file (systemd allows repeated keys, which configparser does not)."""
+    found: dict[str, list[str]] = {}
+    for line in unit.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+def verify(unit_text: str, name: str, tmp_path: Path) -> str:
+    """Run systemd-analyze verify on a copy whose binaries point into the test's own venv.
+
+    Returns everything it printed; verify exits 0 on unknown keys and only warns, so any
+    output about the unit counts as a failure.
+    """
+    copy = tmp_path / name
+    copy.write_text(unit_text.replace(INSTALL_PREFIX, sys.prefix))
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60
+    )
+    output = (proc.stdout + proc.stderr).strip()
+    relevant = [line for line in output.splitlines() if name in line or "Command" in line]
+    return "\n".join(relevant) if relevant or proc.returncode == 0 else output
+
+
+needs_systemd = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+
+
+def test_both_units_exist() -> None:
+    assert {u.name for u in UNITS} == {"heatgw.service", "heatgw-sim.service"}
+
+
+@needs_systemd
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_unit_passes_systemd_analyze_verify(unit: Path, tmp_path: Path) -> None:
+    assert (Path(sys.prefix) / "bin" / "heatgw").exists(), "the test venv must have the heatgw script"
+    assert verify(unit.read_text(), unit.name, tmp_path) == ""
+
+
+@needs_systemd
+def test_verify_check_catches_a_misspelt_directive(tmp_path: Path) -> None:
+    broken = (ROOT / "systemd" / "heatgw.service").read_text().replace("ProtectSystem=", "ProtectSytem=")
+    assert "ProtectSytem" in verify(broken, "heatgw.service", tmp_path)
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_unit_runs_sandboxed_as_dedicated_user(unit: Path) -> None:
+    d = directives(unit)
+    assert d["User"] == ["heatgw"]
+    assert d["Restart"] == ["on-failure"]
+    assert d["NoNewPrivileges"] == ["yes"]
+    assert d["ProtectSystem"] == ["strict"]
+    assert d["ProtectHome"] == ["yes"]
+    assert d["CapabilityBoundingSet"] == [""]
+    assert d["StateDirectory"]
+
+
+def test_gateway_unit_can_write_only_its_state_and_reload_with_sighup() -> None:
+    d = directives(ROOT / "systemd" / "heatgw.service")
+    assert d["ReadWritePaths"] == ["/var/lib/heatgw"]
+    assert d["StateDirectory"] == ["heatgw"]
+    assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert d["RestartPreventExitStatus"] == ["2"], "a config error must not restart-loop"
+    assert any("heatgw check" in cmd for cmd in d["ExecStartPre"])
+
+
+def test_simulator_unit_binds_loopback_only() -> None:
+    d = directives(ROOT / "systemd" / "heatgw-sim.service")
+    assert "--host 127.0.0.1" in d["ExecStart"][0]
