@@ -1,0 +1,444 @@
+"""Modbus TCP server for a simulated station: the PLC (unit 1) and the heat meter (unit 2).
+
+Both units share one port by default, as behind a station's Modbus TCP gateway, or the meter
+gets its own port. Register contents and request validation come from ``sim.registers``; this
+module only wires them to pymodbus and adds what a test rig needs on top of a device:
+
+* writes reach the station PLC through the SimDevice ``action`` hook, with the PLC's limits
+  (out of limits -> exception 03 and nothing changes; read-only -> exception 02);
+* every request is counted per (unit id, function code), so a test can prove how many requests a
+  gateway spent;
+* communication faults per unit: ``offline`` (request swallowed, the client times out),
+  ``delay_s`` (answers late) and ``exception_ranges`` (exception 02 for matching requests);
+* ``stop()``/``start()`` restart the listener(s) on the same port(s), like a rebooting device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+from pymodbus.constants import ExcCodes
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from sim.plc import Plc, ValveMode
+from sim.readings import Measurements
+from sim.registers import (
+    FUNCTION_BLOCKS,
+    METER_UNIT,
+    PLC_UNIT,
+    READ_FUNCTIONS,
+    Block,
+    Device,
+    Image,
+    PlcCommand,
+    PlcSettings,
+    Snapshot,
+    WordOrder,
+    WriteRefused,
+    check_request,
+    decode_write,
+    encode,
+    rows,
+)
+
+log = logging.getLogger(__name__)
+
+UNITS: dict[int, Device] = {PLC_UNIT: Device.PLC, METER_UNIT: Device.METER}
+_BIT_BLOCKS = (Block.COIL, Block.DISCRETE_INPUT)
+
+
+class StationLike(Protocol):
+    """The part of ``sim.station.Station`` the server needs."""
+
+    @property
+    def plc(self) -> Plc: ...
+
+    def measurements(self) -> Measurements: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionRange:
+    """Requests with ``function_code`` touching ``address .. address+count-1`` get exception 02."""
+
+    function_code: int
+    address: int
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.function_code <= 127 and 0 <= self.address <= 65535 and self.count >= 1):
+            raise ValueError(f"invalid exception range {self}")
+
+    def overlaps(self, function_code: int, address: int, count: int) -> bool:
+        return (
+            function_code == self.function_code
+            and address < self.address + self.count
+            and self.address < address + count
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CommFaults:
+    """How one unit misbehaves on the wire; the default is a healthy device."""
+
+    offline: bool = False
+    delay_s: float = 0.0
+    exception_ranges: tuple[ExceptionRange, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.delay_s <= 3600:
+            raise ValueError(f"delay_s must be within 0..3600 s, got {self.delay_s}")
+
+
+HEALTHY = CommFaults()
+
+
+# --- the station PLC, as the registers see it ------------------------------------------------
+
+def plc_settings(plc: Plc) -> PlcSettings:
+    """Read what the holding registers and coils show from the station PLC."""
+    return PlcSettings(
+        supply_setpoint_c=plc.supply_setpoint_c,
+        pump_frequency_setpoint_hz=plc.pump_frequency_setpoint_hz,
+        valve_mode=int(plc.valve_mode),
+        manual_valve_pct=plc.manual_valve_pct,
+        pi_gain_pct_per_k=plc.pi_gain_pct_per_k,
+        pi_integral_s=plc.pi_integral_s,
+        valve_stroke_s=plc.valve_stroke_s,
+        pump_run_command=plc.pump_run_command,
+        makeup_auto=plc.makeup_auto,
+    )
+
+
+def apply_command(plc: Plc, command: PlcCommand) -> None:
+    """Carry out one validated write on the station PLC."""
+    if command.setting == "reset_alarms":
+        plc.reset_alarms()
+    elif command.setting == "valve_mode":
+        plc.valve_mode = ValveMode(int(command.value))
+    else:
+        setattr(plc, command.setting, command.value)
+
+
+def request_span(pdu: ModbusPDU) -> tuple[int, int]:
+    """(address, count) a request touches; single-coil/register writes carry no count field."""
+    if pdu.function_code in (5, 6):
+        return pdu.address, 1
+    return pdu.address, pdu.count
+
+
+class _Gate:
+    """What stands between the wire and one listener's devices: counting, faults, the map.
+
+    Counts and faults are shared by all listeners of a ``StationModbusServer``; ``units`` is
+    what this particular port serves.
+    """
+
+    def __init__(self, units: dict[int, Device], faults: dict[int, CommFaults], counts: Counter[tuple[int, int]]):
+        self.units = units
+        self.faults = faults
+        self.counts = counts
+        self.in_flight: set[asyncio.Task[Any]] = set()
+
+    def faults_for(self, unit: int) -> CommFaults:
+        """A unit's faults, if this port serves it; requests for other units are refused at once."""
+        return self.faults.get(unit, HEALTHY) if unit in self.units else HEALTHY
+
+    def refusal(self, pdu: ModbusPDU) -> ExcCodes | None:
+        """Exception a device answers before any value is touched, or ``None``."""
+        device = self.units.get(pdu.dev_id)
+        if device is None:
+            return ExcCodes.GATEWAY_NO_RESPONSE  # a TCP gateway with nothing behind this unit id
+        if pdu.function_code not in FUNCTION_BLOCKS:
+            return ExcCodes.ILLEGAL_FUNCTION
+        address, count = request_span(pdu)
+        if any(r.overlaps(pdu.function_code, address, count) for r in self.faults_for(pdu.dev_id).exception_ranges):
+            return ExcCodes.ILLEGAL_ADDRESS
+        return check_request(device, pdu.function_code, address, count)
+
+
+class _GatedRequestHandler(ServerRequestHandler):
+    """A pymodbus connection handler that passes each request through a ``_Gate`` first.
+
+    Why a subclass rather than only SimDevice's ``action``: the action runs after pymodbus has
+    already answered out-of-range addresses, sees coil requests in 16-bit words (so a read of
+    coils 0..9 cannot be told from 0..15), and has no way to withhold a response (``offline``).
+    A delay inside the action would also be unsafe: ``ServerRequestHandler.handle_request``
+    re-reads ``self.last_pdu`` after awaiting the datastore, so a request arriving meanwhile (a
+    client retrying after its timeout) would get the late answer under its transaction id.
+    Here the request is captured first, the gate may sleep, and ``last_pdu`` is restored right
+    before the stock handler runs; the stock handler then completes without suspending because
+    ``StationModbusServer``'s action never awaits anything.
+    """
+
+    server: _GatedTcpServer
+
+    async def handle_request(self) -> None:
+        pdu, addr = self.last_pdu, self.last_addr
+        if pdu is None:
+            return
+        gate = self.server.gate
+        task = asyncio.current_task()
+        assert task is not None
+        gate.in_flight.add(task)
+        try:
+            await self._handle(gate, pdu, addr)
+        finally:
+            gate.in_flight.discard(task)
+
+    async def _handle(self, gate: _Gate, pdu: ModbusPDU, addr: tuple[Any, ...] | None) -> None:
+        gate.counts[(pdu.dev_id, pdu.function_code)] += 1
+        if delay := gate.faults_for(pdu.dev_id).delay_s:
+            await asyncio.sleep(delay)
+        if gate.faults_for(pdu.dev_id).offline or not self.transport:
+            return  # an offline unit never answers; a closed connection cannot
+        if (code := gate.refusal(pdu)) is not None:
+            self.server_send(
+                ExceptionResponse(pdu.function_code, code, device_id=pdu.dev_id, transaction=pdu.transaction_id),
+                addr,
+            )
+            return
+        self.last_pdu, self.last_addr = pdu, addr
+        await super().handle_request()
+
+
+class _GatedTcpServer(ModbusTcpServer):
+    """``ModbusTcpServer`` whose connections use ``_GatedRequestHandler`` (the only override)."""
+
+    def __init__(self, devices: list[SimDevice], *, address: tuple[str, int], gate: _Gate) -> None:
+        super().__init__(devices, address=address)
+        self.gate = gate
+
+    def callback_new_connection(self) -> _GatedRequestHandler:
+        return _GatedRequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+
+
+class StationModbusServer:
+    """Serves one station's PLC and heat meter over Modbus TCP on loopback (or any host).
+
+    ``port=0`` (and ``meter_port=0``) bind a free port; after the first ``start()`` the chosen
+    ports are kept, so ``stop()``/``start()`` come back on the same ones. ``meter_port=None``
+    serves the meter as unit 2 on the PLC's port.
+
+    Call ``update(measurements)`` whenever the station has moved; reads always answer from the
+    latest snapshot plus the PLC's current settings, writes go straight to ``station.plc``.
+    """
+
+    def __init__(
+        self,
+        station: StationLike,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        meter_port: int | None = None,
+        meter_word_order: WordOrder = "big",
+    ) -> None:
+        if meter_word_order not in ("big", "little"):
+            raise ValueError(f"meter_word_order must be 'big' or 'little', got {meter_word_order!r}")
+        self._station = station
+        self._host = host
+        self._ports: dict[Device, int] = {Device.PLC: port}
+        if meter_port is not None:
+            self._ports[Device.METER] = meter_port
+        self._word_order: WordOrder = meter_word_order
+        self._faults: dict[int, CommFaults] = {}
+        self._counts: Counter[tuple[int, int]] = Counter()
+        self._measurements = station.measurements()
+        self._images: dict[Device, dict[Block, Image]] = {}
+        self._listeners: list[_GatedTcpServer] = []
+        self._encode()
+
+    # --- lifetime ---
+
+    async def start(self) -> None:
+        """Listen on the configured ports (the same ones again after a ``stop()``)."""
+        if self._listeners:
+            return
+        try:
+            for device, port in list(self._ports.items()):
+                units = self._units_on(device)
+                gate = _Gate(units, self._faults, self._counts)
+                listener = _GatedTcpServer(
+                    [self._sim_device(unit, dev) for unit, dev in units.items()],
+                    address=(self._host, port),
+                    gate=gate,
+                )
+                try:
+                    await listener.serve_forever(background=True)
+                except RuntimeError as exc:  # pymodbus's way of saying the bind failed
+                    raise OSError(f"cannot listen on {self._host}:{port} (in use?)") from exc
+                self._listeners.append(listener)
+                self._ports[device] = listener.transport.sockets[0].getsockname()[1]
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("modbus server listening", extra={"fields": {"host": self._host, **self.ports}})
+
+    async def stop(self) -> None:
+        """Close the listener(s) and every client connection; requests in flight are dropped."""
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            held = list(listener.gate.in_flight)
+            for task in held:
+                task.cancel()
+            await asyncio.gather(*held, return_exceptions=True)
+            await listener.shutdown()
+        if listeners:
+            log.info("modbus server stopped", extra={"fields": self.ports})
+
+    async def __aenter__(self) -> StationModbusServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._listeners)
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """``{"plc_port": N, "meter_port": M}``; M equals N when the meter shares the port."""
+        plc = self._ports[Device.PLC]
+        return {"plc_port": plc, "meter_port": self._ports.get(Device.METER, plc)}
+
+    @property
+    def port(self) -> int:
+        return self._ports[Device.PLC]
+
+    @property
+    def meter_port(self) -> int:
+        return self.ports["meter_port"]
+
+    # --- data ---
+
+    @property
+    def station(self) -> StationLike:
+        return self._station
+
+    @property
+    def measurements(self) -> Measurements:
+        """The snapshot the registers currently show (what a client reading now gets)."""
+        return self._measurements
+
+    def update(self, measurements: Measurements) -> None:
+        """Publish a new snapshot of the station's instruments."""
+        self._measurements = measurements
+        self._encode()
+
+    def _encode(self) -> None:
+        snapshot = Snapshot(self._measurements, plc_settings(self._station.plc))
+        self._images = {device: encode(device, snapshot, self._word_order) for device in Device}
+
+    # --- faults and statistics ---
+
+    def set_comm_faults(self, unit: int, faults: CommFaults) -> None:
+        if unit not in UNITS:
+            raise ValueError(f"unknown unit {unit}; the station has units {sorted(UNITS)}")
+        if faults == HEALTHY:
+            self._faults.pop(unit, None)
+        else:
+            self._faults[unit] = faults
+        log.info("comm faults set", extra={"fields": {"unit": unit, **_describe(faults)}})
+
+    def comm_faults(self, unit: int) -> CommFaults:
+        return self._faults.get(unit, HEALTHY)
+
+    def clear_comm_faults(self) -> None:
+        self._faults.clear()
+        log.info("comm faults cleared")
+
+    def request_counts(self) -> dict[tuple[int, int], int]:
+        """Requests received so far per (unit id, function code), answered or not."""
+        return dict(self._counts)
+
+    def reset_request_counts(self) -> None:
+        self._counts.clear()
+
+    # --- pymodbus wiring ---
+
+    def _units_on(self, device: Device) -> dict[int, Device]:
+        if device is Device.PLC and Device.METER not in self._ports:
+            return dict(UNITS)
+        return {unit: dev for unit, dev in UNITS.items() if dev is device}
+
+    def _sim_device(self, unit: int, device: Device) -> SimDevice:
+        """Memory laid out from the register map; the gate has already rejected anything else."""
+        action = partial(self._action, device)
+        if device is Device.METER:
+            return SimDevice(id=unit, simdata=_registers(Block.HOLDING, device), action=action)
+        return SimDevice(
+            id=unit,
+            simdata=(_bits(Block.COIL), _bits(Block.DISCRETE_INPUT),
+                     _registers(Block.HOLDING, device), _registers(Block.INPUT, device)),
+            action=action,
+        )
+
+    async def _action(
+        self,
+        device: Device,
+        function_code: int,
+        start_address: int,
+        address: int,
+        _count: int,
+        registers: list[int],
+        values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        """SimDevice hook: fill registers before a read, validate and apply a write.
+
+        Must never await anything that suspends (see ``_GatedRequestHandler``). The read-backs
+        pymodbus does inside FC05/FC06 to build the echo are left alone, so the echo is what
+        was written even for the alarm-reset coil, which then reads 0.
+        """
+        block = FUNCTION_BLOCKS[function_code]
+        if values is None:
+            if function_code in READ_FUNCTIONS:
+                _fill(registers, start_address, self._images[device].get(block, {}), bits=block in _BIT_BLOCKS)
+            return None
+        try:
+            commands = decode_write(device, block, address, values, self._station.plc.limits.bounds)
+        except WriteRefused as exc:
+            log.info("write refused", extra={"fields": {
+                "device": device, "block": block, "address": address, "code": int(exc.code), "reason": str(exc)}})
+            return exc.code
+        for command in commands:
+            apply_command(self._station.plc, command)
+            log.info("plc write", extra={"fields": {"setting": command.setting, "value": command.value}})
+        self._encode()
+        return None
+
+
+def _registers(block: Block, device: Device) -> list[SimData]:
+    return [
+        SimData(row.address, count=row.words, datatype=DataType.REGISTERS, readonly=not row.writable)
+        for row in rows(device, block)
+    ]
+
+
+def _bits(block: Block) -> list[SimData]:
+    size = max(row.address for row in rows(Device.PLC, block)) + 1
+    return [SimData(0, values=[False] * size, datatype=DataType.BITS)]
+
+
+def _fill(registers: list[int], start_address: int, image: Image, *, bits: bool) -> None:
+    """Copy an image into pymodbus's block (bit blocks: 16 bits per word, bit 0 first)."""
+    if bits:
+        words: Image = {}
+        for address, bit in image.items():
+            words[address // 16] = words.get(address // 16, 0) | (bit << (address % 16))
+        image = words
+    for address, word in image.items():
+        registers[address - start_address] = word
+
+
+def _describe(faults: CommFaults) -> dict[str, Any]:
+    ranges = ",".join(f"fc{r.function_code}:{r.address}+{r.count}" for r in faults.exception_ranges)
+    return {"offline": faults.offline, "delay_s": faults.delay_s, "exception_ranges": ranges or "none"}
