@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from gateway.curves import CurveFile
 from gateway.logs import setup_logging
 from gateway.validation import validate_document
 from gateway.yaml_source import ConfigError, load_yaml
+from sim.cli import app as sim_app
 
 app = typer.Typer(
     name="heatgw",
@@ -20,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(sim_app, name="sim", help="Run the simulated station and inject faults into it.")
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -64,6 +67,51 @@ def _check_one(path: Path) -> str:
     config = check_gateway_document(document)
     tag_count = sum(len(device.tags) for device in config.devices.values())
     return f"station {config.station.id!r}: {len(config.devices)} devices, {tag_count} tags, {len(config.groups)} groups"
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option(help="station configuration file")] = Path("/etc/heatgw/station.yaml"),
+) -> None:
+    """Run the gateway until SIGTERM: poll the devices, serve writes."""
+    from gateway.app import run_until_signalled
+
+    try:
+        asyncio.run(run_until_signalled(config))
+    except ConfigError as exc:
+        for message in exc.messages:
+            errors.print(message, markup=False, highlight=False)
+        raise typer.Exit(EXIT_INVALID_CONFIG) from None
+
+
+REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option(help="station configuration")] = REPO_CONFIG / "station.yaml",
+    curve: Annotated[Path, typer.Option(help="heating curve the demo follows")] = REPO_CONFIG / "curves" / "radiators-75-50.yaml",
+    port: Annotated[int, typer.Option(help="Modbus TCP port for the simulated station")] = 5020,
+    control_port: Annotated[int, typer.Option(help="simulator fault-injection port")] = 5021,
+    speed: Annotated[float, typer.Option(help="simulated seconds per wall-clock second")] = 600.0,
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    live: Annotated[bool, typer.Option(help="show the live terminal view")] = True,
+) -> None:
+    """Run the simulated station and the gateway together, with a live view."""
+    from gateway.curves import load_curve
+    from gateway.demo import run_demo
+
+    try:
+        heating_curve = load_curve(curve)
+        state = asyncio.run(run_demo(config, heating_curve, port=port, control_port=control_port,
+                                     speed=speed, duration_s=duration, live=live))
+    except ConfigError as exc:
+        for message in exc.messages:
+            errors.print(message, markup=False, highlight=False)
+        raise typer.Exit(EXIT_INVALID_CONFIG) from None
+    except KeyboardInterrupt:
+        return
+    console.print(f"demo stopped after {state.writes} setpoint writes")
 
 
 def main() -> None:

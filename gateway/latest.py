@@ -1,0 +1,47 @@
+"""The last known value of every tag, and whether it is still fresh.
+
+Consumers that act on the present (the controller, a live view, the alarm engine) need "what is
+the supply temperature now?", not a stream. A value that was good but has not been refreshed
+within its group's interval (twice, plus the device timeout) is reported STALE, so a frozen
+poller or a stuck bus can never pass an old value off as current.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from drivers.base import Quality, Reason
+from gateway.config import GatewayConfig
+from gateway.samples import BusItem, DeviceStatus, Sample, SampleBatch
+
+
+class LatestValues:
+    """Keeps the newest sample per tag; feed it bus items with ``update``."""
+
+    def __init__(self, config: GatewayConfig, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._samples: dict[str, Sample] = {}
+        self._max_age: dict[str, float] = {}
+        self.device_online: dict[str, bool] = {}
+        for device in config.devices.values():
+            for tag, cfg in device.tags.items():
+                interval = config.groups[cfg.group].interval_s
+                self._max_age[tag] = 2 * interval + device.timeout_s * (1 + device.retries)
+
+    def update(self, item: BusItem) -> None:
+        if isinstance(item, SampleBatch):
+            for sample in item.samples:
+                self._samples[sample.tag] = sample
+        elif isinstance(item, DeviceStatus):
+            self.device_online[item.device] = item.online
+
+    def get(self, tag: str) -> Sample | None:
+        """The newest sample of ``tag`` (None if never seen), STALE if it is too old to trust."""
+        sample = self._samples.get(tag)
+        if sample is None or sample.quality is not Quality.GOOD:
+            return sample
+        if self._clock() - sample.timestamp > self._max_age[tag]:
+            return replace(sample, quality=Quality.STALE, reason=Reason.NOT_REFRESHED.value)
+        return sample

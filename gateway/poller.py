@@ -1,0 +1,256 @@
+"""Poll one Modbus device: its groups at their own intervals, with an honest quality on every value.
+
+One ``DevicePoller`` task runs per device, so a device that times out or refuses connections only
+ever delays itself. Within a device, groups are scheduled on absolute deadlines
+(``start + k * interval``) so the interval does not drift with request time, and a poll that
+overruns skips the missed ticks instead of bursting to catch up.
+
+When a device stops answering, every one of its tags is published BAD at once (within one
+interval plus the timeout), a ``DeviceStatus(online=False)`` goes on the bus for the alarm
+engine, and reconnection is retried with exponential backoff and jitter, so a fleet of stations
+does not reconnect in lock-step after a network blip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from drivers.base import Quality, Reason
+from drivers.modbus.codec import BlockDecoder, Decoded, Fault
+from drivers.modbus.link import ExceptionReply, LinkDown, LinkError, LinkTimeout, ModbusLink
+from drivers.modbus.planner import ReadBlock, plan_reads, split_block
+from drivers.modbus.points import Point
+from gateway.bus import Bus
+from gateway.config import Backoff, ModbusDeviceBase, PollGroup, TagConfig
+from gateway.logs import kv
+from gateway.samples import DeviceStatus, Sample, SampleBatch
+from gateway.tagmap import to_point
+
+log = logging.getLogger(__name__)
+
+ILLEGAL_DATA_ADDRESS = 2
+
+
+@dataclass
+class PollStats:
+    """Counters a benchmark or a metrics endpoint reads; cheap to keep."""
+
+    polls: int = 0
+    requests: int = 0
+    failures: int = 0
+    values: int = 0
+    lateness_s: list[float] = field(default_factory=list)  # start time minus deadline, per poll
+
+    def record_lateness(self, seconds: float, keep: int = 10_000) -> None:
+        if len(self.lateness_s) >= keep:
+            del self.lateness_s[: keep // 2]
+        self.lateness_s.append(seconds)
+
+
+@dataclass
+class _Group:
+    name: str
+    interval_s: float
+    blocks: list[ReadBlock]
+    next_deadline: float = 0.0
+
+
+class DevicePoller:
+    """Owns one device's schedule, plan and connection state; publishes its samples on the bus."""
+
+    def __init__(
+        self,
+        name: str,
+        device: ModbusDeviceBase,
+        groups: Mapping[str, PollGroup],
+        link: ModbusLink,
+        bus: Bus,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = name
+        self.unit = device.unit_id
+        self.link = link
+        self.bus = bus
+        self.backoff: Backoff = device.backoff
+        self.online: bool | None = None  # None until the first connection attempt tells
+        self.stats = PollStats()
+        self._wall_clock = wall_clock
+        self._rng = rng or random.Random()
+        self.tags: dict[str, TagConfig] = dict(device.tags)
+        self.points: dict[str, Point] = {tag: to_point(tag, cfg, device) for tag, cfg in device.tags.items()}
+        self._groups = [
+            _Group(group, groups[group].interval_s, plan_reads(
+                (self.points[t] for t, cfg in device.tags.items() if cfg.group == group),
+                max_registers=device.max_registers, max_bits=device.max_bits, max_gap=device.max_gap,
+            ))
+            for group in sorted({cfg.group for cfg in device.tags.values()})
+        ]
+        self._decoders: dict[ReadBlock, BlockDecoder] = {}
+
+    def planned_requests(self) -> dict[str, int]:
+        """Requests one poll of each group costs with the current plan."""
+        return {group.name: len(group.blocks) for group in self._groups}
+
+    async def run(self) -> None:
+        """Poll forever (until cancelled): connect, poll on schedule, back off when lost."""
+        failures = 0
+        try:
+            while True:
+                if not self.link.connected:
+                    try:
+                        await self.link.connect()
+                    except LinkError as exc:
+                        await self._mark_lost(Reason.CONNECTION_LOST, str(exc))
+                        failures += 1
+                        await asyncio.sleep(self._backoff_delay(failures))
+                        continue
+                try:
+                    answered = await self._poll_until_lost()
+                except Exception:  # noqa: BLE001 - a poller must outlive any one bad reply
+                    # A bug or an unforeseen reply must cost this device one backoff, never the
+                    # task: a silently dead poller would leave its last values looking current.
+                    log.exception("unexpected error while polling; reconnecting", extra=kv(device=self.name))
+                    self.link.close()
+                    await self._mark_lost(Reason.CONNECTION_LOST, "internal error, see log")
+                    answered = False
+                failures = 1 if answered else failures + 1
+                await asyncio.sleep(self._backoff_delay(failures))
+        finally:
+            self.link.close()
+
+    async def _poll_until_lost(self) -> bool:
+        """Run the group schedule until a request shows the device is gone.
+
+        Returns whether the device answered at least once, so a device that accepts connections
+        but never answers keeps backing off further instead of being retried at the first step.
+        """
+        answered = False
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for group in self._groups:
+            group.next_deadline = now
+        while True:
+            group = min(self._groups, key=lambda g: g.next_deadline)
+            delay = group.next_deadline - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            started = loop.time()
+            self.stats.record_lateness(started - group.next_deadline)
+            try:
+                batch = await self.poll_group(group)
+            except (LinkTimeout, LinkDown) as exc:
+                reason = Reason.TIMEOUT if isinstance(exc, LinkTimeout) else Reason.CONNECTION_LOST
+                self.stats.failures += 1
+                self.link.close()
+                await self._mark_lost(reason, str(exc))
+                return answered
+            answered = True
+            # Online means answering, not merely accepting a TCP connection.
+            await self._mark_online()
+            await self.bus.publish(batch)
+            # Next tick on the absolute grid; skip ticks the poll overran rather than burst.
+            missed = max(0, int((loop.time() - group.next_deadline) // group.interval_s))
+            group.next_deadline += group.interval_s * (missed + 1) if missed else group.interval_s
+
+    async def poll_group(self, group: _Group) -> SampleBatch:
+        """Read every block of ``group``; per-block exceptions degrade only the affected points."""
+        self.stats.polls += 1
+        samples: list[Sample] = []
+        for block in list(group.blocks):
+            samples.extend(await self._read_block(group, block))
+        self.stats.values += len(samples)
+        return SampleBatch(self.name, group.name, tuple(samples))
+
+    async def _read_block(self, group: _Group, block: ReadBlock) -> list[Sample]:
+        self.stats.requests += 1
+        try:
+            raw = await self.link.read(self.unit, block.function, block.start, block.count)
+        except ExceptionReply as exc:
+            if exc.code == ILLEGAL_DATA_ADDRESS and len(block.points) > 1:
+                return await self._isolate(group, block)
+            return self._bad(block.points, Reason.EXCEPTION, str(exc))
+        timestamp = self._wall_clock()
+        decoder = self._decoders.get(block)
+        if decoder is None:
+            decoder = self._decoders[block] = BlockDecoder(block)
+        decoded = decoder.decode(raw)
+        return [self._sample(key, result, timestamp) for key, result in decoded.items()]
+
+    async def read_tag(self, tag: str) -> Sample:
+        """Read one tag on its own (write read-back, current value before a write)."""
+        point = self.points[tag]
+        block = ReadBlock(point.function, point.address, point.count, (point,))
+        self.stats.requests += 1
+        raw = await self.link.read(self.unit, point.function, point.address, point.count)
+        return self._sample(tag, BlockDecoder(block).decode(raw)[tag], self._wall_clock())
+
+    async def write_raw(self, tag: str, raw: list[int] | bool) -> None:
+        """Put already encoded and checked values on the wire (only the write queue calls this)."""
+        point = self.points[tag]
+        self.stats.requests += 1
+        if isinstance(raw, bool):
+            await self.link.write_coil(self.unit, point.address, raw)
+        else:
+            await self.link.write_registers(self.unit, point.address, raw)
+
+    async def _isolate(self, group: _Group, block: ReadBlock) -> list[Sample]:
+        """Split a refused block, remember the split in the plan, and read the parts now."""
+        parts = split_block(block)
+        if len(parts) == 1:
+            return self._bad(block.points, Reason.EXCEPTION, str(ExceptionReply(ILLEGAL_DATA_ADDRESS)))
+        index = group.blocks.index(block)
+        group.blocks[index : index + 1] = parts
+        log.warning("device refused a read block; splitting it to isolate the bad addresses", extra=kv(
+            device=self.name, group=group.name, function=block.function.name.lower(),
+            start=block.start, count=block.count, parts=len(parts)))
+        samples: list[Sample] = []
+        for part in parts:
+            samples.extend(await self._read_block(group, part))
+        return samples
+
+    def _sample(self, tag: str, result: Decoded, timestamp: float) -> Sample:
+        if result.fault is not None:
+            reason = Reason.NO_VALUE if result.fault is Fault.NO_VALUE else Reason.DECODE_ERROR
+            return Sample(tag, None, timestamp, Quality.BAD, reason.value)
+        value = result.value
+        limits = self.tags[tag].range
+        if limits is not None and not isinstance(value, bool) and not limits[0] <= value <= limits[1]:
+            # Keep the implausible reading: 850 C tells the technician "open circuit".
+            return Sample(tag, value, timestamp, Quality.BAD, Reason.OUT_OF_RANGE.value)
+        return Sample(tag, value, timestamp)
+
+    def _bad(self, points: Iterable[Point], reason: Reason, detail: str = "") -> list[Sample]:
+        now = self._wall_clock()
+        text = f"{reason.value}: {detail}" if detail else reason.value
+        return [Sample(point.key, None, now, Quality.BAD, text) for point in points]
+
+    async def _mark_lost(self, reason: Reason, detail: str) -> None:
+        """Publish every tag BAD and the device offline, once per loss rather than once per retry."""
+        if self.online is False:
+            return
+        self.online = False
+        for group in self._groups:
+            points = [p for block in group.blocks for p in block.points]
+            await self.bus.publish(SampleBatch(self.name, group.name, tuple(self._bad(points, reason, detail))))
+        log.warning("device lost", extra=kv(device=self.name, link=self.link.describe(), reason=reason.value, detail=detail))
+        await self.bus.publish(DeviceStatus(self.name, False, self._wall_clock(), f"{reason.value}: {detail}"))
+
+    async def _mark_online(self) -> None:
+        if self.online is True:
+            return
+        self.online = True
+        log.info("device online", extra=kv(device=self.name, link=self.link.describe()))
+        await self.bus.publish(DeviceStatus(self.name, True, self._wall_clock()))
+
+    def _backoff_delay(self, failures: int) -> float:
+        """Exponential backoff with multiplicative jitter, capped at ``max_s``."""
+        base = min(self.backoff.max_s, self.backoff.initial_s * 2 ** max(0, failures - 1))
+        spread = self.backoff.jitter
+        return base * self._rng.uniform(1 - spread, 1 + spread)

@@ -1,0 +1,146 @@
+"""The only way anything in the gateway writes to a field device.
+
+Every write request, whatever its origin (controller, dispatch command, operator CLI), goes
+through one queue and the same checks *before* it reaches the wire: the tag must be declared
+writable, the value must be a finite number inside the tag's limits, no larger a step than allowed
+from the device's current value, not sooner than the tag's minimum interval, and representable in
+the register type. Then the value is written and read back. Each request and its outcome is logged
+with its origin, refusals included, so "who changed the setpoint at 02:14" has an answer.
+
+A refused or failed write is not retried here: the requester decides with fresh data. This is
+what keeps a PLC that was unreachable for an hour from receiving an hour of stale setpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from drivers.base import Quality
+from drivers.modbus.codec import encode_write
+from drivers.modbus.link import LinkError
+from gateway.logs import kv
+from gateway.poller import DevicePoller
+from gateway.samples import Value
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What happened to one write request; ``reason`` says why it was refused or failed."""
+
+    tag: str
+    requested: Value
+    origin: str
+    accepted: bool
+    reason: str = ""
+    readback: Value = None
+
+
+class WriteRefused(Exception):
+    """A request failed a check before reaching the wire."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    tag: str
+    value: Value
+    origin: str
+    done: asyncio.Future[WriteResult]
+
+
+class WriteQueue:
+    """Serialises writes, checks them against the configuration, writes, and reads back."""
+
+    def __init__(
+        self,
+        pollers: Mapping[str, DevicePoller],
+        *,
+        maxsize: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._poller_of = {tag: poller for poller in pollers.values() for tag in poller.tags}
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize)
+        self._clock = clock
+        self._last_write: dict[str, float] = {}
+
+    async def write(self, tag: str, value: Value, origin: str) -> WriteResult:
+        """Queue a write and wait for its outcome."""
+        done: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Request(tag, value, origin, done))
+        return await done
+
+    async def run(self) -> None:
+        """Process requests one at a time, forever (until cancelled)."""
+        while True:
+            request = await self._queue.get()
+            result = await self._execute(request)
+            if result.accepted:
+                log.info("write done", extra=kv(tag=request.tag, value=request.value, origin=request.origin,
+                                                readback=result.readback))
+            else:
+                log.warning("write refused", extra=kv(tag=request.tag, value=request.value, origin=request.origin,
+                                                      reason=result.reason))
+            if not request.done.done():
+                request.done.set_result(result)
+
+    async def _execute(self, request: _Request) -> WriteResult:
+        try:
+            poller, raw = await self._check(request.tag, request.value)
+        except WriteRefused as exc:
+            return WriteResult(request.tag, request.value, request.origin, False, str(exc))
+        except LinkError as exc:
+            return WriteResult(request.tag, request.value, request.origin, False, f"device unreachable: {exc}")
+        try:
+            await poller.write_raw(request.tag, raw)
+            self._last_write[request.tag] = self._clock()
+            readback = await poller.read_tag(request.tag)
+        except LinkError as exc:
+            return WriteResult(request.tag, request.value, request.origin, False, f"write failed: {exc}")
+        if readback.quality is not Quality.GOOD or not _same(readback.value, request.value, poller, request.tag):
+            return WriteResult(request.tag, request.value, request.origin, False,
+                               f"read-back mismatch: device holds {readback.value!r}", readback.value)
+        return WriteResult(request.tag, request.value, request.origin, True, "", readback.value)
+
+    async def _check(self, tag: str, value: Value) -> tuple[DevicePoller, list[int] | bool]:
+        """Every check that can refuse a write, in the order a person would ask them."""
+        poller = self._poller_of.get(tag)
+        if poller is None:
+            raise WriteRefused(f"unknown tag {tag!r}")
+        limits = poller.tags[tag].writable
+        if limits is None:
+            raise WriteRefused(f"tag {tag!r} is not writable")
+        if isinstance(value, bool):
+            value = int(value)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise WriteRefused(f"value {value!r} is not a finite number")
+        if not limits.min <= value <= limits.max:
+            raise WriteRefused(f"value {value} outside the limits [{limits.min}, {limits.max}]")
+        last = self._last_write.get(tag)
+        if last is not None and self._clock() - last < limits.min_interval_s:
+            raise WriteRefused(f"too soon: at least {limits.min_interval_s} s between writes")
+        try:
+            raw = encode_write(poller.points[tag], bool(value) if poller.points[tag].is_boolean else value)
+        except ValueError as exc:
+            raise WriteRefused(f"not representable in the register: {exc}") from None
+        if not poller.online:
+            raise WriteRefused(f"device {poller.name!r} is offline")
+        if limits.max_step is not None:
+            current = await poller.read_tag(tag)
+            if current.quality is not Quality.GOOD or not isinstance(current.value, int | float):
+                raise WriteRefused("current value unknown, cannot check max_step")
+            if abs(value - current.value) > limits.max_step + 1e-9:
+                raise WriteRefused(f"step {value - current.value:+g} from {current.value:g} exceeds max_step {limits.max_step:g}")
+        return poller, raw
+
+
+def _same(readback: Value, requested: Value, poller: DevicePoller, tag: str) -> bool:
+    """Equal within half a count of the register's resolution."""
+    if readback is None or requested is None:
+        return False
+    return abs(float(readback) - float(requested)) <= abs(poller.points[tag].scale) / 2 + 1e-9

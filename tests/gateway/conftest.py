@@ -1,0 +1,101 @@
+"""Fixtures for gateway tests: a simulated station served over real Modbus TCP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import socket
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.bus import Bus, Subscription
+from gateway.config import GatewayConfig
+from gateway.samples import DeviceStatus, Sample, SampleBatch
+from sim.modbus_server import StationModbusServer
+from sim.station import Station
+
+ROOT = Path(__file__).resolve().parents[2]
+STATION_YAML = ROOT / "config" / "station.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def demo_station() -> Station:
+    return Station(start=datetime(2026, 1, 10, 6, 0, tzinfo=UTC), seed=1)
+
+
+@pytest.fixture
+async def station_server() -> AsyncIterator[StationModbusServer]:
+    """The demo station's PLC (unit 1) and meter (unit 2) on one free loopback port."""
+    async with StationModbusServer(demo_station(), port=0) as server:
+        yield server
+
+
+def station_config(port: int, edit: Callable[[dict[str, Any]], None] | None = None) -> GatewayConfig:
+    """config/station.yaml pointed at ``port`` (both devices), optionally edited further."""
+    data = copy.deepcopy(yaml.safe_load(STATION_YAML.read_text()))
+    for device in data["devices"].values():
+        device["port"] = port
+    if edit is not None:
+        edit(data)
+    return GatewayConfig.model_validate(data)
+
+
+class Recorder:
+    """Drains a bus subscription, keeping everything with the loop time it arrived."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.subscription: Subscription = bus.subscribe("test-recorder", maxsize=100_000, lossless=True)
+        self.items: list[tuple[float, SampleBatch | DeviceStatus]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Recorder:
+        self._task = asyncio.create_task(self._drain())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        async for item in self.subscription:
+            self.items.append((loop.time(), item))
+
+    def batches(self, device: str | None = None, group: str | None = None) -> list[tuple[float, SampleBatch]]:
+        return [
+            (t, item) for t, item in self.items
+            if isinstance(item, SampleBatch)
+            and (device is None or item.device == device)
+            and (group is None or item.group == group)
+        ]
+
+    def statuses(self, device: str) -> list[DeviceStatus]:
+        return [item for _, item in self.items if isinstance(item, DeviceStatus) and item.device == device]
+
+    def latest(self, tag: str) -> Sample | None:
+        for _, item in reversed(self.items):
+            if isinstance(item, SampleBatch):
+                for sample in item.samples:
+                    if sample.tag == tag:
+                        return sample
+        return None
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``predicate`` until true; fail the test with ``what`` after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            if loop.time() > deadline:
+                pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            await asyncio.sleep(0.02)

@@ -1,0 +1,49 @@
+"""README truth: what it documents is what the code does."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_register_map_sections_match_sim_registers() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from update_register_map import render
+    finally:
+        sys.path.pop(0)
+    assert render(README) == README, "README register map is stale: run scripts/update_register_map.py"
+    assert "| input (FC04) | 0 | outdoor_temperature |" in README
+
+
+def test_quick_start_has_exactly_the_two_commands() -> None:
+    quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", quick_start, re.S)
+    assert block is not None
+    commands = [line.split("#")[0].strip() for line in block[1].splitlines() if line.strip()]
+    assert commands == ["./scripts/demo.sh", "./scripts/test.sh"]
+    for command in commands:
+        assert (ROOT / command).exists()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "./scripts/test.sh" in ci
+
+
+def test_every_documented_cli_command_exists() -> None:
+    help_text = subprocess.run([sys.executable, "-m", "gateway", "--help"], capture_output=True, text=True,
+                               timeout=60, cwd=ROOT).stdout
+    for command in re.findall(r"^\| `heatgw (\w+)", README, re.M):
+        assert re.search(rf"│ {command}\s", help_text), f"README documents `heatgw {command}`, the CLI lacks it"
+
+
+def test_every_tag_key_is_in_the_configuration_reference() -> None:
+    from gateway.config import ModbusRtuDevice, ModbusTcpDevice, StationInfo, TagConfig
+
+    reference = README.split("## Configuration reference", 1)[1].split("\n## Command line", 1)[0]
+    for model in (StationInfo, TagConfig, ModbusTcpDevice, ModbusRtuDevice):
+        for field in model.model_fields:
+            assert f"`{field}`" in reference, f"{model.__name__}.{field} is not documented"
