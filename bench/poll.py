@@ -25,6 +25,7 @@ import contextlib
 import cProfile
 import json
 import logging
+import math
 import os
 import platform
 import pstats
@@ -47,6 +48,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gateway.app import Gateway
+from gateway.bus import Subscription
 from gateway.config import GatewayConfig
 from gateway.poller import DevicePoller
 
@@ -214,7 +216,8 @@ async def serve(tags: int) -> None:
     )
     server = ModbusTcpServer(device, address=(HOST, 0))
     await server.serve_forever(background=True)
-    print(f"port {server.transport.sockets[0].getsockname()[1]}", flush=True)
+    listener = server.transport  # an asyncio.Server once listening, though typed as a transport
+    print(f"port {listener.sockets[0].getsockname()[1]}", flush=True)  # type: ignore[attr-defined]
     try:
         await _answer_commands(counts)
     finally:
@@ -248,7 +251,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         times = self._psutil.cpu_times()
-        return times.user + times.system
+        return float(times.user + times.system)
 
 
 @contextlib.asynccontextmanager
@@ -325,14 +328,13 @@ class Snapshot:
     machine_busy_s: float  # all CPUs, everything: to see what else ran during the window
     polls: tuple[int, ...]  # per device, in gateway order
     values: int
-    requests: int
     failures: int
 
 
 def machine_busy_seconds() -> float:
     """CPU time spent by every process on every CPU (all but idle and I/O wait)."""
     times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 def snapshot(pollers: list[DevicePoller], server: ServerProcess) -> Snapshot:
@@ -346,7 +348,6 @@ def snapshot(pollers: list[DevicePoller], server: ServerProcess) -> Snapshot:
         machine_busy_s=machine_busy_seconds(),
         polls=tuple(p.stats.polls for p in pollers),
         values=sum(p.stats.values for p in pollers),
-        requests=sum(p.stats.requests for p in pollers),
         failures=sum(p.stats.failures for p in pollers),
     )
 
@@ -358,7 +359,7 @@ def window_lateness(pollers: list[DevicePoller], start: Snapshot, end: Snapshot)
     synchronously at the poll's start, so the window's entries are the last ``polls`` delta ones.
     """
     late: list[float] = []
-    for poller, before, after in zip(pollers, start.polls, end.polls):
+    for poller, before, after in zip(pollers, start.polls, end.polls, strict=True):
         new = after - before
         if new > len(poller.stats.lateness_s):
             raise RuntimeError("lateness history was trimmed inside the window; shorten --seconds")
@@ -381,13 +382,17 @@ class Run:
     rss_max_sampled_mb: float  # psutil, once a second during the window
     peak_rss_mb: float  # ru_maxrss: the kernel's high-water mark for the whole run
     dropped: int
-    consumed: int
+
+    @property
+    def wall_s(self) -> float:
+        """Length of the measurement window."""
+        return self.end.wall_s - self.start.wall_s
 
 
-async def drain(subscription: Any, consumed: list[int]) -> None:
+async def drain(subscription: Subscription) -> None:
     """The bench's bus consumer: take every batch off the bus, as a real consumer would."""
-    async for item in subscription:
-        consumed[0] += len(getattr(item, "samples", ()))
+    async for _ in subscription:
+        pass
 
 
 async def sample_rss(until: float, peak: list[float]) -> None:
@@ -449,13 +454,14 @@ async def measure(args: argparse.Namespace) -> Run:
     rss_before = psutil.Process().memory_info().rss / MB
     async with server_process(args.tags) as server:
         config = GatewayConfig.model_validate(gateway_config(args.devices, args.tags, args.interval, server.port))
+        if problems := config.problems():
+            raise RuntimeError(f"generated configuration is inconsistent: {problems[:3]}")
         gateway = Gateway(config)
         subscription = gateway.bus.subscribe("bench", maxsize=1024, lossless=False)
         pollers = list(gateway.pollers.values())
-        consumed = [0]
         rss_max = [0.0]
         async with running(gateway):
-            consumer = asyncio.create_task(drain(subscription, consumed), name="bench-consumer")
+            consumer = asyncio.create_task(drain(subscription), name="bench-consumer")
             try:
                 # Pollers start together, so their deadlines share a phase: half an interval off it,
                 # the snapshots and the stop fall between polls rather than in the middle of them.
@@ -478,7 +484,7 @@ async def measure(args: argparse.Namespace) -> Run:
         server_requests=sum(server_counts.values()),
         rss_before_mb=rss_before, rss_max_sampled_mb=rss_max[0],
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB,  # Linux: KiB
-        dropped=subscription.dropped, consumed=consumed[0],
+        dropped=subscription.dropped,
     )
 
 
@@ -498,51 +504,78 @@ class Figure:
 def percentile(values: list[float], fraction: float) -> float:
     """Nearest-rank percentile: an observed value, so p99 of 100 polls is the second worst."""
     ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * fraction // 1))
-    return ordered[int(rank) - 1]
+    return ordered[max(1, math.ceil(len(ordered) * fraction)) - 1]
 
 
 def figures(run: Run, args: argparse.Namespace) -> list[Figure]:
     """The table: measured figures against the issue's targets."""
-    wall = run.end.wall_s - run.start.wall_s
-    values = run.end.values - run.start.values
-    user = run.end.user_s - run.start.user_s
-    system = run.end.system_s - run.start.system_s
+    return [*_throughput(run, args), *_memory(run), *_requests(run), *_jitter(run), *_context(run)]
+
+
+def _throughput(run: Run, args: argparse.Namespace) -> list[Figure]:
+    wall = run.wall_s
+    rate = (run.end.values - run.start.values) / wall
+    expected = TARGET_VALUES_FRACTION * args.devices * args.tags / args.interval
+    user, system = run.end.user_s - run.start.user_s, run.end.system_s - run.start.system_s
     cpu = user + system
-    server_cpu = run.end.server_cpu_s - run.start.server_cpu_s
-    others = run.end.machine_busy_s - run.start.machine_busy_s - cpu - server_cpu
-    expected_rate = args.devices * args.tags / args.interval
-    polls = sum(run.total_polls)
-    planned_total = sum(n * p for n, p in zip(run.total_polls, run.planned_per_device))
-    # Polls are counted when they start: a poll cut short by the stop may miss up to p - 1 requests.
-    slack = sum(p - 1 for p in run.planned_per_device)
-    late_ms = [1000 * s for s in run.lateness_s]
-    p50, p99 = percentile(late_ms, 0.50), percentile(late_ms, 0.99)
-    rate = values / wall
-    # ru_maxrss can trail the current RSS slightly (the kernel syncs RSS counters lazily).
-    peak_rss = max(run.peak_rss_mb, run.rss_max_sampled_mb)
-    per_1000 = cpu / (values / 1000) if values else float("inf")
+    per_1000 = cpu / (rate * wall / 1000) if rate else math.inf
     return [
-        Figure("values/s", f"{rate:,.0f}", f">= {TARGET_VALUES_FRACTION * expected_rate:,.0f}",
-               rate >= TARGET_VALUES_FRACTION * expected_rate),
+        Figure("values/s", f"{rate:,.0f}", f">= {expected:,.0f}", rate >= expected),
         Figure("gateway CPU, % of one core", f"{100 * cpu / wall:.1f} %", f"<= {TARGET_CPU_PCT:.0f} %",
                100 * cpu / wall <= TARGET_CPU_PCT),
         Figure("gateway CPU s per 1000 values", f"{per_1000:.4f}", f"<= {TARGET_CPU_S_PER_1000:.3f}",
                per_1000 <= TARGET_CPU_S_PER_1000),
-        Figure("gateway CPU split user / system", f"{100 * user / wall:.1f} % / {100 * system / wall:.1f} %"),
-        Figure("peak RSS (max of ru_maxrss and window samples)", f"{peak_rss:.1f} MB",
-               f"<= {TARGET_RSS_MB:.0f} MB", peak_rss <= TARGET_RSS_MB),
+        Figure("gateway CPU user / system", f"{100 * user / wall:.1f} % / {100 * system / wall:.1f} %"),
+    ]
+
+
+def _memory(run: Run) -> list[Figure]:
+    # ru_maxrss can trail the current RSS slightly (the kernel syncs RSS counters lazily).
+    peak = max(run.peak_rss_mb, run.rss_max_sampled_mb)
+    return [
+        Figure("peak RSS (max of ru_maxrss and window samples)", f"{peak:.1f} MB", f"<= {TARGET_RSS_MB:.0f} MB",
+               peak <= TARGET_RSS_MB),
         Figure("RSS before the gateway is built (imports only)", f"{run.rss_before_mb:.1f} MB"),
-        Figure("requests/poll at server (planned)", f"{run.server_requests / polls:.3f} "
-               f"({planned_total / polls:.3f})", "= planned",
-               planned_total - slack <= run.server_requests <= planned_total),
-        Figure("requests whole run: server / gateway / planned",
-               f"{run.server_requests} / {run.client_requests} / {planned_total}"),
-        Figure("interval jitter p50", f"{p50:.2f} ms"),
+    ]
+
+
+def _requests(run: Run) -> list[Figure]:
+    """Whole-run request counts: the server's against the plan's (and the gateway's own count).
+
+    Polls are counted when they start, so a poll cut short by the stop may lack up to p - 1 of
+    its p requests; the stop is placed between polls, so this slack is normally unused.
+    """
+    polls = sum(run.total_polls)
+    planned = sum(n * p for n, p in zip(run.total_polls, run.planned_per_device, strict=True))
+    slack = sum(p - 1 for p in run.planned_per_device)
+    return [
+        Figure("requests/poll at the server (planned)",
+               f"{run.server_requests / polls:.3f} ({planned / polls:.3f})", "= planned",
+               planned - slack <= run.server_requests <= planned),
+        Figure("requests, whole run: server / gateway / planned",
+               f"{run.server_requests} / {run.client_requests} / {planned}"),
+    ]
+
+
+def _jitter(run: Run) -> list[Figure]:
+    late_ms = [1000 * s for s in run.lateness_s]
+    p50, p99 = percentile(late_ms, 0.50), percentile(late_ms, 0.99)
+    return [
+        Figure("interval jitter (poll start - deadline) p50", f"{p50:.2f} ms"),
         Figure("interval jitter p99", f"{p99:.2f} ms", f"< {TARGET_JITTER_P99_MS:.0f} ms", p99 < TARGET_JITTER_P99_MS),
         Figure("interval jitter max", f"{max(late_ms):.2f} ms"),
-        Figure("polls in window / failures", f"{sum(run.end.polls) - sum(run.start.polls)} / "
-               f"{run.end.failures - run.start.failures}", "0 failures", run.end.failures == run.start.failures),
+    ]
+
+
+def _context(run: Run) -> list[Figure]:
+    wall = run.wall_s
+    failures = run.end.failures - run.start.failures
+    server_cpu = run.end.server_cpu_s - run.start.server_cpu_s
+    gateway_cpu = run.end.user_s + run.end.system_s - run.start.user_s - run.start.system_s
+    others = run.end.machine_busy_s - run.start.machine_busy_s - gateway_cpu - server_cpu
+    return [
+        Figure("polls in window / failures", f"{sum(run.end.polls) - sum(run.start.polls)} / {failures}",
+               "0 failures", failures == 0),
         Figure("bus batches dropped (bench consumer)", str(run.dropped), "0", run.dropped == 0),
         Figure("server process CPU, % of one core (not counted)", f"{100 * server_cpu / wall:.1f} %"),
         Figure("other processes' CPU in the window, % of one core", f"{100 * max(0.0, others) / wall:.1f} %"),
@@ -560,9 +593,8 @@ def render(rows: list[Figure]) -> str:
 def machine() -> str:
     """What the figures were measured on: they mean little without it."""
     model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"nproc {len(os.sched_getaffinity(0))}, {model}, Python {platform.python_version()}, "
             f"pymodbus {pymodbus.__version__}, Linux {platform.release()}, load average before run {load}")
@@ -607,7 +639,7 @@ def main() -> None:
     print(f"- command: `{command_line()}`")
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
     print(f"- machine: {machine()}\n", flush=True)
-    deadline = args.warmup + args.seconds + 2 * STARTUP_TIMEOUT_S + 30
+    deadline = args.warmup + args.interval + args.seconds + STARTUP_TIMEOUT_S + 2 * STOP_TIMEOUT_S + 30
     with _quiet_interrupt():
         run = asyncio.run(asyncio.wait_for(measure(args), deadline))
     print(render(figures(run, args)))

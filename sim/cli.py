@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sim.modbus_server import SerialLine
 from sim.runner import JsonObject, SimRunner, send_control
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ def run(
     meter_word_order: Annotated[WordOrderChoice, typer.Option(help="float32/uint32 word order of the meter")] = (
         WordOrderChoice.big
     ),
+    meter_serial: Annotated[str | None, typer.Option(
+        help="serve the heat meter as Modbus RTU on this serial port (e.g. one end of a socat pty pair)")] = None,
+    meter_baudrate: Annotated[int, typer.Option(help="baud rate for --meter-serial")] = 9600,
     speed: Annotated[float, typer.Option(help="simulated seconds per wall-clock second")] = 600.0,
     tick: Annotated[float, typer.Option(help="wall-clock seconds between physics steps")] = 0.2,
     control_port: Annotated[int, typer.Option(help="JSON-lines control port on the same host")] = DEFAULT_CONTROL_PORT,
@@ -71,7 +75,7 @@ def run(
     station = Station(start=start_at, seed=seed)
     runner = SimRunner(
         station, host=host, port=port, meter_port=meter_port, meter_word_order=meter_word_order.value,
-        speed=speed, tick_s=tick, control_port=control_port,
+        meter_serial=SerialLine(meter_serial, meter_baudrate) if meter_serial else None, speed=speed, tick_s=tick, control_port=control_port,
     )
     try:
         asyncio.run(_serve(runner))

@@ -1,7 +1,8 @@
-"""Modbus TCP server for a simulated station: the PLC (unit 1) and the heat meter (unit 2).
+"""Modbus server for a simulated station: the PLC (unit 1) and the heat meter (unit 2).
 
-Both units share one port by default, as behind a station's Modbus TCP gateway, or the meter
-gets its own port. Register contents and request validation come from ``sim.registers``; this
+Both units share one TCP port by default, as behind a station's Modbus TCP gateway; or the meter
+gets its own TCP port; or it is served as Modbus RTU on a serial line, as most heat meters are
+wired (on RS-485), which tests reach through a pseudo-terminal pair. Register contents and request validation come from ``sim.registers``; this
 module only wires them to pymodbus and adds what a test rig needs on top of a device:
 
 * writes reach the station PLC through the SimDevice ``action`` hook, with the PLC's limits
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -164,6 +165,16 @@ class _Gate:
         return check_request(device, pdu.function_code, address, count)
 
 
+@dataclass(frozen=True, slots=True)
+class SerialLine:
+    """A serial port to serve Modbus RTU on (a pty path in tests, /dev/ttyUSB0 on a bench)."""
+
+    path: str
+    baudrate: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+
+
 class _GatedRequestHandler(ServerRequestHandler):
     """A pymodbus connection handler that passes each request through a ``_Gate`` first.
 
@@ -178,7 +189,7 @@ class _GatedRequestHandler(ServerRequestHandler):
     ``StationModbusServer``'s action never awaits anything.
     """
 
-    server: _GatedTcpServer
+    server: _GatedTcpServer | _GatedSerialServer
 
     async def handle_request(self) -> None:
         pdu, addr = self.last_pdu, self.last_addr
@@ -220,12 +231,25 @@ class _GatedTcpServer(ModbusTcpServer):
         return _GatedRequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
 
 
+class _GatedSerialServer(ModbusSerialServer):
+    """``ModbusSerialServer`` (RTU framing) whose line uses ``_GatedRequestHandler``."""
+
+    def __init__(self, devices: list[SimDevice], *, line: SerialLine, gate: _Gate) -> None:
+        super().__init__(devices, port=line.path, baudrate=line.baudrate, parity=line.parity,
+                         stopbits=line.stopbits)
+        self.gate = gate
+
+    def callback_new_connection(self) -> _GatedRequestHandler:
+        return _GatedRequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+
+
 class StationModbusServer:
     """Serves one station's PLC and heat meter over Modbus TCP on loopback (or any host).
 
     ``port=0`` (and ``meter_port=0``) bind a free port; after the first ``start()`` the chosen
     ports are kept, so ``stop()``/``start()`` come back on the same ones. ``meter_port=None``
-    serves the meter as unit 2 on the PLC's port.
+    serves the meter as unit 2 on the PLC's port; ``meter_serial`` serves it as Modbus RTU on a
+    serial line instead.
 
     Call ``update(measurements)`` whenever the station has moved; reads always answer from the
     latest snapshot plus the PLC's current settings, writes go straight to ``station.plc``.
@@ -239,9 +263,13 @@ class StationModbusServer:
         port: int = 0,
         meter_port: int | None = None,
         meter_word_order: WordOrder = "big",
+        meter_serial: SerialLine | None = None,
     ) -> None:
         if meter_word_order not in ("big", "little"):
             raise ValueError(f"meter_word_order must be 'big' or 'little', got {meter_word_order!r}")
+        if meter_serial is not None and meter_port is not None:
+            raise ValueError("the meter is served either on its own TCP port or on a serial line, not both")
+        self._meter_serial = meter_serial
         self._station = station
         self._host = host
         self._ports: dict[Device, int] = {Device.PLC: port}
@@ -252,7 +280,7 @@ class StationModbusServer:
         self._counts: Counter[tuple[int, int]] = Counter()
         self._measurements = station.measurements()
         self._images: dict[Device, dict[Block, Image]] = {}
-        self._listeners: list[_GatedTcpServer] = []
+        self._listeners: list[_GatedTcpServer | _GatedSerialServer] = []
         self._encode()
 
     # --- lifetime ---
@@ -276,10 +304,20 @@ class StationModbusServer:
                     raise OSError(f"cannot listen on {self._host}:{port} (in use?)") from exc
                 self._listeners.append(listener)
                 self._ports[device] = listener.transport.sockets[0].getsockname()[1]
+            if self._meter_serial is not None:
+                await self._serve_meter_serial(self._meter_serial)
         except BaseException:
             await self.stop()
             raise
         log.info("modbus server listening", extra={"fields": {"host": self._host, **self.ports}})
+
+    async def _serve_meter_serial(self, line: SerialLine) -> None:
+        units = {METER_UNIT: Device.METER}
+        listener = _GatedSerialServer([self._sim_device(METER_UNIT, Device.METER)], line=line,
+                                      gate=_Gate(units, self._faults, self._counts))
+        await listener.serve_forever(background=True)
+        self._listeners.append(listener)
+        log.info("modbus RTU meter listening", extra={"fields": {"serial": line.path, "baudrate": line.baudrate}})
 
     async def stop(self) -> None:
         """Close the listener(s) and every client connection; requests in flight are dropped."""
@@ -305,17 +343,19 @@ class StationModbusServer:
         return bool(self._listeners)
 
     @property
-    def ports(self) -> dict[str, int]:
-        """``{"plc_port": N, "meter_port": M}``; M equals N when the meter shares the port."""
+    def ports(self) -> dict[str, int | str]:
+        """``{"plc_port": N, "meter_port": M}``; M equals N when the meter shares the port, and is
+        the serial port's path when the meter speaks RTU."""
         plc = self._ports[Device.PLC]
-        return {"plc_port": plc, "meter_port": self._ports.get(Device.METER, plc)}
+        meter = self._meter_serial.path if self._meter_serial else self._ports.get(Device.METER, plc)
+        return {"plc_port": plc, "meter_port": meter}
 
     @property
     def port(self) -> int:
         return self._ports[Device.PLC]
 
     @property
-    def meter_port(self) -> int:
+    def meter_port(self) -> int | str:
         return self.ports["meter_port"]
 
     # --- data ---
@@ -366,7 +406,7 @@ class StationModbusServer:
     # --- pymodbus wiring ---
 
     def _units_on(self, device: Device) -> dict[int, Device]:
-        if device is Device.PLC and Device.METER not in self._ports:
+        if device is Device.PLC and Device.METER not in self._ports and self._meter_serial is None:
             return dict(UNITS)
         return {unit: dev for unit, dev in UNITS.items() if dev is device}
 

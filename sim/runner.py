@@ -32,7 +32,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from sim.modbus_server import UNITS, CommFaults, ExceptionRange, StationLike, StationModbusServer
+from sim.modbus_server import UNITS, CommFaults, ExceptionRange, SerialLine, StationLike, StationModbusServer
 from sim.registers import WordOrder
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class SimRunner:
         port: int = 0,
         meter_port: int | None = None,
         meter_word_order: WordOrder = "big",
+        meter_serial: SerialLine | None = None,
         speed: float = 600.0,
         tick_s: float = 0.2,
         control_port: int | None = 0,
@@ -86,7 +87,8 @@ class SimRunner:
         self._host = host
         self._control_port = control_port
         self.server = StationModbusServer(
-            station, host=host, port=port, meter_port=meter_port, meter_word_order=meter_word_order
+            station, host=host, port=port, meter_port=meter_port, meter_word_order=meter_word_order,
+            meter_serial=meter_serial,
         )
         self._control: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()

@@ -1,0 +1,96 @@
+"""Modbus RTU end to end: the gateway reads the simulator's heat meter over a pseudo-terminal pair.
+
+socat joins two ptys back to back, like a USB-RS485 adapter wired to a meter: the simulator serves
+RTU frames on one end, the gateway's serial client opens the other.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.base import Quality
+from gateway.app import Gateway
+from sim.modbus_server import CommFaults, SerialLine, StationModbusServer
+from tests.gateway.conftest import Recorder, demo_station, station_config
+
+pytestmark = pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed (scripts/bootstrap.sh installs it)")
+
+
+@pytest.fixture
+def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(simulator end, gateway end) of a socat pty pair; socat is stopped afterwards."""
+    sim_end, gateway_end = tmp_path / "meter-sim", tmp_path / "meter-gw"
+    process = subprocess.Popen(
+        ["socat", f"pty,raw,echo=0,link={sim_end}", f"pty,raw,echo=0,link={gateway_end}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while not (sim_end.exists() and gateway_end.exists()):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"socat did not create the pty pair: {process.communicate(timeout=5)[1]!r}")
+            time.sleep(0.02)
+        yield str(sim_end), str(gateway_end)
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+
+def meter_on_serial(gateway_end: str) -> Any:
+    def edit(data: dict[str, Any]) -> None:
+        meter = data["devices"]["heat_meter"]
+        for key in ("host", "port"):
+            meter.pop(key)
+        meter.update(protocol="modbus_rtu", serial_port=gateway_end, baudrate=9600, timeout_s=0.5, retries=0,
+                     backoff={"initial_s": 0.2, "max_s": 1.0})
+    return edit
+
+
+async def test_heat_meter_is_read_over_rtu_with_the_planned_requests(pty_pair: tuple[str, str]) -> None:
+    sim_end, gateway_end = pty_pair
+    async with StationModbusServer(demo_station(), port=0, meter_serial=SerialLine(sim_end)) as server:
+        config = station_config(server.port, meter_on_serial(gateway_end))
+        gateway = Gateway(config)
+        meter = gateway.pollers["heat_meter"]
+        slow = next(g for g in meter._groups if g.name == "slow")  # noqa: SLF001
+        await meter.link.connect()
+        try:
+            server.reset_request_counts()
+            samples = {s.tag: s for s in (await meter.poll_group(slow)).samples}
+        finally:
+            meter.link.close()
+    truth = server.measurements.meter
+    assert all(s.quality is Quality.GOOD for s in samples.values()), samples
+    assert samples["meter_energy_gj"].value == pytest.approx(truth.energy_gj, rel=1e-6)
+    assert samples["meter_power"].value == pytest.approx(truth.power_kw, rel=1e-6)
+    assert samples["meter_energy_bcd"].value == int(truth.energy_kwh)
+    assert server.request_counts() == {(2, 3): meter.planned_requests()["slow"]} == {(2, 3): 1}
+
+
+async def test_a_silent_rtu_meter_goes_bad_while_the_tcp_plc_carries_on(pty_pair: tuple[str, str]) -> None:
+    sim_end, gateway_end = pty_pair
+    async with StationModbusServer(demo_station(), port=0, meter_serial=SerialLine(sim_end)) as server:
+        def edit(data: dict[str, Any]) -> None:
+            meter_on_serial(gateway_end)(data)
+            data["groups"] = {"fast": {"interval_s": 0.25}, "slow": {"interval_s": 0.25}}
+        gateway = Gateway(station_config(server.port, edit))
+        async with Recorder(gateway.bus) as recorder, gateway:
+            await recorder.wait_for(lambda: gateway.pollers["heat_meter"].online is True, 5, "meter online over RTU")
+            server.set_comm_faults(2, CommFaults(offline=True))
+            await recorder.wait_for(lambda: gateway.pollers["heat_meter"].online is False, 5, "meter lost")
+            plc_polls = gateway.pollers["plc"].stats.polls
+            await recorder.wait_for(lambda: gateway.pollers["plc"].stats.polls >= plc_polls + 4, 5, "PLC still polled")
+            meter_sample = recorder.latest("meter_power")
+            assert meter_sample is not None and meter_sample.quality is Quality.BAD
+            assert meter_sample.reason.startswith("timeout")
+            plc_sample = recorder.latest("outdoor_temp")
+            assert plc_sample is not None and plc_sample.quality is Quality.GOOD
+            server.set_comm_faults(2, CommFaults())
+            await recorder.wait_for(lambda: gateway.pollers["heat_meter"].online is True, 5, "meter back")
