@@ -32,7 +32,6 @@ import pstats
 import random
 import resource
 import shlex
-import signal
 import struct
 import subprocess
 import sys
@@ -175,7 +174,7 @@ def _encode(slot: Slot, value: float, status_word: int) -> tuple[int, ...]:
 def _check_fits(laid_out: list[LaidOutTag]) -> None:
     end = max((tag.address + len(tag.registers) for tag in laid_out), default=0)
     if end > REGISTERS_PER_TABLE:
-        raise SystemExit(f"too many tags for the simulated device ({REGISTERS_PER_TABLE} registers per table)")
+        raise ValueError(f"too many tags for the simulated device ({REGISTERS_PER_TABLE} registers per table)")
 
 
 def register_tables(tags: int) -> dict[str, list[int]]:
@@ -191,11 +190,7 @@ def register_tables(tags: int) -> dict[str, list[int]]:
 
 
 async def serve(tags: int) -> None:
-    """``--serve``: answer every unit id, count requests, report counts on demand, stop at EOF.
-
-    SIGINT is ignored: on Ctrl-C the parent stops this process itself, after its own cleanup.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """``--serve``: answer every unit id, count requests, report counts on demand, stop at EOF."""
     # pymodbus logs an error with a frame dump for every reply it cannot send because the client
     # hung up, which is every request in flight when the gateway stops. A failure during the
     # window shows up in the gateway's failure count instead.
@@ -260,6 +255,7 @@ async def server_process(tags: int) -> AsyncIterator[ServerProcess]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, os.path.abspath(__file__), "--serve", "--tags", str(tags),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        start_new_session=True,  # Ctrl-C reaches only this process, which then stops the child
     )
     try:
         assert process.stdout is not None
@@ -616,6 +612,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.devices, args.tags) < 1 or args.interval <= 0 or args.seconds <= 0 or args.warmup < 0:
         parser.error("devices and tags must be >= 1, interval and seconds > 0, warmup >= 0")
+    try:
+        device_layout(args.tags)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
 
 

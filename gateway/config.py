@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
+from gateway.config_base import Strict
+from gateway.control.settings import ControllerSettings
+from gateway.mqtt.settings import MqttSettings
 from gateway.validation import validate_document
 from gateway.yaml_source import ConfigError, Path_, YamlDocument, load_yaml
 
@@ -28,12 +31,6 @@ Order = Literal["big", "little"]
 REGISTER_FUNCTIONS = ("holding", "input")
 BIT_FUNCTIONS = ("coil", "discrete")
 WRITABLE_FUNCTIONS = ("holding", "coil")
-
-
-class Strict(BaseModel):
-    """Base for every config model: unknown keys are errors, values are immutable once loaded."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class StationInfo(Strict):
@@ -180,6 +177,8 @@ class GatewayConfig(Strict):
     station: StationInfo
     groups: dict[Name, PollGroup] = Field(default_factory=lambda: {"default": PollGroup(interval_s=1.0)})
     devices: dict[Name, Device] = Field(min_length=1)
+    mqtt: MqttSettings | None = None
+    controller: ControllerSettings | None = None
 
     def tags(self) -> dict[str, tuple[str, TagConfig]]:
         """Every tag by name, with the device it belongs to."""

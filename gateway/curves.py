@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from gateway.config import Strict
+from gateway.config_base import Strict
 from gateway.validation import validate_document
 from gateway.yaml_source import load_yaml
 

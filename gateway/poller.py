@@ -180,7 +180,10 @@ class DevicePoller:
         decoder = self._decoders.get(block)
         if decoder is None:
             decoder = self._decoders[block] = BlockDecoder(block)
-        decoded = decoder.decode(raw)
+        try:
+            decoded = decoder.decode(raw)
+        except ValueError as exc:  # a reply of the wrong length: this block is bad, the rest goes on
+            return self._bad(block.points, Reason.DECODE_ERROR, str(exc))
         return [self._sample(key, result, timestamp) for key, result in decoded.items()]
 
     async def read_tag(self, tag: str) -> Sample:

@@ -1,0 +1,1 @@
+"""The gateway's MQTT side: durable outbox, publisher, status and commands."""
