@@ -1,0 +1,167 @@
+"""Real services for tests: a Mosquitto broker and a VictoriaMetrics TSDB, each on a free loopback port.
+
+Nothing is mocked: the broker is Debian's mosquitto with a config file of the test's own (TLS,
+passwords and ACLs where a test asks for them), and the historian target is victoria-metrics,
+which accepts the InfluxDB v2 line-protocol write API (``/api/v2/write``) and lets a test read
+back what arrived through ``/api/v1/export``. Each service can be stopped and started again on
+the same port, because outage tests need exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+VICTORIA_METRICS = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, timeout_s: float = 10.0) -> None:
+    """Block until ``port`` accepts connections; fail loudly if ``process`` dies first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout_s} s")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout_s)
+
+
+@dataclass
+class Mosquitto:
+    """A private broker. ``extra_config`` lines are appended to the listener's config.
+
+    For TLS pass ``cafile``/``certfile``/``keyfile`` lines in ``extra_config`` (the test makes its
+    own CA); for passwords, write a password file with ``mosquitto_passwd`` or
+    ``Mosquitto.password_file`` and add ``password_file`` / ``acl_file`` lines.
+    """
+
+    directory: Path
+    extra_config: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "mosquitto.log"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "per_listener_settings false",
+            f"listener {self.port} 127.0.0.1",
+            "persistence false",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            *(self.extra_config or ["allow_anonymous true"]),
+        ]
+        if not any(line.startswith("allow_anonymous") for line in lines):
+            lines.append("allow_anonymous false")
+        self.config_path.write_text("\n".join(lines) + "\n")
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config_path)], stdout=log, stderr=log)
+        wait_for_port(self.port, self.process, "mosquitto")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None
+
+    def kill(self) -> None:
+        """Stop without a clean disconnect (clients see their connection reset)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def password_file(self, users: dict[str, str]) -> Path:
+        """Write a mosquitto password file (hashed with mosquitto_passwd) and return its path."""
+        path = self.directory / "passwords"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        for user, password in users.items():
+            subprocess.run(["mosquitto_passwd", "-b", str(path), user, password], check=True, timeout=30,
+                           capture_output=True)
+        return path
+
+
+@dataclass
+class VictoriaMetrics:
+    """A private VictoriaMetrics with its own data directory; the InfluxDB v2 write API is at ``url``."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        log = (self.directory / "victoria-metrics.log").open("ab")
+        self.process = subprocess.Popen(
+            [VICTORIA_METRICS, f"-httpListenAddr=127.0.0.1:{self.port}",
+             f"-storageDataPath={self.directory / 'data'}", "-retentionPeriod=100y",
+             "-search.latencyOffset=0s", "-loggerLevel=ERROR"],
+            stdout=log, stderr=log,
+        )
+        wait_for_port(self.port, self.process, "victoria-metrics", timeout_s=20)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def flush(self) -> None:
+        """Make everything written so far visible to queries (VictoriaMetrics buffers briefly)."""
+        urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10).read()
+
+    def export(self, match: str = '{__name__!=""}') -> list[dict[str, object]]:
+        """Every series matching ``match`` with all its samples, as the JSON-lines export returns them."""
+        self.flush()
+        query = urllib.parse.urlencode({"match[]": match, "start": "0"})
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=30) as reply:
+            return [json.loads(line) for line in reply.read().decode().splitlines() if line.strip()]
