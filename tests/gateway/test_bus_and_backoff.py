@@ -1,0 +1,64 @@
+"""The bus's per-consumer loss policy, and the poller's reconnect pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from gateway.bus import Bus
+from gateway.config import Backoff
+from gateway.poller import DevicePoller
+from gateway.samples import DeviceStatus
+from gateway.tagmap import make_link
+from tests.gateway.conftest import station_config
+
+
+def status(n: int) -> DeviceStatus:
+    return DeviceStatus("plc", True, float(n))
+
+
+async def test_lossy_consumer_drops_oldest_and_counts_while_lossless_gets_everything() -> None:
+    bus = Bus()
+    live_view = bus.subscribe("view", maxsize=3)
+    outbox = bus.subscribe("outbox", maxsize=100, lossless=True)
+    for n in range(10):
+        await bus.publish(status(n))
+    assert live_view.dropped == 7
+    assert [live_view.get_nowait().timestamp for _ in range(3)] == [7.0, 8.0, 9.0]  # type: ignore[union-attr]
+    assert live_view.get_nowait() is None
+    assert [outbox.get_nowait().timestamp for _ in range(10)] == [float(n) for n in range(10)]  # type: ignore[union-attr]
+
+
+async def test_a_full_lossless_consumer_makes_the_producer_wait_instead_of_dropping() -> None:
+    bus = Bus()
+    outbox = bus.subscribe("outbox", maxsize=2, lossless=True)
+    await bus.publish(status(0))
+    await bus.publish(status(1))
+    blocked = asyncio.create_task(bus.publish(status(2)))
+    await asyncio.sleep(0.05)
+    assert not blocked.done(), "the producer went on although the lossless consumer was full"
+    assert outbox.get_nowait() is not None
+    await asyncio.wait_for(blocked, 1.0)
+    assert [outbox.get_nowait().timestamp for _ in range(2)] == [1.0, 2.0]  # type: ignore[union-attr]
+
+
+def poller_with(backoff: Backoff, seed: int) -> DevicePoller:
+    config = station_config(5020)
+    device = config.devices["plc"].model_copy(update={"backoff": backoff})
+    return DevicePoller("plc", device, config.groups, make_link(device), Bus(), rng=random.Random(seed))
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_backoff_doubles_within_its_jitter_and_stops_at_the_cap(seed: int) -> None:
+    poller = poller_with(Backoff(initial_s=1.0, max_s=30.0, jitter=0.2), seed)
+    for failures, base in ((1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 30.0), (50, 30.0)):
+        delay = poller._backoff_delay(failures)  # noqa: SLF001
+        assert base * 0.8 <= delay <= base * 1.2, (failures, delay)
+
+
+async def test_jitter_spreads_a_fleet_reconnecting_after_the_same_outage() -> None:
+    delays = {round(poller_with(Backoff(initial_s=10.0, jitter=0.2), seed)._backoff_delay(1), 3)  # noqa: SLF001
+              for seed in range(20)}
+    assert len(delays) > 15
