@@ -72,12 +72,13 @@ def _check_one(path: Path) -> str:
 @app.command()
 def run(
     config: Annotated[Path, typer.Option(help="station configuration file")] = Path("/etc/heatgw/station.yaml"),
+    state_dir: Annotated[Path, typer.Option(help="writable directory for the MQTT outbox")] = Path("/var/lib/heatgw"),
 ) -> None:
-    """Run the gateway until SIGTERM: poll the devices, serve writes."""
+    """Run the gateway until SIGTERM: poll the devices, serve writes, send telemetry over MQTT."""
     from gateway.app import run_until_signalled
 
     try:
-        asyncio.run(run_until_signalled(config))
+        asyncio.run(run_until_signalled(config, state_dir))
     except ConfigError as exc:
         for message in exc.messages:
             errors.print(message, markup=False, highlight=False)

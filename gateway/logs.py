@@ -48,9 +48,21 @@ class LogfmtFormatter(logging.Formatter):
         return line
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when logging was set up.
+
+    Test runners and the rich live view swap ``sys.stderr``; a handler bound to the old stream
+    would write to a closed file ("Logging error") once the swap is undone.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def setup_logging(level: str = "info") -> None:
     """Route every logger (ours and the libraries') through one logfmt handler on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler.setFormatter(LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

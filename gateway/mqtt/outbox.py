@@ -1,0 +1,243 @@
+"""The durable outbox: telemetry messages wait here, on disk, until the broker has acknowledged them.
+
+SQLite in WAL mode, one row per telemetry message, keyed by the station's sequence number.
+
+* **Sequence numbers** are assigned here, in the same transaction that stores the message, from
+  an ``AUTOINCREMENT`` key: they never repeat, even after every row was deleted and the process
+  restarted, so a receiver can trust a gap or a duplicate it sees.
+* **Durability** (``outbox.durability``): with ``full`` (the default) SQLite syncs the WAL at every
+  commit, so a message that was given a sequence number survives a power cut. With ``normal`` it
+  survives a process crash (SIGKILL, OOM kill) but a power cut may roll back the last commits; as
+  their sequence numbers may already have been published, the next start would give the same
+  numbers to different messages. Stations lose power, so ``full`` is the default; one fsync per
+  message (about one a second) is cheap. ``normal`` is for flash media where writes are precious
+  and power is backed up.
+* **Acknowledged rows are deleted in batches**: losing a delete to a crash only re-sends a
+  message, which QoS 1 allows and the sequence number exposes.
+* **Cap** (``outbox.max_bytes``, ``outbox.max_age_h``): when the stored messages use more pages
+  than allowed, or the oldest is too old, the OLDEST are deleted. Drops are counted (persistently),
+  logged, and reported in the status message. The database file keeps its size: freed pages are
+  reused for the next backlog instead of being returned to the file system, so the file never
+  outgrows the cap plus the WAL (``journal_size_limit``).
+* **Compression**: payloads are stored zlib-compressed (they are JSON with repeating tag names);
+  replay decompresses, which costs far less than the disk it saves during a 72-hour outage.
+
+``Outbox`` is synchronous and must be used from one thread. ``AsyncOutbox`` is the event loop's
+handle on it: every call runs on one dedicated thread, so an fsync that takes 50 ms on a slow
+industrial flash card delays the outbox, never the poller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from gateway.logs import kv
+from gateway.mqtt.settings import OutboxSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+COMPRESSION_LEVEL = 6
+AGE_DROP_CHUNK = 512  # rows deleted per step while enforcing the age cap
+SIZE_DROP_CHUNK = 16  # rows deleted per step while enforcing the size cap (then measured again)
+JOURNAL_SIZE_LIMIT = 64 * 1024**2
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    samples INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counters VALUES ('dropped_messages', 0), ('dropped_samples', 0);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored message, decompressed, as the publisher sends it."""
+
+    seq: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """What the outbox holds and has dropped (status message, logs, benchmark)."""
+
+    last_seq: int
+    pending_messages: int
+    pending_samples: int
+    used_bytes: int
+    dropped_messages: int
+    dropped_samples: int
+
+
+class Outbox:
+    """SQLite-backed queue of telemetry messages with per-station sequence numbers."""
+
+    def __init__(self, path: Path, settings: OutboxSettings, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._settings = settings
+        self._clock = clock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None)  # explicit transactions only
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={settings.durability.upper()}")
+        self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+        self._db.executescript(SCHEMA)
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        self.last_seq: int = row[0] if row else 0
+        self._page_size: int = self._db.execute("PRAGMA page_size").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def append(self, encode: Callable[[int], bytes], samples: int) -> int:
+        """Store one message under the next sequence number and return that number.
+
+        ``encode(seq)`` builds the payload, which carries its own sequence number. When this
+        returns, the message is committed (and synced, with ``durability: full``).
+        """
+        seq = self.last_seq + 1
+        payload = zlib.compress(encode(seq), COMPRESSION_LEVEL)
+        now = self._clock()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("INSERT INTO outbox (seq, created, samples, payload) VALUES (?, ?, ?, ?)",
+                             (seq, now, samples, payload))
+            dropped = self._enforce_cap(seq, now)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self.last_seq = seq
+        if dropped[0]:
+            total = self._counters()
+            log.warning("outbox full: dropped the oldest telemetry", extra=kv(
+                messages=dropped[0], samples=dropped[1], up_to_seq=dropped[2],
+                dropped_messages_total=total[0], dropped_samples_total=total[1]))
+        return seq
+
+    def pending(self, after: int, limit: int) -> list[Entry]:
+        """Up to ``limit`` stored messages with a sequence number above ``after``, in order."""
+        rows = self._db.execute("SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                                (after, limit)).fetchall()
+        return [Entry(seq, zlib.decompress(payload)) for seq, payload in rows]
+
+    def ack(self, seqs: Iterable[int]) -> None:
+        """Forget messages the broker has acknowledged (unknown numbers are ignored)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", ((seq,) for seq in seqs))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def stats(self) -> OutboxStats:
+        messages, samples = self._db.execute("SELECT count(*), coalesce(sum(samples), 0) FROM outbox").fetchone()
+        dropped_messages, dropped_samples = self._counters()
+        return OutboxStats(self.last_seq, messages, samples, self._used_bytes(), dropped_messages, dropped_samples)
+
+    def _used_bytes(self) -> int:
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * self._page_size)
+
+    def _counters(self) -> tuple[int, int]:
+        values = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+        return values["dropped_messages"], values["dropped_samples"]
+
+    def _enforce_cap(self, newest: int, now: float) -> tuple[int, int, int]:
+        """Delete the oldest rows until both caps hold; returns (messages, samples, last dropped seq).
+
+        Runs inside the append's transaction, so a message and the drops it caused commit together.
+        The newest message is never dropped: it is what the cap makes room for.
+        """
+        cutoff = now - self._settings.max_age_h * 3600
+        messages = samples = last = 0
+        while True:
+            oldest = self._db.execute("SELECT seq, created FROM outbox ORDER BY seq LIMIT 1").fetchone()
+            if oldest is None or oldest[0] == newest:
+                break
+            if oldest[1] < cutoff:
+                victims = self._db.execute(
+                    "SELECT seq, samples FROM outbox WHERE created < ? AND seq < ? ORDER BY seq LIMIT ?",
+                    (cutoff, newest, AGE_DROP_CHUNK)).fetchall()
+            elif self._used_bytes() > self._settings.max_bytes:
+                victims = self._db.execute("SELECT seq, samples FROM outbox WHERE seq < ? ORDER BY seq LIMIT ?",
+                                           (newest, SIZE_DROP_CHUNK)).fetchall()
+            else:
+                break
+            last = victims[-1][0]
+            self._db.execute("DELETE FROM outbox WHERE seq <= ?", (last,))
+            messages += len(victims)
+            samples += sum(n for _, n in victims)
+        if messages:
+            self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_messages'", (messages,))
+            self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_samples'", (samples,))
+        return messages, samples, last
+
+
+class AsyncOutbox:
+    """The event loop's handle on an ``Outbox`` living on its own thread."""
+
+    def __init__(self, path: Path, settings: OutboxSettings, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._settings = settings
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._outbox: Outbox | None = None
+        self._appended = asyncio.Condition()
+        self.last_seq = 0
+
+    async def _run(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def open(self) -> None:
+        self._outbox = await self._run(Outbox, self.path, self._settings, self._clock)
+        self.last_seq = self._outbox.last_seq
+
+    async def close(self) -> None:
+        if self._outbox is not None:
+            await self._run(self._outbox.close)
+            self._outbox = None
+        self._executor.shutdown(wait=True)
+
+    @property
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            raise RuntimeError("outbox is not open")
+        return self._outbox
+
+    async def append(self, encode: Callable[[int], bytes], samples: int) -> int:
+        seq = await self._run(self.outbox.append, encode, samples)
+        self.last_seq = seq
+        async with self._appended:
+            self._appended.notify_all()
+        return seq
+
+    async def pending(self, after: int, limit: int) -> list[Entry]:
+        return await self._run(self.outbox.pending, after, limit)
+
+    async def ack(self, seqs: list[int]) -> None:
+        await self._run(self.outbox.ack, seqs)
+
+    async def stats(self) -> OutboxStats:
+        return await self._run(self.outbox.stats)
+
+    async def wait_beyond(self, seq: int) -> None:
+        """Return once a message with a sequence number above ``seq`` has been stored."""
+        async with self._appended:
+            await self._appended.wait_for(lambda: self.last_seq > seq)

@@ -1,0 +1,263 @@
+"""The station's MQTT session: status, meta, telemetry out of the outbox, commands in.
+
+Per connection:
+
+1. connect with the last will (retained ``offline``, ``connection lost``);
+2. publish the retained birth (``online``, version, config hash, start time, outbox backlog and
+   drops) and the retained meta, subscribe to ``cmd/+``;
+3. send the outbox in sequence order, QoS 1, at most ``max_inflight`` messages awaiting their
+   PUBACK; a message is deleted from the outbox only after its PUBACK. The backlog goes first
+   because it IS the head of the queue: replay and live are one ordered stream;
+4. answer commands, one at a time, on ``cmd/<name>/result``.
+
+When the connection drops, unacknowledged messages stay in the outbox and the next connection
+starts again from the oldest; the receiver sees them twice at most, with the same sequence number.
+Reconnection backs off exponentially with jitter. ``stop()`` publishes a retained ``offline``
+(``shutdown``) status and disconnects cleanly, so the broker discards the will.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.logs import kv
+from gateway.mqtt.client import ConnectFailed, ConnectionLost, Endpoint, MqttConnection, Will
+from gateway.mqtt.commands import CommandRegistry
+from gateway.mqtt.outbox import AsyncOutbox
+from gateway.mqtt.payloads import StationIdentity, birth, death
+from gateway.mqtt.settings import MqttSettings, TlsSettings
+from gateway.yaml_source import ConfigError
+
+log = logging.getLogger(__name__)
+
+STATUS_TIMEOUT_S = 5.0
+
+
+class Topics:
+    """The station's topics under ``<prefix>/<station>/``."""
+
+    def __init__(self, prefix: str, station: str) -> None:
+        self.base = f"{prefix}/{station}"
+        self.status = f"{self.base}/status"
+        self.meta = f"{self.base}/meta"
+        self.telemetry = f"{self.base}/telemetry"
+        self.commands = f"{self.base}/cmd/+"
+
+    def command_name(self, topic: str) -> str:
+        return topic.rsplit("/", 1)[-1]
+
+    def result(self, name: str) -> str:
+        return f"{self.base}/cmd/{name}/result"
+
+
+def endpoint(settings: MqttSettings, station: str) -> Endpoint:
+    """Connection parameters. The password file is read and the TLS context built now, so that a
+    missing file or a bad certificate stops the start with a configuration error (exit 2) rather
+    than failing every reconnect."""
+    password = None
+    if settings.password_file is not None:
+        try:
+            lines = settings.password_file.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError([f"mqtt.password_file: cannot read {settings.password_file}: {exc.strerror}"]) from None
+        password = lines[0].strip() if lines else ""
+    return Endpoint(settings.host, settings.port, settings.client_id or f"heatgw-{station}", settings.keepalive_s,
+                    settings.connect_timeout_s, settings.username, password,
+                    tls_context(settings.tls) if settings.tls is not None else None)
+
+
+def tls_context(tls: TlsSettings) -> ssl.SSLContext:
+    """Trust the configured CA only (not the system store), and check the broker's host name."""
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError([f"mqtt.tls.ca_file: cannot load {tls.ca_file}: {exc}"]) from None
+    if tls.cert_file is not None and tls.key_file is not None:
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError([f"mqtt.tls.cert_file/key_file: cannot load {tls.cert_file}: {exc}"]) from None
+    return context
+
+
+class Publisher:
+    """Keeps one MQTT session alive and moves the outbox through it. Run ``run()``; ``stop()`` ends it."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        identity: StationIdentity,
+        outbox: AsyncOutbox,
+        commands: CommandRegistry,
+        meta: bytes,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.outbox = outbox
+        self.commands = commands
+        self.topics = Topics(settings.topic_prefix, identity.station)
+        self._meta = meta
+        self._endpoint = endpoint(settings, identity.station)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._stopping = asyncio.Event()
+        self._acked: list[int] = []
+        self._ack_ready = asyncio.Event()
+        self._ack_lock = asyncio.Lock()
+        self.connected = asyncio.Event()
+        self.published_messages = 0  # acknowledged telemetry messages, for the benchmark and logs
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect with backoff, until ``stop()``."""
+        failures = 0
+        acker = asyncio.create_task(self._ack_forever(), name="mqtt-acks")
+        try:
+            while not self._stopping.is_set():
+                try:
+                    connection = await MqttConnection.open(self._endpoint, self._will())
+                except ConnectFailed as exc:
+                    failures += 1
+                    delay = self._backoff(failures)
+                    log.warning("mqtt connection failed", extra=kv(
+                        broker=f"{self.settings.host}:{self.settings.port}", reason=str(exc), attempt=failures,
+                        retry_in_s=round(delay, 1)))
+                    await self._pause(delay)
+                    continue
+                failures = 0
+                await self._serve(connection)
+                # A broker that accepts and then drops us at once must not be hammered.
+                await self._pause(self._backoff(1))
+        finally:
+            acker.cancel()
+            await asyncio.gather(acker, return_exceptions=True)
+            await self._flush_acks()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake up at once when asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    def stop(self) -> None:
+        """Ask ``run()`` to publish the offline status, disconnect and return."""
+        self._stopping.set()
+
+    def _will(self) -> Will:
+        return Will(self.topics.status, death("connection lost", None))
+
+    def _backoff(self, failures: int) -> float:
+        policy = self.settings.reconnect
+        base: float = min(policy.max_s, policy.initial_s * 2.0 ** (failures - 1))
+        return base * self._rng.uniform(1 - policy.jitter, 1 + policy.jitter)
+
+    async def _serve(self, connection: MqttConnection) -> None:
+        """One connection's life: birth, meta, commands, telemetry, until it drops or we stop."""
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self._flush_acks()  # acknowledged on the last connection: not to be sent again
+            stats = await self.outbox.stats()
+            status = birth(self.identity, self._clock(), stats.pending_messages, stats.dropped_messages)
+            connection.publish(self.topics.status, status, retain=True)
+            connection.publish(self.topics.meta, self._meta, retain=True)
+            await connection.subscribe(self.topics.commands)
+            log.info("mqtt connected", extra=kv(broker=f"{self.settings.host}:{self.settings.port}",
+                                                client_id=self._endpoint.client_id, backlog=stats.pending_messages,
+                                                last_seq=stats.last_seq))
+            self.connected.set()
+            tasks = [asyncio.create_task(self._pump(connection), name="mqtt-telemetry"),
+                     asyncio.create_task(self._answer_commands(connection), name="mqtt-commands")]
+            stopping = asyncio.create_task(self._stopping.wait())
+            ends: list[asyncio.Future[Any]] = [connection.closed, stopping, *tasks]
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            if self._stopping.is_set() and not connection.closed.done():
+                await self._say_goodbye(connection)
+            else:
+                log.warning("mqtt connection lost", extra=kv(reason=connection.closed.result()))
+        except (ConnectFailed, ConnectionLost, TimeoutError) as exc:
+            log.warning("mqtt session ended", extra=kv(reason=str(exc) or type(exc).__name__))
+        except Exception:  # noqa: BLE001 - the session must outlive a failing disk or a bug
+            log.exception("mqtt session failed; reconnecting")
+        finally:
+            self.connected.clear()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            connection.abort()
+
+    async def _say_goodbye(self, connection: MqttConnection) -> None:
+        """Retained ``offline``/``shutdown`` status, acknowledged, then DISCONNECT (no will)."""
+        try:
+            async with asyncio.timeout(STATUS_TIMEOUT_S):
+                await connection.publish(self.topics.status, death("shutdown", self._clock()), retain=True)
+        except (ConnectionLost, TimeoutError) as exc:
+            log.warning("offline status not acknowledged; the broker will publish the will", extra=kv(
+                reason=str(exc) or type(exc).__name__))
+        await connection.disconnect()
+        log.info("mqtt disconnected", extra=kv(reason="shutdown"))
+
+    async def _pump(self, connection: MqttConnection) -> None:
+        """Outbox -> broker, in sequence order, at most ``max_inflight`` awaiting PUBACK."""
+        window = self.settings.max_inflight
+        inflight: set[int] = set()
+        slot_freed = asyncio.Event()
+        cursor = 0  # highest sequence number sent on this connection
+
+        def settled(seq: int, done: asyncio.Future[None]) -> None:
+            inflight.discard(seq)
+            slot_freed.set()
+            if not done.cancelled() and done.exception() is None:
+                self._acked.append(seq)
+                self._ack_ready.set()
+
+        while True:
+            while len(inflight) >= window:
+                slot_freed.clear()
+                await slot_freed.wait()
+            stored = self.outbox.last_seq
+            entries = await self.outbox.pending(cursor, window - len(inflight))
+            if not entries:
+                # Everything up to ``stored`` was sent or dropped by the cap: wait for more.
+                cursor = max(cursor, stored)
+                await self.outbox.wait_beyond(cursor)
+                continue
+            for entry in entries:
+                done = connection.publish(self.topics.telemetry, entry.payload, qos=1)
+                inflight.add(entry.seq)
+                done.add_done_callback(functools.partial(settled, entry.seq))
+                cursor = entry.seq
+
+    async def _ack_forever(self) -> None:
+        while True:
+            await self._ack_ready.wait()
+            self._ack_ready.clear()
+            await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        """Delete acknowledged messages, in one transaction for everything acknowledged so far."""
+        async with self._ack_lock:
+            acked, self._acked = self._acked, []
+            if acked:
+                await self.outbox.ack(acked)
+                self.published_messages += len(acked)
+
+    async def _answer_commands(self, connection: MqttConnection) -> None:
+        while True:
+            message = await connection.incoming.get()
+            name = self.topics.command_name(message.topic)
+            answer = await self.commands.handle(name, message.payload)
+            connection.publish(self.topics.result(name), answer, qos=1)

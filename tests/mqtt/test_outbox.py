@@ -1,0 +1,95 @@
+"""The outbox: sequence numbers that never repeat, order, acknowledgement, and the cap policy."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.mqtt.outbox import Outbox
+from gateway.mqtt.settings import OutboxSettings
+
+
+def message(seq: int, size: int = 10) -> bytes:
+    return json.dumps({"seq": seq, "s": ["x" * size]}).encode()
+
+
+def fill(outbox: Outbox, count: int, size: int = 10) -> list[int]:
+    return [outbox.append(lambda seq: message(seq, size), 3) for _ in range(count)]
+
+
+def test_sequence_numbers_start_at_one_and_survive_restarts_even_when_empty(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    outbox = Outbox(path, OutboxSettings())
+    assert fill(outbox, 3) == [1, 2, 3]
+    outbox.ack([1, 2, 3])
+    outbox.close()
+    reopened = Outbox(path, OutboxSettings())
+    assert reopened.stats().pending_messages == 0
+    assert fill(reopened, 2) == [4, 5], "a number once given is never given again"
+    assert [json.loads(e.payload)["seq"] for e in reopened.pending(0, 10)] == [4, 5]
+
+
+def test_pending_is_in_order_after_a_cursor_and_ack_forgets(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxSettings())
+    fill(outbox, 10)
+    assert [e.seq for e in outbox.pending(0, 4)] == [1, 2, 3, 4]
+    assert [e.seq for e in outbox.pending(4, 100)] == [5, 6, 7, 8, 9, 10]
+    assert outbox.pending(3, 1)[0].payload == message(4), "stored compressed, returned as published"
+    outbox.ack([2, 1, 5, 99])  # any order; unknown numbers are ignored
+    assert [e.seq for e in outbox.pending(0, 100)] == [3, 4, 6, 7, 8, 9, 10]
+    stats = outbox.stats()
+    assert (stats.last_seq, stats.pending_messages, stats.pending_samples) == (10, 7, 21)
+
+
+@pytest.mark.parametrize("durability, level", [("full", 2), ("normal", 1)])
+def test_wal_mode_and_the_chosen_sync_level(tmp_path: Path, durability: str, level: int) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxSettings(durability=durability))  # type: ignore[arg-type]
+    assert outbox._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert outbox._db.execute("PRAGMA synchronous").fetchone()[0] == level
+
+
+def test_size_cap_drops_the_oldest_counts_them_and_keeps_the_newest(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    cap = OutboxSettings(max_bytes=1024**2)
+    outbox = Outbox(path, cap)
+    # Incompressible payloads, about 20 kB each: 200 of them need about 4 MB.
+    seqs = [outbox.append(lambda seq: message(seq) + os.urandom(20_000), 3) for _ in range(200)]
+    stats = outbox.stats()
+    assert stats.used_bytes <= cap.max_bytes
+    remaining = [e.seq for e in outbox.pending(0, 1000)]
+    assert remaining == list(range(remaining[0], 201)), "what is left is the newest, without holes"
+    assert remaining[-1] == seqs[-1]
+    assert stats.dropped_messages == remaining[0] - 1 > 100
+    assert stats.dropped_samples == 3 * stats.dropped_messages
+    outbox.close()
+    assert Outbox(path, cap).stats().dropped_messages == stats.dropped_messages, "drop counts persist"
+
+
+def test_age_cap_drops_messages_older_than_max_age(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxSettings(max_age_h=1.0), clock=lambda: now[0])
+    fill(outbox, 5)  # at t
+    now[0] += 1800
+    fill(outbox, 5)  # at t + 30 min
+    now[0] += 1801
+    assert outbox.append(lambda seq: message(seq), 3) == 11  # t + 60 min 1 s: the first five are too old
+    assert [e.seq for e in outbox.pending(0, 100)] == [6, 7, 8, 9, 10, 11]
+    assert outbox.stats().dropped_messages == 5
+
+
+def test_a_failed_append_stores_nothing_and_uses_no_number(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxSettings())
+    fill(outbox, 1)
+
+    def broken(seq: int) -> bytes:
+        raise ValueError("encoder bug")
+
+    with pytest.raises(ValueError):
+        outbox.append(broken, 1)
+    assert fill(outbox, 1) == [2]
+    with sqlite3.connect(tmp_path / "outbox.sqlite") as reader:
+        assert reader.execute("SELECT count(*) FROM outbox").fetchone()[0] == 2
