@@ -14,6 +14,7 @@ from gateway.curves import CurveFile
 from gateway.logs import setup_logging
 from gateway.validation import validate_document
 from gateway.yaml_source import ConfigError, load_yaml
+from gateway.historian.cli import app as historian_app
 from sim.cli import app as sim_app
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sim_app, name="sim", help="Run the simulated station and inject faults into it.")
+app.add_typer(historian_app, name="historian", help="Bridge station telemetry from MQTT into an InfluxDB-API database.")
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 

@@ -124,11 +124,16 @@ class Mosquitto:
 
 @dataclass
 class VictoriaMetrics:
-    """A private VictoriaMetrics with its own data directory; the InfluxDB v2 write API is at ``url``."""
+    """A private VictoriaMetrics with its own data directory; the InfluxDB v2 write API is at ``url``.
+
+    ``extra_args`` go on its command line, e.g. ``["-dedup.minScrapeInterval=1ms"]``: without it
+    VictoriaMetrics keeps two identical points where InfluxDB overwrites the same series+timestamp.
+    """
 
     directory: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -140,7 +145,7 @@ class VictoriaMetrics:
         self.process = subprocess.Popen(
             [VICTORIA_METRICS, f"-httpListenAddr=127.0.0.1:{self.port}",
              f"-storageDataPath={self.directory / 'data'}", "-retentionPeriod=100y",
-             "-search.latencyOffset=0s", "-loggerLevel=ERROR"],
+             "-search.latencyOffset=0s", "-loggerLevel=ERROR", *self.extra_args],
             stdout=log, stderr=log,
         )
         wait_for_port(self.port, self.process, "victoria-metrics", timeout_s=20)

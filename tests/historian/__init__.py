@@ -1,0 +1,1 @@
+"""Historian bridge tests: pure schema and sequence logic, and real broker + database runs."""
