@@ -38,9 +38,8 @@ import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from tests.services import Mosquitto, VictoriaMetrics, stop_process  # noqa: E402 - after the path fix
+from gateway.devstack import Mosquitto, VictoriaMetrics, stop_process
 
 TARGET_VALUES_PER_S = 50_000
 ROWS_PER_VALUE = 2  # telemetry_value and telemetry_quality

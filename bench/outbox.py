@@ -42,8 +42,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.services: the private broker
-
 from poll import Figure, gateway_config, machine, render, running, server_process
 
 from gateway.app import Gateway
@@ -54,8 +52,8 @@ from gateway.mqtt.outbox import AsyncOutbox, Outbox
 from gateway.mqtt.payloads import StationIdentity, TelemetryEncoder
 from gateway.mqtt.publisher import Publisher
 from gateway.mqtt.settings import MqttSettings, OutboxSettings
+from gateway.devstack import Mosquitto
 from gateway.samples import Sample
-from tests.services import Mosquitto
 
 TARGET_CPU_PCT = 25.0  # whole gateway process, of one core, at 10,000 values/s
 TARGET_REPLAY_VALUES_S = 20_000.0
@@ -321,7 +319,7 @@ async def replay(path: Path, expected: Fill, workdir: Path) -> ReplayRun:
 
 
 def mosquitto_version() -> str:
-    from tests.services import MOSQUITTO
+    from gateway.devstack import MOSQUITTO
 
     banner = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True, timeout=10).stdout
     return banner.split("version", 1)[1].split()[0] if "version" in banner else "?"

@@ -96,25 +96,29 @@ def demo(
     curve: Annotated[Path, typer.Option(help="heating curve the demo follows")] = REPO_CONFIG / "curves" / "radiators-75-50.yaml",
     port: Annotated[int, typer.Option(help="Modbus TCP port for the simulated station")] = 5020,
     control_port: Annotated[int, typer.Option(help="simulator fault-injection port")] = 5021,
+    mqtt_port: Annotated[int, typer.Option(help="port of the demo's private MQTT broker")] = 18830,
+    tsdb_port: Annotated[int, typer.Option(help="port of the demo's private time-series database")] = 18428,
     speed: Annotated[float, typer.Option(help="simulated seconds per wall-clock second")] = 600.0,
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
     live: Annotated[bool, typer.Option(help="show the live terminal view")] = True,
 ) -> None:
-    """Run the simulated station and the gateway together, with a live view."""
+    """Run the whole chain locally (simulator, gateway, broker, historian, database), with a live view."""
     from gateway.curves import load_curve
     from gateway.demo import run_demo
 
     try:
         heating_curve = load_curve(curve)
         state = asyncio.run(run_demo(config, heating_curve, port=port, control_port=control_port,
-                                     speed=speed, duration_s=duration, live=live))
+                                     mqtt_port=mqtt_port, tsdb_port=tsdb_port, speed=speed,
+                                     duration_s=duration, live=live))
     except ConfigError as exc:
         for message in exc.messages:
             errors.print(message, markup=False, highlight=False)
         raise typer.Exit(EXIT_INVALID_CONFIG) from None
     except KeyboardInterrupt:
         return
-    console.print(f"demo stopped after {state.writes} setpoint writes")
+    console.print(f"demo stopped after {state.writes} setpoint writes; "
+                  f"the historian stored {state.stored_points or 0} points")
 
 
 def main() -> None:

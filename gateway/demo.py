@@ -1,11 +1,13 @@
-"""``heatgw demo``: the simulated station and the gateway, working together on this machine.
+"""``heatgw demo``: the whole chain, from a simulated station to the dispatch centre's database.
 
 The simulator runs as its own process (``heatgw sim run``), exactly as it would on a test bench,
-and the gateway talks to it over Modbus TCP on loopback. What the screen shows is what the
-*gateway* read, with its quality, so a newcomer sees the real chain: physics -> registers ->
-planner -> decoder -> bus -> latest values. A plain curve follower writes the supply setpoint
-through the gateway's write queue (with its limits and read-back), standing in for the
-supply-curve controller until that lands.
+and the gateway talks to it over Modbus TCP on loopback. The gateway publishes to a private
+Mosquitto, and a historian bridge process writes what arrives into a private VictoriaMetrics
+through the InfluxDB v2 write API. What the screen shows is what the *gateway* read, with its
+quality, plus the sequence numbers it published and the points the historian stored, so a
+newcomer sees every link working. A plain curve follower writes the supply setpoint through the
+gateway's write queue (with its limits and read-back), standing in for the supply-curve
+controller until that lands.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import copy
 import logging
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from drivers.base import Quality
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.curves import Curve
+from gateway.demo_stack import DispatchSide, dispatch_side
 from gateway.latest import LatestValues
 from gateway.logs import kv
 from gateway.samples import Sample
@@ -62,14 +66,16 @@ class DemoState:
 
     last_write: WriteResult | None = None
     writes: int = 0
+    stored_points: int | None = None
 
 
-def demo_config(config_path: Path, port: int) -> GatewayConfig:
-    """The station config with every TCP device pointed at the local simulator's port."""
+def demo_config(config_path: Path, port: int, mqtt_port: int) -> GatewayConfig:
+    """The station config with every TCP device on the local simulator and MQTT on the local broker."""
     data = copy.deepcopy(yaml.safe_load(config_path.read_text()))
     for device in data["devices"].values():
         if device.get("protocol") == "modbus_tcp":
             device["host"], device["port"] = "127.0.0.1", port
+    data["mqtt"] = {**data.get("mqtt", {}), "host": "127.0.0.1", "port": mqtt_port}
     return GatewayConfig.model_validate(data)
 
 
@@ -133,7 +139,7 @@ def good_number(sample: Sample | None) -> float | None:
 
 
 def render(gateway: Gateway, latest: LatestValues, state: DemoState, sim_clock: str) -> Group:
-    """The live view: station values, rooms, devices, last write."""
+    """The live view: station values, rooms, devices, the dispatch side, last write."""
     station = Table(title=f"{gateway.config.station.name}  (simulated time {sim_clock})", expand=True)
     for column in ("Value", "Reading", "Quality"):
         station.add_column(column, justify="right" if column == "Reading" else "left")
@@ -157,12 +163,20 @@ def render(gateway: Gateway, latest: LatestValues, state: DemoState, sim_clock: 
         online = {True: "[green]online", False: "[red]lost", None: "[yellow]connecting"}[poller.online]
         devices.add_row(name, online, str(poller.stats.polls), str(poller.stats.requests), str(poller.stats.failures))
 
+    dispatch = "MQTT off"
+    if gateway.mqtt is not None:
+        link = "[green]connected" if gateway.mqtt.publisher.connected.is_set() else "[red]disconnected"
+        stored = "?" if state.stored_points is None else f"{state.stored_points:,}"
+        dispatch = (f"MQTT {link}[/]  last sequence number {gateway.mqtt.outbox.last_seq}, "
+                    f"acknowledged {gateway.mqtt.publisher.published_messages}   historian: {stored} points stored")
+
     write = state.last_write
     footer = "no setpoint written yet"
     if write is not None:
         verdict = "[green]accepted" if write.accepted else f"[red]refused: {write.reason}"
         footer = f"writes: {state.writes}, last: supply_setpoint <- {write.requested} ({write.origin}) {verdict}"
-    return Group(station, rooms, devices, Panel(footer + "   [dim]Ctrl-C stops"))
+    return Group(station, rooms, devices, Panel(dispatch, title="Dispatch side"),
+                 Panel(footer + "   [dim]Ctrl-C stops"))
 
 
 def _cells(latest: LatestValues, tag: str, unit: str) -> tuple[str, str]:
@@ -175,34 +189,43 @@ def _cells(latest: LatestValues, tag: str, unit: str) -> tuple[str, str]:
     return f"{value} {unit}", f"[{colour}]{label}"
 
 
-async def run_demo(config_path: Path, curve: Curve, *, port: int, control_port: int, speed: float,
-                   duration_s: float | None, live: bool) -> DemoState:
-    """Run simulator + gateway (+ live view) for ``duration_s`` or until cancelled."""
+async def run_demo(config_path: Path, curve: Curve, *, port: int, control_port: int, mqtt_port: int,
+                   tsdb_port: int, speed: float, duration_s: float | None, live: bool) -> DemoState:
+    """Run the whole chain (+ live view) for ``duration_s`` or until cancelled."""
+    config = demo_config(config_path, port, mqtt_port)
+    with tempfile.TemporaryDirectory(prefix="heatgw-demo-") as workdir, \
+            dispatch_side(Path(workdir), mqtt_port, tsdb_port) as dispatch:
+        async with simulator_process(port, control_port, speed):
+            gateway = Gateway(config, state_dir=Path(workdir) / "gateway")
+            state = await _run_gateway(gateway, curve, dispatch, control_port, duration_s, live)
+    log.info("demo finished", extra=kv(writes=state.writes, stored_points=state.stored_points))
+    return state
+
+
+async def _run_gateway(gateway: Gateway, curve: Curve, dispatch: DispatchSide, control_port: int,
+                       duration_s: float | None, live: bool) -> DemoState:
     from sim.runner import send_control
 
-    config = demo_config(config_path, port)
     state = DemoState()
-    async with simulator_process(port, control_port, speed):
-        gateway = Gateway(config)
-        latest = LatestValues(config)
-        feed = gateway.bus.subscribe("demo-view", maxsize=4096)
-        async with gateway:
-            follower = asyncio.create_task(follow_curve(gateway, latest, curve, state))
-            deadline = None if duration_s is None else time.monotonic() + duration_s
-            sim_clock = "?"
-            try:
-                with Live(render(gateway, latest, state, sim_clock), refresh_per_second=4, screen=False,
-                          transient=False) if live else contextlib.nullcontext() as screen:
-                    while deadline is None or time.monotonic() < deadline:
-                        while (item := feed.get_nowait()) is not None:
-                            latest.update(item)
-                        reply = await send_control("127.0.0.1", control_port, {"cmd": "status"})
-                        sim_clock = str(reply.get("result", {}).get("sim_time", "?"))[:16].replace("T", " ")
-                        if screen is not None:
-                            screen.update(render(gateway, latest, state, sim_clock))
-                        await asyncio.sleep(0.5)
-            finally:
-                follower.cancel()
-                await asyncio.gather(follower, return_exceptions=True)
-    log.info("demo finished", extra=kv(writes=state.writes))
+    latest = LatestValues(gateway.config)
+    feed = gateway.bus.subscribe("demo-view", maxsize=4096)
+    async with gateway:
+        follower = asyncio.create_task(follow_curve(gateway, latest, curve, state))
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        sim_clock = "?"
+        try:
+            with Live(render(gateway, latest, state, sim_clock), refresh_per_second=4,
+                      transient=False) if live else contextlib.nullcontext() as screen:
+                while deadline is None or time.monotonic() < deadline:
+                    while (item := feed.get_nowait()) is not None:
+                        latest.update(item)
+                    reply = await send_control("127.0.0.1", control_port, {"cmd": "status"})
+                    sim_clock = str(reply.get("result", {}).get("sim_time", "?"))[:16].replace("T", " ")
+                    state.stored_points = await dispatch.stored_points()
+                    if screen is not None:
+                        screen.update(render(gateway, latest, state, sim_clock))
+                    await asyncio.sleep(0.5)
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
     return state

@@ -1,4 +1,4 @@
-"""The README's demo command works: simulator process + gateway + curve writes, end to end."""
+"""The README's demo command works: simulator process, gateway, curve writes, MQTT, historian, database."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_runs_the_whole_chain_and_writes_the_curve_setpoint() -> None:
-    command = [sys.executable, "-m", "gateway", "demo", "--duration", "8", "--no-live",
-               "--port", str(free_port()), "--control-port", str(free_port())]
+    command = [sys.executable, "-m", "gateway", "demo", "--duration", "10", "--no-live",
+               "--port", str(free_port()), "--control-port", str(free_port()),
+               "--mqtt-port", str(free_port()), "--tsdb-port", str(free_port())]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=90, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stderr
@@ -24,4 +25,6 @@ def test_demo_runs_the_whole_chain_and_writes_the_curve_setpoint() -> None:
     write = re.search(r'msg="write done" tag=supply_setpoint value=([\d.]+) origin=demo-curve readback=([\d.]+)', log)
     assert write is not None, log[-3000:]
     assert float(write[1]) == float(write[2])
-    assert "demo stopped after" in proc.stdout
+    assert 'msg="mqtt connected"' in log
+    stored = re.search(r"the historian stored (\d+) points", proc.stdout)
+    assert stored is not None and int(stored[1]) > 0, proc.stdout

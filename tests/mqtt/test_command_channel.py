@@ -12,7 +12,7 @@ import pytest
 from gateway.app import Gateway
 from sim.modbus_server import StationModbusServer, plc_settings
 from tests.mqtt.conftest import TOPIC, Subscriber, gateway_config, station_with_mqtt, until
-from tests.services import Mosquitto
+from gateway.devstack import Mosquitto
 
 
 def envelope(command_id: str, expires_in_s: float = 60, **args: object) -> str:

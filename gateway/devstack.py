@@ -1,5 +1,6 @@
-"""Real services for tests: a Mosquitto broker and a VictoriaMetrics TSDB, each on a free loopback port.
+"""The dispatch side on one machine: a Mosquitto broker and a VictoriaMetrics TSDB on loopback.
 
+The demo runs the whole chain with them, and the tests use them as the real services they are.
 Nothing is mocked: the broker is Debian's mosquitto with a config file of the test's own (TLS,
 passwords and ACLs where a test asks for them), and the historian target is victoria-metrics,
 which accepts the InfluxDB v2 line-protocol write API (``/api/v2/write``) and lets a test read
@@ -55,8 +56,31 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout_s: float = 10.
         process.wait(timeout=timeout_s)
 
 
+def kill_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL: no shutdown handler runs, which is the point of an outage test."""
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+
+
+class _ChildProcess:
+    """Stop and kill for a service running as one child process in ``self.process``."""
+
+    process: subprocess.Popen[bytes] | None
+
+    def stop(self) -> None:
+        """Clean stop (SIGTERM): clients see an orderly disconnect."""
+        stop_process(self.process)
+        self.process = None
+
+    def kill(self) -> None:
+        """Stop at once, as a crash or power cut would: clients see their connection reset."""
+        kill_process(self.process)
+        self.process = None
+
+
 @dataclass
-class Mosquitto:
+class Mosquitto(_ChildProcess):
     """A private broker. ``extra_config`` lines are appended to the listener's config.
 
     For TLS pass ``cafile``/``certfile``/``keyfile`` lines in ``extra_config`` (the test makes its
@@ -97,17 +121,6 @@ class Mosquitto:
         self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config_path)], stdout=log, stderr=log)
         wait_for_port(self.port, self.process, "mosquitto")
 
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.process = None
-
-    def kill(self) -> None:
-        """Stop without a clean disconnect (clients see their connection reset)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -123,7 +136,7 @@ class Mosquitto:
 
 
 @dataclass
-class VictoriaMetrics:
+class VictoriaMetrics(_ChildProcess):
     """A private VictoriaMetrics with its own data directory; the InfluxDB v2 write API is at ``url``.
 
     ``extra_args`` go on its command line, e.g. ``["-dedup.minScrapeInterval=1ms"]``: without it
@@ -149,16 +162,6 @@ class VictoriaMetrics:
             stdout=log, stderr=log,
         )
         wait_for_port(self.port, self.process, "victoria-metrics", timeout_s=20)
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.process = None
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
 
     def flush(self) -> None:
         """Make everything written so far visible to queries (VictoriaMetrics buffers briefly)."""
