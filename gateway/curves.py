@@ -94,15 +94,40 @@ class Curve(Strict):
 
     def supply_at(self, outdoor_c: ArrayLike) -> NDArray[np.float64]:
         """Supply setpoint for the given outdoor temperature(s), clamped to the circuit limits."""
+        return np.clip(self._unclamped(np.asarray(outdoor_c, dtype=float)), self.min_supply_c, self.max_supply_c)
+
+    def supply_for_room(self, outdoor_c: ArrayLike, room_c: float) -> NDArray[np.float64]:
+        """Supply for a room temperature other than the one the curve serves (``room_c``).
+
+        Heat demand depends on room minus outdoor temperature, and the radiators' excess
+        temperature is counted from the room: so serving a room ``d`` K warmer is the curve read
+        ``d`` K colder outdoors, plus ``d``. This is the parallel displacement Danfoss and Siemens
+        apply for a room setpoint change; for the physical form it is exact, for a table it is
+        the same shift applied to the filed points. The result is clamped to the circuit limits.
+        """
+        shift = float(room_c) - self.room_c
+        raw = self._unclamped(np.asarray(outdoor_c, dtype=float) - shift) + shift
+        return np.clip(raw, self.min_supply_c, self.max_supply_c)
+
+    def return_at(self, outdoor_c: ArrayLike) -> NDArray[np.float64] | None:
+        """Design return temperature of the physical form (None for a table, which files no return)."""
+        if self.physical is None:
+            return None
         outdoor = np.asarray(outdoor_c, dtype=float)
+        return physical_return(self.physical, self.room_c, outdoor)
+
+    def _unclamped(self, outdoor: NDArray[np.float64]) -> NDArray[np.float64]:
         if self.points is not None:
             xs = np.array([p.outdoor_c for p in self.points])
             ys = np.array([p.supply_c for p in self.points])
-            raw = np.interp(outdoor, xs, ys)
-        else:
-            assert self.physical is not None
-            raw = physical_supply(self.physical, self.room_c, outdoor)
-        return np.clip(raw, self.min_supply_c, self.max_supply_c)
+            return np.interp(outdoor, xs, ys)
+        assert self.physical is not None
+        return physical_supply(self.physical, self.room_c, outdoor)
+
+    @property
+    def identity(self) -> str:
+        """How the curve is named in logs and the published state: ``name v3 (2026-10-20)``."""
+        return f"{self.name} v{self.version} ({self.date.isoformat()})"
 
 
 def physical_supply(design: PhysicalCurve, room_c: float, outdoor_c: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -111,6 +136,14 @@ def physical_supply(design: PhysicalCurve, room_c: float, outdoor_c: NDArray[np.
     mean_excess = 0.5 * (design.design_supply_c + design.design_return_c) - design.design_room_c
     half_spread = 0.5 * (design.design_supply_c - design.design_return_c)
     return room_c + mean_excess * q ** (1.0 / design.exponent) + half_spread * q
+
+
+def physical_return(design: PhysicalCurve, room_c: float, outdoor_c: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The matching return temperature: the same mean excess, minus half the (flow-constant) spread."""
+    q = np.maximum((room_c - outdoor_c) / (design.design_room_c - design.design_outdoor_c), 0.0)
+    mean_excess = 0.5 * (design.design_supply_c + design.design_return_c) - design.design_room_c
+    half_spread = 0.5 * (design.design_supply_c - design.design_return_c)
+    return room_c + mean_excess * q ** (1.0 / design.exponent) - half_spread * q
 
 
 class CurveFile(Strict):

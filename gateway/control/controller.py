@@ -1,0 +1,342 @@
+"""The supply-curve controller: outdoor temperature, curve and rooms in, supply setpoints out.
+
+Pure and clock-free: ``Controller.step(inputs, now)`` does no I/O and reads no clock, so the same
+object runs in the gateway (``ControllerTask``), against the simulator in tests and in the season
+bench. Per circuit and cycle, the setpoint is built in the order an operator would explain it:
+
+1. season and cut-out: does the circuit heat at all (else the off setpoint, or frost protection);
+2. the curve, read at a composite of the actual and the damped outdoor temperature, for the
+   comfort floor (day target, night floor, optimum-start ramp, plus a margin);
+3. the room trim: a PI on the coldest valid room, as a shift of the curve's room temperature,
+   plus the optimum-start boost while the floor rises before the day start;
+4. the dispatch offset (bounded, expiring);
+5. the circuit's min/max supply;
+6. the limiters (primary return, power, flow): each a slow loop that only ever lowers;
+7. the ramp (K/h) from the setpoint in force.
+
+Every stage is recorded in the published ``CircuitState``, and the integrators only move when
+their output can act (anti-windup against clamps, limiters, ramps and offsets).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+from gateway.control.comfort import ComfortFloor, HeatupLearner, comfort_floor, headroom_k, heatup_rate
+from gateway.control.loader import ControllerConfig
+from gateway.control.loops import FirstOrderLag, PiLoop, line_value, ramp
+from gateway.control.model import (
+    CircuitInputs,
+    CircuitState,
+    ControllerDecision,
+    ControllerInputs,
+    ControllerState,
+    DispatchOffset,
+    LimiterState,
+    OutdoorSource,
+    Reading,
+    Signal,
+)
+from gateway.control.outdoor import OutdoorEstimate, OutdoorSupervisor
+from gateway.control.rooms import RoomChoice, choose_room
+from gateway.control.season import HEATING_MODES, CutoutSwitch, DailyMeans, FrostGuard, season_mode
+from gateway.control.settings import CircuitSettings, ControllerSettings, LimitSettings, SeasonMode
+from gateway.curves import Curve
+
+MAX_STEP_S = 900.0
+"""Longest time step the loops integrate over: after a pause (a suspended process, a long PLC
+outage) the controller resumes from where it was instead of applying an hour of integral at once."""
+RESYNC_K = 1.0
+"""If the PLC holds a setpoint this far from the last decision (someone else wrote it, the PLC
+restarted), the ramp starts again from what the PLC holds."""
+_LIMITERS: tuple[tuple[str, Signal, bool], ...] = (
+    ("return_limit", Signal.RETURN_LIMIT_ACTIVE, False),
+    ("power_limit", Signal.POWER_LIMIT_ACTIVE, True),
+    ("flow_limit", Signal.FLOW_LIMIT_ACTIVE, True),
+)
+_ACTIVE_K = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class _Stages:
+    """The stages between the curve and the setpoint before the ramp (see ``CircuitState``)."""
+
+    curve_c: float
+    trim_room_k: float = 0.0
+    trim_k: float = 0.0
+    offset_k: float = 0.0
+    offset_origin: str = ""
+    limiters: tuple[LimiterState, ...] = ()
+    clamped: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every circuit shares in one cycle."""
+
+    now: float
+    dt_s: float
+    local: dt.datetime
+    mode: SeasonMode
+    outdoor: OutdoorEstimate
+    offset: DispatchOffset | None
+
+
+class CircuitController:
+    """One circuit's loops and memory: outdoor damping, room trim, limiters, ramp, latches."""
+
+    def __init__(self, name: str, settings: CircuitSettings, curve: Curve, controller: ControllerSettings) -> None:
+        self.name = name
+        self.damper = FirstOrderLag(settings.building_time_constant_h * 3600.0)
+        # Two room trims: what the curve gets wrong by day and at night differs (the weather's
+        # daily cycle, people's gains), and one integral serving both would be wound the wrong
+        # way at every change of floor. The preheat uses the day trim: it aims at the day target.
+        self.trims = {"day": PiLoop(0.0, 1.0, 0.0, 0.0), "night": PiLoop(0.0, 1.0, 0.0, 0.0)}
+        self.limiters: dict[str, PiLoop] = {}
+        self.heatup = HeatupLearner(settings.comfort.optimum_start.heatup_factor)
+        self.boost_k = 0.0
+        self.cutout = CutoutSwitch()
+        self.frost = FrostGuard()
+        self.setpoint: float | None = None
+        self.configure(settings, curve, controller)
+
+    def configure(self, settings: CircuitSettings, curve: Curve, controller: ControllerSettings) -> None:
+        """Take new settings (hot reload) keeping the learned state: trim integral, filters, ramp."""
+        self.settings, self.curve, self.controller = settings, curve, controller
+        self.damper.time_constant_s = settings.building_time_constant_h * 3600.0
+        trim = settings.room_trim
+        for loop in self.trims.values():
+            loop.gain, loop.integral_s = trim.gain, trim.integral_h * 3600.0
+            loop.rebound(-trim.max_trim_k, trim.max_trim_k)
+        opt = settings.comfort.optimum_start
+        self.heatup.factor = min(opt.max_factor, max(opt.min_factor, self.heatup.factor))
+        limiters: dict[str, PiLoop] = {}
+        for kind, _, _ in _LIMITERS:
+            limit: LimitSettings | None = getattr(settings, kind)
+            if limit is None:
+                continue
+            loop = self.limiters.get(kind) or PiLoop(limit.gain, limit.integral_s, 0.0, limit.max_reduction_k)
+            loop.gain, loop.integral_s = limit.gain, limit.integral_s
+            loop.rebound(0.0, limit.max_reduction_k)
+            limiters[kind] = loop
+        self.limiters = limiters
+
+    def step(self, inputs: CircuitInputs, ctx: _Context) -> tuple[float, CircuitState, list[Signal]]:
+        s = self.settings
+        signals: list[Signal] = []
+        damped = self.damper.update(ctx.outdoor.value_c, ctx.dt_s)
+        composite = s.composite_weight * ctx.outdoor.value_c + (1.0 - s.composite_weight) * damped
+        rooms = choose_room(inputs.rooms, s.room_trim)
+        if rooms.invalid:
+            signals.append(Signal.ROOM_SENSOR_INVALID)
+        if rooms.value_c is None and rooms.total:
+            signals.append(Signal.ROOMS_NONE_VALID)
+        comfort = s.comfort
+        headroom = headroom_k(self.curve, composite, comfort.day_c + comfort.margin_k + self.trims["day"].integral)
+        rate = heatup_rate(headroom, s.building_time_constant_h, self.heatup.factor,
+                           comfort.optimum_start.max_heatup_k_per_h)
+        if ctx.outdoor.source in (OutdoorSource.LAST_GOOD, OutdoorSource.DEFAULT):
+            rate = 0.0  # without a trustworthy weather the night setback could not be undone in time
+        floor = comfort_floor(ctx.local, comfort, rate)
+        self.heatup.observe(ctx.local, rooms.value_c, comfort)
+        if self.heatup.missed_today:
+            signals.append(Signal.MORNING_TARGET_MISSED)
+        cut_out = self.cutout.update(damped, self.controller.season.cutout)
+        room_cold = rooms.value_c is not None and rooms.value_c < floor.contract_c
+        heating = ctx.mode in HEATING_MODES and not (cut_out and not room_cold)
+        if heating:
+            self.frost.active = False
+            target, stages = self._heat(inputs, ctx, composite, rooms, floor, headroom, signals)
+            reason = ctx.mode.value
+        else:
+            target, stages = self._idle(inputs, damped, composite, floor, signals)
+            reason = "frost protection" if self.frost.active else (
+                f"cut-out: damped outdoor {damped:.1f} C" if ctx.mode in HEATING_MODES else ctx.mode.value)
+        over_limit = any(limiter.measured is not None and limiter.measured > limiter.limit
+                         for limiter in stages.limiters)
+        setpoint, ramp_limited = self._ramp(target, inputs.setpoint_c, ctx, hold=over_limit)
+        if heating:
+            self._integrate(rooms, floor, ctx, stages, target, setpoint)
+        self.setpoint = setpoint
+        circuit = CircuitState(
+            circuit=self.name, curve=self.curve.identity, heating=heating, reason=reason, phase=floor.phase,
+            outdoor_damped_c=damped, outdoor_curve_c=composite, room_floor_c=floor.floor_c,
+            room_used_c=rooms.value_c, room_used_name=rooms.name, rooms_valid=rooms.valid, rooms_total=rooms.total,
+            curve_c=stages.curve_c, trim_room_k=stages.trim_room_k, trim_k=stages.trim_k,
+            trim_integral_k=self._trim(floor).integral, heatup_k_per_h=rate, offset_k=stages.offset_k,
+            offset_origin=stages.offset_origin, limiters=stages.limiters, clamped=stages.clamped,
+            ramp_limited=ramp_limited, setpoint_c=setpoint,
+        )
+        return setpoint, circuit, signals
+
+    def _heat(self, inputs: CircuitInputs, ctx: _Context, composite: float, rooms: RoomChoice,
+              floor: ComfortFloor, headroom: float, signals: list[Signal]) -> tuple[float, _Stages]:
+        """Curve, trim, boost, offset, clamps and limiters: the heating setpoint before the ramp."""
+        curve = self.curve
+        shift = 0.0 if rooms.value_c is None else self._trim(floor).output(floor.floor_c - rooms.value_c)
+        # A first-order room (time constant tau) follows a ramp of slope r when driven tau * r above
+        # it, as far as the headroom allows. A room still above the rising floor needs no boost
+        # yet (mild nights, high gains); the floor catches up with it first. After the day start
+        # the walls still lag the air, so the boost fades instead of stopping.
+        opt = self.settings.comfort.optimum_start
+        self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
+        behind = rooms.value_c is None or rooms.value_c <= floor.floor_c
+        if floor.phase == "preheat" and behind:
+            drive = min(headroom, self.settings.building_time_constant_h * floor.slope_k_per_h)
+            self.boost_k = max(self.boost_k, drive)
+        shift += self.boost_k
+        curve_c = float(curve.supply_for_room(composite, floor.floor_c))
+        trimmed = float(curve.supply_for_room(composite, floor.floor_c + shift))
+        offset_k, origin = 0.0, ""
+        if ctx.offset is not None and ctx.now < ctx.offset.expires_at:
+            bound = self.controller.dispatch.max_offset_k
+            offset_k, origin = max(-bound, min(bound, ctx.offset.offset_k)), ctx.offset.origin
+            signals.append(Signal.DISPATCH_OFFSET_ACTIVE)
+        value = trimmed + offset_k
+        clamped = "max" if value >= curve.max_supply_c else "min" if value <= curve.min_supply_c else ""
+        value = min(curve.max_supply_c, max(curve.min_supply_c, value))
+        limiters = self._limit(inputs, ctx, value, signals)
+        reduction = max((limiter.reduction_k for limiter in limiters), default=0.0)
+        if reduction > 0.0:
+            value = max(curve.min_supply_c, value - reduction)
+        return value, _Stages(curve_c, shift, trimmed - curve_c, offset_k, origin, tuple(limiters), clamped)
+
+    def _limit(self, inputs: CircuitInputs, ctx: _Context, value: float, signals: list[Signal]) -> list[LimiterState]:
+        """Each limiter's reduction this cycle; the loops integrate here (they see their own effect)."""
+        states: list[LimiterState] = []
+        at_min = value <= self.curve.min_supply_c + 1e-9
+        for kind, active_signal, relative in _LIMITERS:
+            loop = self.limiters.get(kind)
+            if loop is None:
+                continue
+            limit_settings: LimitSettings = getattr(self.settings, kind)
+            limit = line_value(limit_settings.line, ctx.outdoor.value_c)
+            reading: Reading = getattr(inputs, {"return_limit": "primary_return_c", "power_limit": "power_kw",
+                                                "flow_limit": "flow_m3h"}[kind])
+            measured = reading.usable
+            if measured is None:
+                # Samson drops the limit when its sensor fails: an unknown return temperature is
+                # no reason to leave rooms cold. The loop restarts from zero when it returns.
+                loop.integral = 0.0
+                signals.append(Signal.LIMITER_SENSOR_FAULT)
+                states.append(LimiterState(kind, None, limit, 0.0, False, reading.reason or "no value"))
+                continue
+            excess = measured - limit
+            if relative:
+                excess = 100.0 * excess / limit if limit > 0 else 0.0
+            reduction = loop.output(excess)
+            loop.update(excess, ctx.dt_s, up_blocked=at_min)
+            active = reduction > _ACTIVE_K
+            if active:
+                signals.append(active_signal)
+            states.append(LimiterState(kind, measured, limit, reduction, active))
+        return states
+
+    def _idle(self, inputs: CircuitInputs, damped: float, composite: float, floor: ComfortFloor,
+              signals: list[Signal]) -> tuple[float, _Stages]:
+        """Not heating: the off setpoint, or frost protection; limiters released, trim kept."""
+        s = self.settings
+        for loop in self.limiters.values():
+            loop.integral = 0.0
+        self.boost_k = 0.0
+        frost = self.frost.update(inputs.supply_c.usable, damped, s.frost)
+        if frost:
+            signals.append(Signal.FROST_PROTECTION)
+        value = s.frost.supply_c if frost else s.off_supply_c
+        return value, _Stages(float(self.curve.supply_for_room(composite, floor.floor_c)))
+
+    def _ramp(self, target: float, plc: Reading, ctx: _Context, hold: bool) -> tuple[float, bool]:
+        """Ramp from the setpoint in force: the last decision, or what the PLC holds if they disagree.
+
+        ``hold``: a limited value is over its line, so the setpoint may not rise at all, whatever
+        the trim or the optimum start ask; the limiter's loop needs time to catch up, and a rising
+        setpoint would run away from it.
+        """
+        held = plc.usable
+        base = self.setpoint
+        if base is None or (held is not None and abs(held - base) > RESYNC_K):
+            base = held
+        if base is None:
+            return target, False
+        up, down = self.settings.ramp_up_k_per_h, self.settings.ramp_down_k_per_h
+        if hold:
+            up = 0.0
+        if ctx.mode is SeasonMode.COMMISSIONING:
+            up = min(up, self.controller.season.commissioning_ramp_k_per_h)
+        return ramp(base, target, ctx.dt_s, up, down)
+
+    def _integrate(self, rooms: RoomChoice, floor: ComfortFloor, ctx: _Context, stages: _Stages,
+                   target: float, setpoint: float) -> None:
+        """Move the room trim's integral only when it can act and is learning the steady state.
+
+        The integral is what the filed curve gets wrong for this building, learned while the
+        floor stands still (by day and at night, each in its own trim). It is frozen during the
+        preheat (a transient the curve is not meant to describe), without rooms (the curve
+        alone) and during an offset (dispatch's order is not an error to learn away). It is
+        blocked upward when a limiter, the max clamp or the ramp holds the setpoint down, and
+        downward at the min clamp or a falling ramp.
+        """
+        if rooms.value_c is None or stages.offset_k != 0.0 or floor.phase == "preheat":
+            return
+        limited = any(limiter.active for limiter in stages.limiters)
+        up_blocked = limited or stages.clamped == "max" or setpoint < target - 1e-9
+        down_blocked = stages.clamped == "min" or setpoint > target + 1e-9
+        self._trim(floor).update(floor.floor_c - rooms.value_c, ctx.dt_s, up_blocked=up_blocked,
+                                 down_blocked=down_blocked)
+
+    def _trim(self, floor: ComfortFloor) -> PiLoop:
+        """The trim serving this floor: the night one at night, the day one by day and in the preheat."""
+        return self.trims["night" if floor.phase == "night" else "day"]
+
+
+class Controller:
+    """The station's controller: outdoor supervision, calendar, and one ``CircuitController`` per circuit."""
+
+    def __init__(self, config: ControllerConfig, timezone: dt.tzinfo) -> None:
+        self.timezone = timezone
+        self.outdoor = OutdoorSupervisor(config.settings.outdoor)
+        self.daily = DailyMeans()
+        self.circuits: dict[str, CircuitController] = {}
+        self._last: float | None = None
+        self.config = config
+        self.configure(config)
+
+    def configure(self, config: ControllerConfig) -> None:
+        """Apply new settings and curves; circuits that persist keep their learned state."""
+        settings = config.settings
+        self.outdoor.settings = settings.outdoor
+        circuits: dict[str, CircuitController] = {}
+        for name, circuit in settings.circuits.items():
+            existing = self.circuits.get(name)
+            if existing is None:
+                circuits[name] = CircuitController(name, circuit, config.curves[name], settings)
+            else:
+                existing.configure(circuit, config.curves[name], settings)
+                circuits[name] = existing
+        self.circuits = circuits
+        self.config = config
+
+    def step(self, inputs: ControllerInputs, now: float) -> ControllerDecision:
+        """One control cycle at POSIX time ``now``."""
+        dt_s = 0.0 if self._last is None else min(MAX_STEP_S, max(0.0, now - self._last))
+        self._last = now
+        local = dt.datetime.fromtimestamp(now, self.timezone)
+        outdoor = self.outdoor.update(inputs.outdoor, inputs.dispatch_outdoor, now)
+        self.daily.add(local.date(), outdoor.value_c, dt_s)
+        mode, why = season_mode(local.date(), self.daily.complete, self.config.settings.season)
+        ctx = _Context(now, dt_s, local, mode, outdoor, inputs.offset)
+        signals: list[Signal] = list(outdoor.signals)
+        setpoints: dict[str, float] = {}
+        states: list[CircuitState] = []
+        for name, circuit in self.circuits.items():
+            setpoint, state, circuit_signals = circuit.step(inputs.circuits.get(name, CircuitInputs()), ctx)
+            setpoints[name] = setpoint
+            states.append(state)
+            signals.extend(signal for signal in circuit_signals if signal not in signals)
+        state = ControllerState(
+            timestamp=now, season=mode, season_reason=why, outdoor_raw_c=outdoor.raw_c, outdoor_c=outdoor.value_c,
+            outdoor_source=outdoor.source, outdoor_fault=outdoor.fault, circuits=tuple(states), signals=tuple(signals),
+        )
+        return ControllerDecision(setpoints, state)

@@ -1,0 +1,115 @@
+"""``heatgw curve FILE [--png OUT] [--points CSV]``: show a heating curve the way operators read it.
+
+Prints the curve as a table (the form filed with the dispatch centre) and, with ``--png``, draws
+it with matplotlib: the curve, its design points, the min/max supply limits and, when a CSV of
+operating points is given (``outdoor_c,setpoint_c`` columns, e.g. written by ``bench/season.py``
+or exported from the historian for a live station), where the station actually ran.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from gateway.curves import Curve, load_curve
+from gateway.yaml_source import ConfigError
+
+TABLE_OUTDOOR_C: tuple[float, ...] = (-30.0, -20.0, -15.0, -10.0, -7.6, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0)
+EXIT_INVALID = 2
+
+
+def curve_table(curve: Curve) -> str:
+    """The curve as text: identity, limits and supply (and design return) against outdoor temperature."""
+    outdoor = sorted(set(TABLE_OUTDOOR_C) | {p.outdoor_c for p in curve.points or ()}
+                     | ({curve.physical.design_outdoor_c} if curve.physical else set()))
+    supply = curve.supply_at(outdoor)
+    returns = curve.return_at(outdoor)
+    lines = [
+        f"curve {curve.identity}, circuit {curve.circuit}, by {curve.author}"
+        + (f", filed with {curve.filed_with}" if curve.filed_with else ""),
+        f"serves rooms at {curve.room_c:g} C; supply limited to [{curve.min_supply_c:g}, {curve.max_supply_c:g}] C; "
+        + ("point table" if curve.points else "physical form"),
+        "",
+        "outdoor C  supply C" + ("  return C" if returns is not None else ""),
+    ]
+    for i, (x, y) in enumerate(zip(outdoor, supply, strict=True)):
+        row = f"{x:9.1f}  {y:8.1f}"
+        if returns is not None:
+            row += f"  {float(np.clip(returns[i], 0, y)):8.1f}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def read_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Operating points from a CSV with ``outdoor_c`` and ``setpoint_c`` columns."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    try:
+        outdoor = np.array([float(row["outdoor_c"]) for row in rows])
+        setpoint = np.array([float(row["setpoint_c"]) for row in rows])
+    except (KeyError, ValueError) as exc:
+        raise ConfigError([f"{path}: operating points need numeric outdoor_c and setpoint_c columns ({exc})"]) from None
+    return outdoor, setpoint
+
+
+def plot_curve(curve: Curve, png: Path, points: tuple[np.ndarray, np.ndarray] | None = None,
+               title: str | None = None, extra: Sequence[tuple[str, Curve]] = ()) -> None:
+    """Draw the curve (and any ``extra`` curves for comparison) to ``png``, with operating points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdoor = np.linspace(-20.0, 20.0, 161)
+    fig, ax = plt.subplots(figsize=(8.0, 5.0), dpi=120)
+    if points is not None:
+        ax.scatter(points[0], points[1], s=4, alpha=0.25, color="tab:orange", label="operating points (setpoint)",
+                   rasterized=True)
+    ax.plot(outdoor, curve.supply_at(outdoor), color="tab:red", lw=2, label=f"supply: {curve.name} v{curve.version}")
+    returns = curve.return_at(outdoor)
+    if returns is not None:
+        ax.plot(outdoor, np.minimum(returns, curve.supply_at(outdoor)), color="tab:blue", lw=1, ls="--",
+                label="design return")
+    for label, other in extra:
+        ax.plot(outdoor, other.supply_at(outdoor), lw=1, ls="-.", label=label)
+    if curve.points is not None:
+        ax.plot([p.outdoor_c for p in curve.points], [p.supply_c for p in curve.points], "o", color="tab:red",
+                label="table points")
+    elif curve.physical is not None:
+        d = curve.physical
+        ax.plot([d.design_outdoor_c, d.design_outdoor_c], [d.design_supply_c, d.design_return_c], "o",
+                color="black", label=f"design {d.design_supply_c:g}/{d.design_return_c:g} C at {d.design_outdoor_c:g} C")
+    for value, name in ((curve.min_supply_c, "min"), (curve.max_supply_c, "max")):
+        ax.axhline(value, color="grey", lw=0.8, ls=":")
+        ax.annotate(f"{name} {value:g} C", (outdoor[-1], value), ha="right", va="bottom", fontsize=8, color="grey")
+    ax.set_xlabel("outdoor temperature, C")
+    ax.set_ylabel("secondary supply, C")
+    ax.set_title(title or f"{curve.identity}, circuit {curve.circuit}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 0.93))
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def curve_command(file: Path, png: Path | None = None, points: Path | None = None,
+                  out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """The CLI command: print the table, draw the PNG; returns the exit code (2 on a bad file)."""
+    try:
+        curve = load_curve(file)
+        operating = read_points(points) if points is not None else None
+    except ConfigError as exc:
+        for message in exc.messages:
+            err.write(message + "\n")
+        return EXIT_INVALID
+    out.write(curve_table(curve) + "\n")
+    if png is not None:
+        plot_curve(curve, png, operating)
+        out.write(f"plot written to {png}\n")
+    return 0

@@ -1,0 +1,296 @@
+"""``ControllerTask``: the pure controller wired to the gateway, one cycle every ``cycle_s``.
+
+Each cycle it reads the latest values (never the devices: the poller is the only reader), turns
+them into ``ControllerInputs`` with an honest verdict per value, runs ``Controller.step``, writes
+each circuit's setpoint through the write queue (the one write path, with its limits and
+read-back) when it moved by at least the register's resolution, and publishes the
+``ControllerState`` on the bus. It also holds what the MQTT command handlers hand it (dispatch
+offset, dispatch outdoor temperature) and swaps in a new configuration on SIGHUP.
+
+If the PLC is unreachable the write queue refuses at once and the cycle goes on: the next cycle
+decides again from fresh values, and the PLC gets one current setpoint when it returns, moved at
+most ``max_step`` from what it holds, never a backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from drivers.base import Quality
+from gateway.bus import Bus
+from gateway.config import GatewayConfig, WriteLimits
+from gateway.control.controller import Controller
+from gateway.control.loader import ControllerConfig, describe_problems, load_controller_config, tag_problems
+from gateway.control.model import (
+    CircuitInputs,
+    CircuitState,
+    ControllerInputs,
+    ControllerState,
+    DispatchOffset,
+    OutdoorSource,
+    Reading,
+    Signal,
+)
+from gateway.control.settings import CircuitSettings, ControllerSettings
+from gateway.latest import LatestValues
+from gateway.logs import kv
+from gateway.writes import WriteQueue
+from gateway.yaml_source import ConfigError
+
+log = logging.getLogger(__name__)
+
+ORIGIN = "controller"
+
+
+class ControllerTask:
+    """Runs the controller against the gateway's latest values and write queue."""
+
+    def __init__(
+        self,
+        config: ControllerConfig,
+        station: GatewayConfig,
+        latest: LatestValues,
+        writes: WriteQueue,
+        bus: Bus,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Check the configuration against the station's tags (ConfigError if a tag is unknown)."""
+        self._station = station
+        self._tags = station.tags()
+        problems = tag_problems(config.settings, {tag: cfg.writable is not None for tag, (_, cfg) in self._tags.items()})
+        if problems:
+            raise ConfigError(describe_problems(problems))
+        self._controller = Controller(config, ZoneInfo(station.station.timezone))
+        self._latest = latest
+        self._writes = writes
+        self._bus = bus
+        self._clock = clock
+        self._offset: DispatchOffset | None = None
+        self._dispatch_outdoor: tuple[float, float] | None = None  # (value, received at)
+        self._state: ControllerState | None = None
+
+    @property
+    def settings(self) -> ControllerSettings:
+        return self._controller.config.settings
+
+    @property
+    def state(self) -> ControllerState | None:
+        """The state published by the last cycle."""
+        return self._state
+
+    # --- for the MQTT command handlers and SIGHUP ---
+
+    def set_dispatch_offset(self, offset_k: float, duration_s: float, origin: str) -> str | None:
+        """Shift every circuit's curve by ``offset_k`` K for ``duration_s`` s; None, or why it was refused.
+
+        An offset of 0 cancels the one in force. The offset ends by itself at expiry.
+        """
+        bounds = self.settings.dispatch
+        if not (math.isfinite(offset_k) and math.isfinite(duration_s)):
+            reason = "offset_k and duration_s must be finite numbers"
+        elif abs(offset_k) > bounds.max_offset_k:
+            reason = f"offset_k: must be between {-bounds.max_offset_k:g} and {bounds.max_offset_k:g}"
+        elif offset_k != 0 and not 0 < duration_s <= bounds.max_duration_s:
+            reason = f"duration_s: must be above 0 and at most {bounds.max_duration_s:g}"
+        else:
+            reason = ""
+        if reason:
+            log.warning("dispatch offset refused", extra=kv(offset_k=offset_k, duration_s=duration_s,
+                                                            origin=origin, reason=reason))
+            return reason
+        if offset_k == 0:
+            self._offset = None
+            log.info("dispatch offset cancelled", extra=kv(origin=origin))
+            return None
+        self._offset = DispatchOffset(float(offset_k), self._clock() + duration_s, origin)
+        log.info("dispatch offset set", extra=kv(offset_k=offset_k, duration_s=duration_s, origin=origin,
+                                                 expires=round(self._offset.expires_at, 3)))
+        return None
+
+    def set_dispatch_outdoor(self, value: float, origin: str = "dispatch") -> str | None:
+        """The outdoor temperature dispatch sends (the fallback after the station sensor); None or why refused."""
+        low, high = self.settings.outdoor.range_c
+        if not (math.isfinite(value) and low <= value <= high):
+            reason = f"value: must be between {low:g} and {high:g}"
+            log.warning("dispatch outdoor refused", extra=kv(value=value, origin=origin, reason=reason))
+            return reason
+        self._dispatch_outdoor = (float(value), self._clock())
+        log.debug("dispatch outdoor received", extra=kv(value=value, origin=origin))
+        return None
+
+    def reload(self, path: Path) -> str | None:
+        """Re-read settings and curves from ``path`` (SIGHUP); None, or why it was refused.
+
+        A refused file changes nothing: the running configuration stays in force. An accepted one
+        keeps what the controller has learned (trim integrals, filters, the ramp position).
+        """
+        try:
+            config = load_controller_config(path)
+            problems = tag_problems(config.settings,
+                                    {tag: cfg.writable is not None for tag, (_, cfg) in self._tags.items()})
+            if problems:
+                raise ConfigError(describe_problems(problems))
+        except ConfigError as exc:
+            reason = "\n".join(exc.messages)
+            log.error("controller reload refused, the running configuration stays in force",
+                      extra=kv(file=path, reason=reason))
+            return reason
+        self._controller.configure(config)
+        log.info("controller reloaded", extra=kv(file=path, curves=", ".join(
+            f"{name}={curve.identity}" for name, curve in config.curves.items())))
+        return None
+
+    # --- the cycle ---
+
+    async def run(self) -> None:
+        """Run a cycle every ``cycle_s`` on an absolute grid, forever (until cancelled)."""
+        loop = asyncio.get_running_loop()
+        await self._wait_for_first_values()
+        next_at = loop.time()
+        while True:
+            try:
+                await self.cycle()
+            except Exception:
+                # A bug in one cycle must not stop the station's controller for good; the PLC
+                # keeps its last setpoint meanwhile, and the log says what happened.
+                log.exception("controller cycle failed")
+            period = self.settings.cycle_s
+            next_at += period
+            now = loop.time()
+            if next_at < now:
+                next_at = now + period - (now - next_at) % period
+            await asyncio.sleep(next_at - now)
+
+    async def _wait_for_first_values(self) -> None:
+        """After start-up, give the pollers a cycle to deliver before deciding on nothing."""
+        deadline = self._clock() + self.settings.cycle_s
+        needed = [self.settings.outdoor.tag, *(c.setpoint_tag for c in self.settings.circuits.values())]
+        while self._clock() < deadline and any(self._latest.get(tag) is None for tag in needed):
+            await asyncio.sleep(0.1)
+
+    async def cycle(self) -> ControllerState:
+        """One cycle: read, decide, write, publish. Returns the published state."""
+        now = self._clock()
+        if self._offset is not None and now >= self._offset.expires_at:
+            log.info("dispatch offset expired", extra=kv(offset_k=self._offset.offset_k, origin=self._offset.origin))
+            self._offset = None
+        decision = self._controller.step(self._inputs(now), now)
+        circuits: list[CircuitState] = []
+        signals = list(decision.state.signals)
+        for circuit in decision.state.circuits:
+            written, status = await self._write(circuit.circuit, decision.setpoints[circuit.circuit])
+            if written is None and status.startswith("refused") and Signal.SETPOINT_NOT_WRITTEN not in signals:
+                signals.append(Signal.SETPOINT_NOT_WRITTEN)
+            circuits.append(dataclasses.replace(circuit, written_c=written, write_status=status))
+        state = dataclasses.replace(decision.state, circuits=tuple(circuits), signals=tuple(signals))
+        self._log_changes(state)
+        self._state = state
+        await self._bus.publish(state)  # type: ignore[arg-type]  # the lead adds ControllerState to BusItem
+        return state
+
+    def _inputs(self, now: float) -> ControllerInputs:
+        s = self.settings
+        dispatch = Reading.missing("none received")
+        if self._dispatch_outdoor is not None:
+            value, at = self._dispatch_outdoor
+            dispatch = Reading(value, True, now - at)
+        return ControllerInputs(
+            outdoor=self._reading(s.outdoor.tag, now),
+            dispatch_outdoor=dispatch,
+            offset=self._offset,
+            circuits={name: self._circuit_inputs(circuit, now) for name, circuit in s.circuits.items()},
+        )
+
+    def _circuit_inputs(self, circuit: CircuitSettings, now: float) -> CircuitInputs:
+        rooms: dict[str, Reading] = {}
+        for name, sensor in circuit.rooms.items():
+            reading = self._reading(sensor.temp_tag, now)
+            if sensor.age_tag is not None and reading.ok:
+                age = self._reading(sensor.age_tag, now)
+                if age.usable is None:
+                    reading = Reading(reading.value, False, reason=f"sensor age unknown: {age.reason}")
+                else:
+                    # the concentrator's age at the poll, plus the time since that poll
+                    reading = Reading(reading.value, True, age.usable + age.age_s)
+            rooms[name] = reading
+        optional = {"supply_c": circuit.supply_tag,
+                    "primary_return_c": circuit.return_limit.tag if circuit.return_limit else None,
+                    "power_kw": circuit.power_limit.tag if circuit.power_limit else None,
+                    "flow_m3h": circuit.flow_limit.tag if circuit.flow_limit else None}
+        return CircuitInputs(
+            rooms=rooms,
+            setpoint_c=self._reading(circuit.setpoint_tag, now),
+            **{field: self._reading(tag, now) for field, tag in optional.items() if tag is not None},
+        )
+
+    def _reading(self, tag: str, now: float) -> Reading:
+        """A tag's latest sample as a Reading: good and numeric, or not usable with the reason."""
+        sample = self._latest.get(tag)
+        if sample is None:
+            return Reading.missing("no sample yet")
+        if sample.quality is not Quality.GOOD:
+            reason = sample.quality.value + (f": {sample.reason}" if sample.reason else "")
+            return Reading(sample.value if isinstance(sample.value, float | int) else None, False, reason=reason)
+        if isinstance(sample.value, bool) or not isinstance(sample.value, int | float):
+            return Reading.missing(f"not a number: {sample.value!r}")
+        return Reading(float(sample.value), True, max(0.0, now - sample.timestamp))
+
+    async def _write(self, circuit: str, decided: float) -> tuple[float | None, str]:
+        """Write a circuit's setpoint if it moved by a register step; (value written, status)."""
+        if not self.settings.enabled:
+            return None, "controller disabled: decision not written"
+        tag = self.settings.circuits[circuit].setpoint_tag
+        tag_config = self._tags[tag][1]
+        limits = tag_config.writable
+        assert limits is not None  # checked in __init__ / reload
+        resolution = abs(tag_config.scale)
+        held = self._reading(tag, self._clock()).usable
+        value = _writable(decided, held, limits, resolution)
+        if held is not None and abs(value - held) < resolution / 2:
+            return None, "unchanged"
+        result = await self._writes.write(tag, value, origin=ORIGIN)
+        if result.accepted:
+            return value, "written"
+        return None, f"refused: {result.reason}"
+
+    def _log_changes(self, state: ControllerState) -> None:
+        """Log what an operator needs to know when it changes, not every cycle."""
+        previous = self._state
+        if previous is None or previous.outdoor_source is not state.outdoor_source:
+            level = logging.INFO if state.outdoor_source is OutdoorSource.SENSOR else logging.WARNING
+            log.log(level, "outdoor temperature source", extra=kv(
+                source=state.outdoor_source.value, value=state.outdoor_c, fault=state.outdoor_fault))
+        if previous is None or previous.season is not state.season:
+            log.info("season mode", extra=kv(mode=state.season.value, reason=state.season_reason))
+        before = set() if previous is None else set(previous.signals)
+        for signal in state.signals:
+            if signal not in before:
+                log.warning("controller signal raised", extra=kv(signal=signal.value))
+        for signal in before - set(state.signals):
+            log.info("controller signal cleared", extra=kv(signal=signal.value))
+        for circuit in state.circuits:
+            log.debug("controller cycle", extra=kv(
+                circuit=circuit.circuit, outdoor=state.outdoor_c, curve=circuit.curve_c, trim=circuit.trim_k,
+                offset=circuit.offset_k, setpoint=circuit.setpoint_c, written=circuit.written_c,
+                status=circuit.write_status))
+
+
+def _writable(decided: float, held: float | None, limits: WriteLimits, resolution: float) -> float:
+    """The decision as the PLC will accept it: inside the tag's limits, one max_step from what it holds."""
+    low, high = limits.min, limits.max
+    if held is not None and limits.max_step is not None:
+        low, high = max(low, held - limits.max_step), min(high, held + limits.max_step)
+    value = round(round(min(high, max(low, decided)) / resolution) * resolution, 6)
+    if value > high + 1e-9:  # rounding must not step over a limit
+        value = round(value - resolution, 6)
+    elif value < low - 1e-9:
+        value = round(value + resolution, 6)
+    return value
