@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import time
@@ -18,8 +19,12 @@ from types import TracebackType
 from drivers.modbus.link import ModbusLink
 from gateway.bus import Bus
 from gateway.config import GatewayConfig, load_gateway_config
+from gateway.control.loader import ControllerConfig, load_controller_config
+from gateway.control.model import ControllerState
+from gateway.control.task import ControllerTask
+from gateway.latest import LatestValues
 from gateway.logs import kv
-from gateway.mqtt.commands import CommandRegistry, standard_commands
+from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
 from gateway.mqtt.service import MqttService
 from gateway.poller import DevicePoller
 from gateway.tagmap import link_key, make_link
@@ -33,7 +38,8 @@ class Gateway:
     has an ``mqtt`` section and a state directory is given for the outbox) telemetry and commands
     over MQTT. Use ``async with``."""
 
-    def __init__(self, config: GatewayConfig, bus: Bus | None = None, *, state_dir: Path | None = None) -> None:
+    def __init__(self, config: GatewayConfig, bus: Bus | None = None, *, state_dir: Path | None = None,
+                 controller: ControllerConfig | None = None) -> None:
         self.config = config
         self.bus = bus or Bus()
         links: dict[tuple[str, ...], ModbusLink] = {}
@@ -52,7 +58,35 @@ class Gateway:
         elif config.mqtt is not None and state_dir is not None:
             # Built before the pollers start, so the outbox's bus subscription sees the first sample.
             self.mqtt = MqttService(config, self.bus, state_dir, self.commands, started=time.time())
+        self.latest = LatestValues(config)
+        self._latest_feed = self.bus.subscribe("latest-values", maxsize=4096)
+        self.controller: ControllerTask | None = None
+        if controller is not None:
+            self.controller = ControllerTask(controller, config, self.latest, self.writes, self.bus)
+            self._provide_controller_commands(self.controller)
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _provide_controller_commands(self, task: ControllerTask) -> None:
+        """Dispatch's offset and outdoor value reach the controller through MQTT commands."""
+        async def offset(args: SetpointOffsetArgs, command: Command) -> dict[str, float]:
+            if (refusal := task.set_dispatch_offset(args.offset_k, args.duration_s, command.origin)) is not None:
+                raise Refused(refusal)
+            return {"offset_k": args.offset_k, "until": time.time() + args.duration_s}
+
+        async def outdoor(args: OutdoorArgs, command: Command) -> dict[str, float]:
+            if (refusal := task.set_dispatch_outdoor(args.value_c, command.origin)) is not None:
+                raise Refused(refusal)
+            return {"value_c": args.value_c}
+
+        self.commands.provide("setpoint_offset", offset)
+        self.commands.provide("outdoor", outdoor)
+
+    async def _consume_bus(self) -> None:
+        """Keep the latest values current, and send each controller state out on MQTT."""
+        async for item in self._latest_feed:
+            self.latest.update(item)
+            if isinstance(item, ControllerState) and self.mqtt is not None:
+                self.mqtt.publisher.publish_control(control_payload(item))
 
     async def __aenter__(self) -> Gateway:
         if self.mqtt is not None:
@@ -60,6 +94,9 @@ class Gateway:
         for name, poller in self.pollers.items():
             self._tasks.append(asyncio.create_task(poller.run(), name=f"poll:{name}"))
         self._tasks.append(asyncio.create_task(self.writes.run(), name="writes"))
+        self._tasks.append(asyncio.create_task(self._consume_bus(), name="latest-values"))
+        if self.controller is not None:
+            self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
         log.info("gateway started", extra=kv(station=self.config.station.id, devices=len(self.pollers),
                                              tags=sum(len(p.tags) for p in self.pollers.values())))
         return self
@@ -71,6 +108,19 @@ class Gateway:
             # After the pollers: the outbox stores everything they published before it closes.
             await self.mqtt.__aexit__(kind, exc, tb)
         log.info("gateway stopped", extra=kv(station=self.config.station.id))
+
+
+def control_payload(state: ControllerState) -> bytes:
+    """The ``control`` topic's JSON: the controller state, with the contract's ``ts`` time key, and
+    circuits, limiters and signals keyed by name instead of listed, so every figure has a stable
+    name a historian can store (``circuits_radiators_setpoint_c``) whatever the list order."""
+    data = state.to_dict()
+    circuits = {}
+    for circuit in data.pop("circuits"):
+        circuit["limiters"] = {limiter.pop("name"): limiter for limiter in circuit["limiters"]}
+        circuits[circuit.pop("circuit")] = circuit
+    signals = {signal: True for signal in data.pop("signals")}
+    return json.dumps({"ts": state.timestamp, **data, "circuits": circuits, "signals": signals}).encode()
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
@@ -92,12 +142,22 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
             log.error("task failed", extra=kv(task=task.get_name()), exc_info=task.exception())
 
 
-async def run_until_signalled(config_path: Path, state_dir: Path) -> None:
-    """``heatgw run``: start the gateway, stop cleanly on SIGTERM or SIGINT."""
+async def run_until_signalled(config_path: Path, state_dir: Path, controller_path: Path | None = None) -> None:
+    """``heatgw run``: start the gateway, reload the controller on SIGHUP, stop on SIGTERM or SIGINT.
+
+    The controller's settings come from ``controller_path``, else from the station file's own
+    ``controller:`` section, if it has one.
+    """
     config = load_gateway_config(config_path)
+    if controller_path is None and config.controller is not None:
+        controller_path = config_path
+    controller = load_controller_config(controller_path) if controller_path is not None else None
     stop = asyncio.Event()
     with _signals_set(stop):
-        async with Gateway(config, state_dir=state_dir):
+        async with Gateway(config, state_dir=state_dir, controller=controller) as gateway:
+            if gateway.controller is not None and controller_path is not None:
+                task, path = gateway.controller, controller_path
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: task.reload(path))
             await stop.wait()
 
 

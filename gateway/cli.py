@@ -63,9 +63,15 @@ def check(
 def _check_one(path: Path) -> str:
     """Validate one file and describe what it holds in a few words."""
     document = load_yaml(path)
-    if isinstance(document.data, dict) and "curve" in document.data:
-        curve = validate_document(document, CurveFile).curve
-        return f"curve {curve.name!r} v{curve.version} ({curve.circuit}, {curve.date})"
+    top = document.data if isinstance(document.data, dict) else {}
+    if "curve" in top:
+        heating_curve = validate_document(document, CurveFile).curve
+        return f"curve {heating_curve.name!r} v{heating_curve.version} ({heating_curve.circuit}, {heating_curve.date})"
+    if "controller" in top and "devices" not in top:
+        from gateway.control.loader import load_controller_config
+
+        controller = load_controller_config(path)
+        return "controller: " + ", ".join(f"{name} on {c.identity}" for name, c in controller.curves.items())
     config = check_gateway_document(document)
     tag_count = sum(len(device.tags) for device in config.devices.values())
     return f"station {config.station.id!r}: {len(config.devices)} devices, {tag_count} tags, {len(config.groups)} groups"
@@ -75,16 +81,34 @@ def _check_one(path: Path) -> str:
 def run(
     config: Annotated[Path, typer.Option(help="station configuration file")] = Path("/etc/heatgw/station.yaml"),
     state_dir: Annotated[Path, typer.Option(help="writable directory for the MQTT outbox")] = Path("/var/lib/heatgw"),
+    controller: Annotated[Path | None, typer.Option(
+        help="controller settings (default: the station file's own controller: section, if any)")] = None,
 ) -> None:
-    """Run the gateway until SIGTERM: poll the devices, serve writes, send telemetry over MQTT."""
+    """Run the gateway until SIGTERM: poll, control, serve writes, send telemetry over MQTT.
+
+    SIGHUP (systemctl reload heatgw) re-reads the controller settings and curves; a bad file is
+    refused and the running configuration stays in force.
+    """
     from gateway.app import run_until_signalled
 
     try:
-        asyncio.run(run_until_signalled(config, state_dir))
+        asyncio.run(run_until_signalled(config, state_dir, controller))
     except ConfigError as exc:
         for message in exc.messages:
             errors.print(message, markup=False, highlight=False)
         raise typer.Exit(EXIT_INVALID_CONFIG) from None
+
+
+@app.command()
+def curve(
+    file: Annotated[Path, typer.Argument(help="heating curve file")],
+    png: Annotated[Path | None, typer.Option(help="draw the curve into this PNG")] = None,
+    points: Annotated[Path | None, typer.Option(help="CSV of operating points (outdoor_c,supply_c) to draw")] = None,
+) -> None:
+    """Print a heating curve as a table, and draw it with its limits and operating points."""
+    from gateway.control.curve_cli import curve_command
+
+    raise typer.Exit(curve_command(file, png, points))
 
 
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"

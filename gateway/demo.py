@@ -207,8 +207,7 @@ async def _run_gateway(gateway: Gateway, curve: Curve, dispatch: DispatchSide, c
     from sim.runner import send_control
 
     state = DemoState()
-    latest = LatestValues(gateway.config)
-    feed = gateway.bus.subscribe("demo-view", maxsize=4096)
+    latest = gateway.latest
     async with gateway:
         follower = asyncio.create_task(follow_curve(gateway, latest, curve, state))
         deadline = None if duration_s is None else time.monotonic() + duration_s
@@ -217,8 +216,6 @@ async def _run_gateway(gateway: Gateway, curve: Curve, dispatch: DispatchSide, c
             with Live(render(gateway, latest, state, sim_clock), refresh_per_second=4,
                       transient=False) if live else contextlib.nullcontext() as screen:
                 while deadline is None or time.monotonic() < deadline:
-                    while (item := feed.get_nowait()) is not None:
-                        latest.update(item)
                     reply = await send_control("127.0.0.1", control_port, {"cmd": "status"})
                     sim_clock = str(reply.get("result", {}).get("sim_time", "?"))[:16].replace("T", " ")
                     state.stored_points = await dispatch.stored_points()

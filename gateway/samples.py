@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
 
 from drivers.base import Quality
 
@@ -43,4 +44,7 @@ class DeviceStatus:
     reason: str = ""
 
 
-BusItem = SampleBatch | DeviceStatus
+if TYPE_CHECKING:
+    from gateway.control.model import ControllerState
+
+BusItem = Union[SampleBatch, DeviceStatus, "ControllerState"]

@@ -193,7 +193,7 @@ class ControllerTask:
         state = dataclasses.replace(decision.state, circuits=tuple(circuits), signals=tuple(signals))
         self._log_changes(state)
         self._state = state
-        await self._bus.publish(state)  # type: ignore[arg-type]  # the lead adds ControllerState to BusItem
+        await self._bus.publish(state)
         return state
 
     def _inputs(self, now: float) -> ControllerInputs:

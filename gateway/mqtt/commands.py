@@ -78,6 +78,12 @@ class SetpointOffsetArgs(CommandArgs):
     duration_s: Annotated[float, between(0, 86_400, low_inclusive=False)]
 
 
+class OutdoorArgs(CommandArgs):
+    """Dispatch's outdoor temperature, the controller's first fallback when the station sensor fails."""
+
+    value_c: Annotated[float, between(-50, 50)]
+
+
 class AlarmAckArgs(CommandArgs):
     """An operator has seen an alarm."""
 
@@ -247,10 +253,11 @@ def _describe(exc: ValidationError) -> str:
 
 
 def standard_commands(writes: WriteQueue) -> CommandRegistry:
-    """The commands every gateway has. The controller provides ``setpoint_offset`` and the alarm
-    engine ``alarm_ack`` when they run."""
+    """The commands every gateway has. The controller provides ``setpoint_offset`` and ``outdoor``,
+    the alarm engine ``alarm_ack``, when they run."""
     registry = CommandRegistry()
     registry.register("setpoint_offset", SetpointOffsetArgs, unavailable="controller not running")
+    registry.register("outdoor", OutdoorArgs, unavailable="controller not running")
     registry.register("alarm_ack", AlarmAckArgs, unavailable="alarm engine not running")
 
     async def write(args: WriteArgs, command: Command) -> Mapping[str, Value]:

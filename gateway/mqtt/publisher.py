@@ -49,6 +49,7 @@ class Topics:
         self.status = f"{self.base}/status"
         self.meta = f"{self.base}/meta"
         self.telemetry = f"{self.base}/telemetry"
+        self.control = f"{self.base}/control"
         self.commands = f"{self.base}/cmd/+"
 
     def command_name(self, topic: str) -> str:
@@ -116,6 +117,7 @@ class Publisher:
         self._ack_ready = asyncio.Event()
         self._ack_lock = asyncio.Lock()
         self.connected = asyncio.Event()
+        self._connection: MqttConnection | None = None
         self.published_messages = 0  # acknowledged telemetry messages, for the benchmark and logs
 
     async def run(self) -> None:
@@ -149,6 +151,17 @@ class Publisher:
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
 
+    def publish_control(self, payload: bytes) -> bool:
+        """Publish the controller's state of this cycle, if connected; False if it was dropped.
+
+        Current state, not history: it is not stored in the outbox while the link is down (the
+        setpoint the controller wrote is a telemetry tag, so its history is kept there).
+        """
+        if self._connection is None:
+            return False
+        self._connection.publish(self.topics.control, payload)
+        return True
+
     def stop(self) -> None:
         """Ask ``run()`` to publish the offline status, disconnect and return."""
         self._stopping.set()
@@ -175,6 +188,7 @@ class Publisher:
                                                 client_id=self._endpoint.client_id, backlog=stats.pending_messages,
                                                 last_seq=stats.last_seq))
             self.connected.set()
+            self._connection = connection
             tasks = [asyncio.create_task(self._pump(connection), name="mqtt-telemetry"),
                      asyncio.create_task(self._answer_commands(connection), name="mqtt-commands")]
             stopping = asyncio.create_task(self._stopping.wait())
@@ -194,6 +208,7 @@ class Publisher:
             log.exception("mqtt session failed; reconnecting")
         finally:
             self.connected.clear()
+            self._connection = None
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

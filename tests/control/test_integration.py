@@ -1,26 +1,26 @@
-"""The real path once: simulator over Modbus TCP -> pollers -> LatestValues -> ControllerTask -> WriteQueue -> PLC."""
+"""The real path: simulator over Modbus TCP -> pollers -> LatestValues -> ControllerTask -> WriteQueue -> PLC,
+assembled by ``Gateway`` itself, with the dispatch commands reaching the controller."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
+import time
 from pathlib import Path
 
 import yaml
 
-from gateway.app import Gateway
-from gateway.bus import Subscription
+from gateway.app import Gateway, control_payload
 from gateway.control.loader import load_controller_config
-from gateway.control.task import ControllerTask
-from gateway.latest import LatestValues
+from gateway.control.model import ControllerState
+from gateway.historian.schema import LineEncoder, parse_topic
 from sim.runner import SimRunner
 from tests.control.conftest import CONFIG_DIR, CONTROLLER_YAML
 from tests.gateway.conftest import demo_station, station_config
 
 
-async def feed(subscription: Subscription, latest: LatestValues) -> None:
-    async for item in subscription:
-        latest.update(item)
+def command(args: dict[str, object]) -> bytes:
+    return json.dumps({"id": "c1", "origin": "dispatch/test", "expires": time.time() + 60, "args": args}).encode()
 
 
 async def test_the_plc_setpoint_follows_the_controller_over_modbus(tmp_path: Path) -> None:
@@ -35,29 +35,25 @@ async def test_the_plc_setpoint_follows_the_controller_over_modbus(tmp_path: Pat
     station.plc.supply_setpoint_c = 40.0  # far from what the controller will want
     async with SimRunner(station, speed=60.0, tick_s=0.05, control_port=None) as runner:
         config = station_config(runner.server.port)
-        gateway = Gateway(config)
-        latest = LatestValues(config)
-        feeder = asyncio.create_task(feed(gateway.bus.subscribe("controller", maxsize=4096), latest))
-        task = ControllerTask(load_controller_config(tmp_path / "controller.yaml"), config, latest, gateway.writes,
-                              gateway.bus)
+        gateway = Gateway(config, controller=load_controller_config(tmp_path / "controller.yaml"))
+        states = gateway.bus.subscribe("test-states", maxsize=10_000)
+        task = gateway.controller
+        assert task is not None
         async with gateway:
-            runner_task = asyncio.create_task(task.run())
-            try:
-                written: list[float] = []
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 40.0
-                while len(written) < 2 and loop.time() < deadline:
-                    await asyncio.sleep(0.5)
-                    state = task.state
-                    if state is not None and state.circuits[0].written_c is not None:
-                        value = state.circuits[0].written_c
-                        if not written or written[-1] != value:
-                            written.append(value)
-            finally:
-                for t in (runner_task, feeder):
-                    t.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await t
+            written: list[float] = []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 40.0
+            while len(written) < 2 and loop.time() < deadline:
+                await asyncio.sleep(0.5)
+                state = task.state
+                if state is not None and state.circuits[0].written_c is not None:
+                    value = state.circuits[0].written_c
+                    if not written or written[-1] != value:
+                        written.append(value)
+            accepted = json.loads(await gateway.commands.handle("setpoint_offset", command(
+                {"offset_k": 2.0, "duration_s": 600})))
+            refused = json.loads(await gateway.commands.handle("outdoor", command({"value_c": 80})))
+
         assert len(written) >= 2, f"the controller wrote {written}"
         state = task.state
         assert state is not None
@@ -65,3 +61,17 @@ async def test_the_plc_setpoint_follows_the_controller_over_modbus(tmp_path: Pat
         assert state.circuits[0].curve_c > 55.0  # ...toward a January afternoon's curve
         assert abs(runner.station.plc.supply_setpoint_c - written[-1]) < 0.05  # it reached the PLC
         assert state.outdoor_source.value == "sensor" and state.circuits[0].rooms_valid == 6
+        assert accepted["ok"] is True, accepted
+        assert refused["ok"] is False and "value_c" in refused["reason"], refused
+        published = []
+        while (item := states.get_nowait()) is not None:
+            if isinstance(item, ControllerState):
+                published.append(item)
+        assert len(published) >= 2, "the controller's state did not reach the bus"
+        # What goes out on <prefix>/<station>/control is what the historian bridge can store.
+        topic = parse_topic("heatgw", "heatgw/demo-01/control")
+        assert topic is not None
+        line = LineEncoder("default").state(topic, None, control_payload(published[-1])).lines[0]
+        assert line.startswith("control,site=default,station=demo-01 ")
+        assert f"circuits_radiators_setpoint_c={float(round(published[-1].circuits[0].setpoint_c, 3))}" in line
+        assert "circuits_radiators_limiters_return_limit_active=" in line
