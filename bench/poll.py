@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import logging
 import math
@@ -58,6 +59,7 @@ GROUP = "fast"
 STARTUP_TIMEOUT_S = 15.0
 REPLY_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 5.0
+GATEWAY_STOP_TIMEOUT_S = 30.0  # generous: a gateway with an MQTT outbox flushes it on the way out
 
 # Targets from the issue, defined for 100 devices x 100 tags at 1 s on this 2-core machine.
 TARGET_CPU_PCT = 10.0  # of one core
@@ -276,7 +278,7 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
             return
         if escalate is not None:
             escalate()
-        with contextlib.suppress(asyncio.TimeoutError):
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
 
 
@@ -378,6 +380,7 @@ class Run:
     rss_max_sampled_mb: float  # psutil, once a second during the window
     peak_rss_mb: float  # ru_maxrss: the kernel's high-water mark for the whole run
     dropped: int
+    gc_pauses_ms: list[float]  # garbage collections inside the window
 
     @property
     def wall_s(self) -> float:
@@ -419,30 +422,40 @@ def profiled(path: str | None) -> Iterator[None]:
         profiler.dump_stats(path)
 
 
+@contextlib.contextmanager
+def gc_pauses() -> Iterator[list[float]]:
+    """Durations (ms) of the garbage collections run meanwhile: the loop stands still during each."""
+    pauses: list[float] = []
+    began = [0.0]
+
+    def timer(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses.append(1000 * (time.perf_counter() - began[0]))
+
+    gc.callbacks.append(timer)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(timer)
+
+
 @contextlib.asynccontextmanager
 async def running(gateway: Gateway) -> AsyncIterator[Gateway]:
-    """``async with gateway``, but with a stop that cannot hang the benchmark.
+    """``async with gateway``, with a bounded stop: a gateway that cannot stop fails the benchmark.
 
-    Workaround for a gateway bug (reported in bench/RESULTS.md): on Python 3.11 the
-    ``asyncio.wait_for`` inside pymodbus's request returns the reply instead of raising when the
-    cancellation and the reply arrive together (CPython gh-86296), so a poller can survive
-    ``Gateway.__aexit__``'s single ``cancel()`` and keep polling while the exit waits for it forever.
-    Here the gateway's tasks are cancelled again until they stop, within ``STOP_TIMEOUT_S``.
+    (A poller on Python 3.11 can swallow a cancellation inside pymodbus's ``wait_for``, CPython
+    gh-86296; ``Gateway.__aexit__`` re-cancels survivors since this benchmark found the hang.)
     """
-    before = asyncio.all_tasks()
     await gateway.__aenter__()
-    tasks = asyncio.all_tasks() - before  # __aenter__ does not await: exactly the gateway's tasks
     try:
         yield gateway
     finally:
-        exiting = asyncio.ensure_future(gateway.__aexit__(None, None, None))
-        give_up = time.monotonic() + STOP_TIMEOUT_S
-        while not exiting.done() and time.monotonic() < give_up:
-            await asyncio.wait([exiting], timeout=0.1)
-            for task in tasks:
-                task.cancel()
-        if not exiting.done():
-            raise RuntimeError(f"gateway tasks still running {STOP_TIMEOUT_S:g} s after stop")
+        try:
+            await asyncio.wait_for(gateway.__aexit__(None, None, None), GATEWAY_STOP_TIMEOUT_S)
+        except TimeoutError:
+            raise RuntimeError(f"gateway still stopping {GATEWAY_STOP_TIMEOUT_S:g} s after it was asked to") from None
 
 
 async def measure(args: argparse.Namespace) -> Run:
@@ -462,7 +475,7 @@ async def measure(args: argparse.Namespace) -> Run:
                 # Pollers start together, so their deadlines share a phase: half an interval off it,
                 # the snapshots and the stop fall between polls rather than in the middle of them.
                 await asyncio.sleep(args.warmup + args.interval / 2)
-                with profiled(args.profile):
+                with profiled(args.profile), gc_pauses() as pauses:
                     start = snapshot(pollers, server)
                     await sample_rss(start.wall_s + args.seconds, rss_max)
                     end = snapshot(pollers, server)
@@ -480,7 +493,7 @@ async def measure(args: argparse.Namespace) -> Run:
         server_requests=sum(server_counts.values()),
         rss_before_mb=rss_before, rss_max_sampled_mb=rss_max[0],
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB,  # Linux: KiB
-        dropped=subscription.dropped,
+        dropped=subscription.dropped, gc_pauses_ms=pauses,
     )
 
 
@@ -560,6 +573,8 @@ def _jitter(run: Run) -> list[Figure]:
         Figure("interval jitter (poll start - deadline) p50", f"{p50:.2f} ms"),
         Figure("interval jitter p99", f"{p99:.2f} ms", f"< {TARGET_JITTER_P99_MS:.0f} ms", p99 < TARGET_JITTER_P99_MS),
         Figure("interval jitter max", f"{max(late_ms):.2f} ms"),
+        Figure("GC pauses in window: count / total / longest",
+               f"{len(run.gc_pauses_ms)} / {sum(run.gc_pauses_ms):.0f} ms / {max(run.gc_pauses_ms, default=0):.1f} ms"),
     ]
 
 
@@ -594,6 +609,21 @@ def machine() -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"nproc {len(os.sched_getaffinity(0))}, {model}, Python {platform.python_version()}, "
             f"pymodbus {pymodbus.__version__}, Linux {platform.release()}, load average before run {load}")
+
+
+def code_version() -> str:
+    """The commit measured, and whether the working tree differed from it (figures move with the code)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=REPLY_TIMEOUT_S, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=REPLY_TIMEOUT_S, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    changed = [line[3:] for line in dirty.splitlines()]
+    listed = ", ".join(changed[:4]) + (", ..." if len(changed) > 4 else "")
+    return f"commit {head}" + (f" + uncommitted changes to {listed}" if changed else "")
 
 
 def command_line() -> str:
@@ -638,8 +668,10 @@ def main() -> None:
     print(f"## {header} (warm-up {args.warmup:g} s, window {args.seconds:g} s)\n")
     print(f"- command: `{command_line()}`")
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-    print(f"- machine: {machine()}\n", flush=True)
-    deadline = args.warmup + args.interval + args.seconds + STARTUP_TIMEOUT_S + 2 * STOP_TIMEOUT_S + 30
+    print(f"- machine: {machine()}")
+    print(f"- code: {code_version()}\n", flush=True)
+    stops = STARTUP_TIMEOUT_S + GATEWAY_STOP_TIMEOUT_S + STOP_TIMEOUT_S
+    deadline = args.warmup + args.interval + args.seconds + stops + 30
     with _quiet_interrupt():
         run = asyncio.run(asyncio.wait_for(measure(args), deadline))
     print(render(figures(run, args)))
