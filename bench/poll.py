@@ -47,7 +47,7 @@ import pymodbus
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from gateway.app import Gateway
+from gateway.app import Gateway, tune_garbage_collector
 from gateway.bus import Subscription
 from gateway.config import GatewayConfig
 from gateway.poller import DevicePoller
@@ -465,6 +465,7 @@ async def measure(args: argparse.Namespace) -> Run:
         config = GatewayConfig.model_validate(gateway_config(args.devices, args.tags, args.interval, server.port))
         if problems := config.problems():
             raise RuntimeError(f"generated configuration is inconsistent: {problems[:3]}")
+        tune_garbage_collector()  # as `heatgw run` does
         gateway = Gateway(config)
         subscription = gateway.bus.subscribe("bench", maxsize=1024, lossless=False)
         pollers = list(gateway.pollers.values())
