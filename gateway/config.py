@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from gateway.config_base import Strict
+from gateway.config_base import Backoff, Strict
 from gateway.control.settings import ControllerSettings
 from gateway.mqtt.settings import MqttSettings
 from gateway.validation import validate_document
@@ -55,20 +55,6 @@ class PollGroup(Strict):
     """Tags polled together at one interval (e.g. fast process values, slow meter totals)."""
 
     interval_s: float = Field(gt=0, le=86_400)
-
-
-class Backoff(Strict):
-    """Reconnect pacing for a device that stopped answering: exponential, capped, jittered."""
-
-    initial_s: float = Field(default=1.0, gt=0, le=3600)
-    max_s: float = Field(default=60.0, gt=0, le=86_400)
-    jitter: float = Field(default=0.2, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Backoff:
-        if self.max_s < self.initial_s:
-            raise ValueError("max_s must be at least initial_s")
-        return self
 
 
 class WriteLimits(Strict):

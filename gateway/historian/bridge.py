@@ -57,7 +57,8 @@ from gateway.historian.schema import (
     parse_topic,
 )
 from gateway.historian.sequence import Gap, SequenceTracker, Verdict
-from gateway.historian.settings import Backoff, HistorianSettings
+from gateway.config_base import Backoff
+from gateway.historian.settings import HistorianSettings
 from gateway.historian.writer import TOO_LARGE, DatabaseWriter, WriteError
 from gateway.logs import kv
 

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from gateway.config_base import Strict
+from gateway.config_base import Backoff, Strict
 from gateway.validation import validate_document
 from gateway.yaml_source import ConfigError, Path_, load_yaml
 
@@ -31,18 +31,11 @@ def _default_instance() -> str:
     return name or "historian"
 
 
-class Backoff(Strict):
+class RetryBackoff(Backoff):
     """Exponential, capped, jittered pacing for reconnects and write retries."""
 
     initial_s: float = Field(default=0.5, gt=0, le=3600)
     max_s: float = Field(default=30.0, gt=0, le=3600)
-    jitter: float = Field(default=0.2, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Backoff:
-        if self.max_s < self.initial_s:
-            raise ValueError("max_s must be at least initial_s")
-        return self
 
 
 class MqttTls(Strict):
@@ -73,7 +66,7 @@ class MqttSettings(Strict):
                                   description="how long the broker keeps this bridge's queue while it is away")
     max_pending_messages: int = Field(default=1000, ge=2, le=65_535,
                                       description="received but not yet written and acknowledged; reading pauses at this bound")
-    reconnect: Backoff = Backoff(initial_s=1.0, max_s=30.0)
+    reconnect: RetryBackoff = RetryBackoff(initial_s=1.0, max_s=30.0)
 
     @model_validator(mode="after")
     def _one_password(self) -> MqttSettings:
@@ -147,7 +140,7 @@ class HistorianSettings(Strict):
     topics: TopicSettings = TopicSettings()
     influxdb: InfluxSettings
     batch: BatchSettings = BatchSettings()
-    retry: Backoff = Backoff()
+    retry: RetryBackoff = RetryBackoff()
     sequence: SequenceSettings = SequenceSettings()
     state_dir: Path = Path("/var/lib/heatgw-historian")
     metrics_interval_s: float = Field(default=10.0, gt=0, le=3600)

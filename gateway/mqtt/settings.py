@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from gateway.config_base import Strict
+from gateway.config_base import Backoff, Strict
 
 GIB = 1024**3
 
@@ -36,19 +36,11 @@ class TlsSettings(Strict):
         return self
 
 
-class ReconnectBackoff(Strict):
+class ReconnectBackoff(Backoff):
     """Pacing of reconnection attempts: exponential, capped, jittered so that a fleet of stations
     does not reconnect in lock-step after a broker restart."""
 
-    initial_s: float = Field(default=1.0, gt=0, le=3600)
     max_s: float = Field(default=60.0, gt=0, le=3600)
-    jitter: float = Field(default=0.2, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ReconnectBackoff:
-        if self.max_s < self.initial_s:
-            raise ValueError("max_s must be at least initial_s")
-        return self
 
 
 class OutboxSettings(Strict):
