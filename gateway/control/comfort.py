@@ -1,58 +1,85 @@
-"""The comfort floor: what the coldest room must be kept at, now, including the optimum start.
+"""The comfort floor and the optimum start: coast through the night, then boost just in time.
 
-By day (06:00-21:00) the floor is the day target; at night it may fall to the night floor, but
-only as far as the building can be warmed back by the day start: the floor is the higher of the
-night floor and a line that rises at the building's heat-up rate to reach the day target exactly
-at the day start. So the optimum start is not a separate timer that can disagree with the room
-trim: it *is* the trim's target, and the same PI that holds 18 C by day brings the rooms up in
-the morning. The heat-up rate is learned from how the mornings actually went.
+By day (06:00-21:00) the coldest room is held at the day target. At night it may fall to the
+night floor, and how much heat that saves depends on how low the rooms really get: heat use
+follows the rooms' mean temperature. So the night is run the way an energy-optimal controller
+runs it: the supply is cut (the rooms coast down on their own inertia) and, at the last moment
+that still brings every measured room back by the day start, the supply goes to the circuit's
+maximum (the boost) until the rooms are back at the day target. A gentle ramp of the target
+instead (start early, warm slowly) keeps the rooms warmer all night for the same morning.
+
+"The last moment" is planned per room: each measuring point warms at its own rate under the
+boost (a top-floor corner room with an undersized radiator is slow, a light building fast),
+predicted as ``factor x headroom / building time constant`` (the first-order picture, with the
+curve's headroom between the supply needed and the maximum supply expressed in room kelvin).
+Each room's factor is learned from every boost: the rate it actually warmed at, against the
+rate predicted. The plan is the slowest room's time to the target, plus the time the ramp needs
+to bring the supply up, plus a safety lead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from gateway.control.settings import ComfortSettings
 from gateway.curves import Curve
 
 _DAY_S = 86_400.0
-_MORNING_CHECK_S = 4 * 3600.0
-_SLOWER = 0.8
-_FASTER = 1.05
+_LEARN_UP_MAX = 2.0
+"""A single morning may raise a room's factor by at most this ratio (greedy slowly) ..."""
+_LEARN_DOWN_MIN = 0.5
+"""... and lower it by at most this one in one go (careful fast: a late morning is a refund)."""
+_MIN_RISE_K = 0.5
+"""A boost that raised a room by less than this says too little about its rate to learn from."""
 
 
 @dataclass(frozen=True, slots=True)
 class ComfortFloor:
-    """The floor now: aim (contract + margin), the contract itself, the phase and its slope."""
+    """The floor now: aim (contract + margin), the contract itself and the phase."""
 
     floor_c: float  # what the trim aims the coldest room at
     contract_c: float  # what the contract requires at this moment (no margin)
     phase: str  # "day", "night" or "preheat"
-    slope_k_per_h: float  # how fast the floor rises now (preheat), else 0
 
 
 def _seconds(t: dt.time) -> float:
     return t.hour * 3600.0 + t.minute * 60.0 + t.second
 
 
-def comfort_floor(local: dt.datetime, settings: ComfortSettings, heatup_k_per_h: float) -> ComfortFloor:
-    """The comfort floor at local time ``local`` for a building that warms at ``heatup_k_per_h``."""
-    now_s = local.hour * 3600.0 + local.minute * 60.0 + local.second
-    start_s, end_s = _seconds(settings.day_start), _seconds(settings.day_end)
+def _local_seconds(local: dt.datetime) -> float:
+    return local.hour * 3600.0 + local.minute * 60.0 + local.second
+
+
+def is_day(local: dt.datetime, settings: ComfortSettings) -> bool:
+    """Inside the comfort hours (day_start <= now < day_end)?"""
+    return _seconds(settings.day_start) <= _local_seconds(local) < _seconds(settings.day_end)
+
+
+def hours_to_day_start(local: dt.datetime, settings: ComfortSettings) -> float:
+    """Hours until the next day start (0 at the day start itself)."""
+    return ((_seconds(settings.day_start) - _local_seconds(local)) % _DAY_S) / 3600.0
+
+
+def comfort_floor(local: dt.datetime, settings: ComfortSettings, *, setback: bool, preheating: bool) -> ComfortFloor:
+    """The comfort floor at local time ``local``.
+
+    ``setback``: may the rooms fall to the night floor tonight? Not when the building could not
+    be warmed back (no valid room to plan with, no trustworthy weather). ``preheating``: the
+    optimum start has begun the boost, so the floor is the day target already.
+    """
     margin = settings.margin_k
-    if start_s <= now_s < end_s:
-        return ComfortFloor(settings.day_c + margin, settings.day_c, "day", 0.0)
+    if is_day(local, settings):
+        return ComfortFloor(settings.day_c + margin, settings.day_c, "day")
     if not settings.optimum_start.enabled:
-        return ComfortFloor(settings.night_c + margin, settings.night_c, "night", 0.0)
-    if heatup_k_per_h <= 0.0:
-        # No way to warm the building back (no headroom, or no trustworthy weather): no setback.
-        return ComfortFloor(settings.day_c + margin, settings.night_c, "night", 0.0)
-    hours_to_start = ((start_s - now_s) % _DAY_S) / 3600.0
-    rising = settings.day_c - heatup_k_per_h * hours_to_start
-    if rising <= settings.night_c:
-        return ComfortFloor(settings.night_c + margin, settings.night_c, "night", 0.0)
-    return ComfortFloor(rising + margin, settings.night_c, "preheat", heatup_k_per_h)
+        return ComfortFloor(settings.night_c + margin, settings.night_c, "night")
+    if not setback:
+        return ComfortFloor(settings.day_c + margin, settings.night_c, "night")
+    if preheating:
+        return ComfortFloor(settings.day_c + margin, settings.night_c, "preheat")
+    return ComfortFloor(settings.night_c + margin, settings.night_c, "night")
 
 
 def headroom_k(curve: Curve, outdoor_c: float, room_c: float) -> float:
@@ -69,46 +96,102 @@ def headroom_k(curve: Curve, outdoor_c: float, room_c: float) -> float:
 
 
 def heatup_rate(headroom: float, time_constant_h: float, factor: float, max_k_per_h: float) -> float:
-    """How fast the building can be warmed now, K/h: a first-order room driven ``headroom`` above
-    its equilibrium warms at ``headroom / time constant``, scaled by the learned ``factor``."""
+    """How fast a room warms under the boost, K/h: a first-order room driven ``headroom`` above
+    its equilibrium warms at ``headroom / time constant``, scaled by the room's learned ``factor``."""
     return min(max_k_per_h, factor * headroom / time_constant_h)
 
 
+@dataclass(frozen=True, slots=True)
+class PreheatPlan:
+    """Tonight's plan as of now: how long the boost needs, and whether it must start."""
+
+    needed_h: float  # boost time the slowest room needs (without the lead)
+    rate_k_per_h: float  # that room's predicted heat-up rate (0: nothing to plan with)
+    room: str  # the room that sets the start ("" if none is below the target)
+    start: bool
+
+
 @dataclass
-class HeatupLearner:
-    """Learns the heat-up factor from each morning: was the day target met in the first four hours?
+class OptimumStart:
+    """Plans the boost each night and learns every room's heat-up factor from each boost.
 
-    Four, not one: after a setback the walls are still cold when the air is back at the target,
-    and a room that dips at 10:00 was let down by the night as much as one that is late at 06:00.
-
-    A morning whose coldest room fell short of the day target (no margin) makes the next preheat
-    start earlier (factor x 0.8); a morning met with the margin to spare lets it start a little
-    later (x 1.05). Careful fast, greedy slowly: a missed morning is a refund, a late start only
-    a few kWh.
+    State across cycles: the learned factor of each room, whether tonight's boost has begun
+    (latched until the day start, so a room that reports warm for a moment cannot switch it off
+    and on), and what each room stood at when it began, to measure the rate it achieved.
     """
 
-    factor: float
-    _day: dt.date | None = None
-    _lowest: float | None = None
+    default_factor: float
+    factors: dict[str, float] = field(default_factory=dict)
+    active: bool = False
     missed_today: bool = False
+    _began_h: float = 0.0  # hours to the day start when the boost began
+    _ramp_h: float = 0.0  # the part of the boost's lead that the ramp took
+    _start_c: dict[str, float] = field(default_factory=dict)
+    _predicted: dict[str, float] = field(default_factory=dict)
+    _learned: set[str] = field(default_factory=set)
+    _day: dt.date | None = None
 
-    def observe(self, local: dt.datetime, room_c: float | None, settings: ComfortSettings) -> None:
-        """Feed the coldest room now; adapts once per morning, after the check window."""
-        now_s = local.hour * 3600.0 + local.minute * 60.0 + local.second
-        start_s = _seconds(settings.day_start)
-        if local.date() != self._day:
-            self._day, self._lowest, self.missed_today = local.date(), None, False
-        if start_s <= now_s < start_s + _MORNING_CHECK_S:
-            if room_c is not None:
-                self._lowest = room_c if self._lowest is None else min(self._lowest, room_c)
+    def factor(self, room: str) -> float:
+        return self.factors.get(room, self.default_factor)
+
+    def plan(self, rooms: Mapping[str, float], target_c: float, headroom: float, time_constant_h: float,
+             max_k_per_h: float, hours_left: float, lead_h: float) -> PreheatPlan:
+        """The slowest room's boost time to ``target_c``; start when that plus ``lead_h`` is all that is left."""
+        needed, rate, which = 0.0, 0.0, ""
+        for name, value in rooms.items():
+            if value >= target_c:
+                continue
+            room_rate = heatup_rate(headroom, time_constant_h, self.factor(name), max_k_per_h)
+            hours = math.inf if room_rate <= 0.0 else (target_c - value) / room_rate
+            if hours > needed or not which:
+                needed, rate, which = hours, room_rate, name
+        return PreheatPlan(needed, rate, which, bool(which) and hours_left <= needed + lead_h)
+
+    def begin(self, rooms: Mapping[str, float], hours_left: float, headroom: float, time_constant_h: float,
+              max_k_per_h: float, ramp_h: float) -> None:
+        """The boost starts now: remember each room's temperature and predicted rate.
+
+        ``ramp_h`` is the time the plan allowed for the ramp to bring the supply up; the rooms'
+        rates are learned net of it, as the plan uses them.
+        """
+        self.active = True
+        self._began_h = hours_left
+        self._ramp_h = ramp_h
+        self._start_c = dict(rooms)
+        self._predicted = {name: heatup_rate(headroom, time_constant_h, self.factor(name), max_k_per_h)
+                           for name in rooms}
+        self._learned = set()
+
+    def observe(self, local: dt.datetime, rooms: Mapping[str, float], settings: ComfortSettings) -> None:
+        """Learn from the boost in progress, and close it at the day start.
+
+        A room learns once per boost: when it first reaches the day target (day_c + margin), from
+        the rate it actually warmed at; a room still short of it at the day start learns then,
+        from the rate it managed, which is what made the morning late.
+        """
+        if local.date() != self._day and is_day(local, settings):
+            self._day, self.missed_today = local.date(), False
+        if not self.active:
             return
-        if now_s < start_s or self._lowest is None:
+        target = settings.day_c + settings.margin_k
+        day = is_day(local, settings)
+        elapsed_h = self._began_h - (0.0 if day else hours_to_day_start(local, settings)) - self._ramp_h
+        for name, value in rooms.items():
+            if name in self._learned or name not in self._start_c:
+                continue
+            if value >= target or day:
+                self._learn(name, value, elapsed_h, settings)
+        if day:
+            self.missed_today = any(value < settings.day_c for value in rooms.values())
+            self.active = False
+
+    def _learn(self, name: str, value: float, elapsed_h: float, settings: ComfortSettings) -> None:
+        self._learned.add(name)
+        rise = value - self._start_c[name]
+        predicted = self._predicted.get(name, 0.0)
+        if not settings.optimum_start.learn or elapsed_h <= 0.0 or predicted <= 0.0 or rise < _MIN_RISE_K:
             return
-        lowest, self._lowest = self._lowest, None
+        ratio = (rise / elapsed_h) / predicted
         opt = settings.optimum_start
-        if lowest < settings.day_c:
-            self.missed_today = True
-            if opt.learn:
-                self.factor = max(opt.min_factor, self.factor * _SLOWER)
-        elif opt.learn and lowest >= settings.day_c + settings.margin_k:
-            self.factor = min(opt.max_factor, self.factor * _FASTER)
+        ratio = min(_LEARN_UP_MAX, ratio) if ratio >= 1.0 else max(_LEARN_DOWN_MIN, ratio)
+        self.factors[name] = min(opt.max_factor, max(opt.min_factor, self.factor(name) * ratio))

@@ -6,9 +6,11 @@ bench. Per circuit and cycle, the setpoint is built in the order an operator wou
 
 1. season and cut-out: does the circuit heat at all (else the off setpoint, or frost protection);
 2. the curve, read at a composite of the actual and the damped outdoor temperature, for the
-   comfort floor (day target, night floor, optimum-start ramp, plus a margin);
-3. the room trim: a PI on the coldest valid room, as a shift of the curve's room temperature,
-   plus the optimum-start boost while the floor rises before the day start;
+   comfort floor (day target or night floor, plus a margin);
+3. the room trim: a PI on the coldest valid room, as a shift of the curve's room temperature;
+   at night the minimum supply instead while the rooms coast down to the night floor, and the
+   optimum start's boost (the maximum supply) from the last moment that brings every room back
+   to the day target by the day start;
 4. the dispatch offset (bounded, expiring);
 5. the circuit's min/max supply;
 6. the limiters (primary return, power, flow): each a slow loop that only ever lowers;
@@ -24,7 +26,14 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from gateway.control.comfort import ComfortFloor, HeatupLearner, comfort_floor, headroom_k, heatup_rate
+from gateway.control.comfort import (
+    ComfortFloor,
+    OptimumStart,
+    comfort_floor,
+    headroom_k,
+    hours_to_day_start,
+    is_day,
+)
 from gateway.control.loader import ControllerConfig
 from gateway.control.loops import FirstOrderLag, PiLoop, line_value, ramp
 from gateway.control.model import (
@@ -57,6 +66,17 @@ _LIMITERS: tuple[tuple[str, Signal, bool], ...] = (
     ("flow_limit", Signal.FLOW_LIMIT_ACTIVE, True),
 )
 _ACTIVE_K = 0.05
+NIGHT_COOLING_K = 3.0
+"""How much colder than now the optimum start assumes the rest of the night (half a typical
+winter day's swing of 6-8 K between the evening and 05:00)."""
+HOLD_APPROACH = 1.5
+"""The setpoint stops rising this close to a limit line (K for the return limit, % of the line for
+power and flow): what a boost ramping at ramp_up_k_per_h puts on the primary return after the
+setpoint stops (measured: about 1.2 K at 20 K/h)."""
+COAST_BAND_K = 0.8
+"""At night the supply is cut while the coldest room is more than this above the night floor: the
+rooms coast down on their own inertia, the fastest way to the floor. Closer to it the night trim
+takes over, so the room settles on the floor instead of falling through it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +90,8 @@ class _Stages:
     offset_origin: str = ""
     limiters: tuple[LimiterState, ...] = ()
     clamped: str = ""
+    coasting: bool = False
+    near_limit: bool = False  # a limited value is within HOLD_APPROACH of its line, or over it
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +117,7 @@ class CircuitController:
         # way at every change of floor. The preheat uses the day trim: it aims at the day target.
         self.trims = {"day": PiLoop(0.0, 1.0, 0.0, 0.0), "night": PiLoop(0.0, 1.0, 0.0, 0.0)}
         self.limiters: dict[str, PiLoop] = {}
-        self.heatup = HeatupLearner(settings.comfort.optimum_start.heatup_factor)
+        self.optimum = OptimumStart(settings.comfort.optimum_start.heatup_factor)
         self.boost_k = 0.0
         self.cutout = CutoutSwitch()
         self.frost = FrostGuard()
@@ -111,7 +133,9 @@ class CircuitController:
             loop.gain, loop.integral_s = trim.gain, trim.integral_h * 3600.0
             loop.rebound(-trim.max_trim_k, trim.max_trim_k)
         opt = settings.comfort.optimum_start
-        self.heatup.factor = min(opt.max_factor, max(opt.min_factor, self.heatup.factor))
+        self.optimum.default_factor = opt.heatup_factor
+        self.optimum.factors = {room: min(opt.max_factor, max(opt.min_factor, factor))
+                                for room, factor in self.optimum.factors.items()}
         limiters: dict[str, PiLoop] = {}
         for kind, _, _ in _LIMITERS:
             limit: LimitSettings | None = getattr(settings, kind)
@@ -134,14 +158,34 @@ class CircuitController:
         if rooms.value_c is None and rooms.total:
             signals.append(Signal.ROOMS_NONE_VALID)
         comfort = s.comfort
-        headroom = headroom_k(self.curve, composite, comfort.day_c + comfort.margin_k + self.trims["day"].integral)
-        rate = heatup_rate(headroom, s.building_time_constant_h, self.heatup.factor,
-                           comfort.optimum_start.max_heatup_k_per_h)
-        if ctx.outdoor.source in (OutdoorSource.LAST_GOOD, OutdoorSource.DEFAULT):
-            rate = 0.0  # without a trustworthy weather the night setback could not be undone in time
-        floor = comfort_floor(ctx.local, comfort, rate)
-        self.heatup.observe(ctx.local, rooms.value_c, comfort)
-        if self.heatup.missed_today:
+        opt = comfort.optimum_start
+        day_target = comfort.day_c + comfort.margin_k
+        # Planned against a night NIGHT_COOLING_K colder than now: the coldest hours (around
+        # 05:00) are still to come when the boost has to be decided, and less headroom then
+        # means a slower morning.
+        headroom = headroom_k(self.curve, composite - NIGHT_COOLING_K, day_target + self.trims["day"].integral)
+        # Without a trustworthy weather, without a room to plan with, or with too little headroom
+        # (a night colder than the station was built for: the maximum supply barely holds the day
+        # target), the night setback could not be undone in time: none tonight.
+        trusted = ctx.outdoor.source not in (OutdoorSource.LAST_GOOD, OutdoorSource.DEFAULT)
+        setback = trusted and bool(rooms.values) and headroom >= opt.min_headroom_k
+        hours_left = hours_to_day_start(ctx.local, comfort)
+        ramp_h = self._ramp_lead_h(inputs)
+        plan = self.optimum.plan(rooms.values, day_target, headroom, s.building_time_constant_h,
+                                 opt.max_heatup_k_per_h, hours_left, opt.lead_h + ramp_h)
+        if (opt.enabled and setback and plan.start and not self.optimum.active
+                and ctx.mode in HEATING_MODES and not is_day(ctx.local, comfort)):
+            self.optimum.begin(rooms.values, hours_left, headroom, s.building_time_constant_h,
+                               opt.max_heatup_k_per_h, ramp_h)
+        self.optimum.observe(ctx.local, rooms.values, comfort)
+        if self.optimum.active and not plan.room and hours_left > 2.0 * (opt.lead_h + self._full_ramp_h()):
+            # Every room is back with hours to spare (a mild night, a plan still learning): let
+            # them coast again and plan the boost anew, rather than hold the day target all night.
+            self.optimum.active = False
+            self.boost_k = 0.0
+        floor = comfort_floor(ctx.local, comfort, setback=setback or self.optimum.active,
+                              preheating=self.optimum.active)
+        if self.optimum.missed_today:
             signals.append(Signal.MORNING_TARGET_MISSED)
         cut_out = self.cutout.update(damped, self.controller.season.cutout)
         room_cold = rooms.value_c is not None and rooms.value_c < floor.contract_c
@@ -154,18 +198,17 @@ class CircuitController:
             target, stages = self._idle(inputs, damped, composite, floor, signals)
             reason = "frost protection" if self.frost.active else (
                 f"cut-out: damped outdoor {damped:.1f} C" if ctx.mode in HEATING_MODES else ctx.mode.value)
-        over_limit = any(limiter.measured is not None and limiter.measured > limiter.limit
-                         for limiter in stages.limiters)
-        setpoint, ramp_limited = self._ramp(target, inputs.setpoint_c, ctx, hold=over_limit)
+        setpoint, ramp_limited = self._ramp(target, inputs.setpoint_c, ctx, hold=stages.near_limit)
         if heating:
             self._integrate(rooms, floor, ctx, stages, target, setpoint)
         self.setpoint = setpoint
         circuit = CircuitState(
-            circuit=self.name, curve=self.curve.identity, heating=heating, reason=reason, phase=floor.phase,
+            circuit=self.name, curve=self.curve.identity, heating=heating, reason=reason,
+            phase="coast" if stages.coasting else floor.phase,
             outdoor_damped_c=damped, outdoor_curve_c=composite, room_floor_c=floor.floor_c,
             room_used_c=rooms.value_c, room_used_name=rooms.name, rooms_valid=rooms.valid, rooms_total=rooms.total,
             curve_c=stages.curve_c, trim_room_k=stages.trim_room_k, trim_k=stages.trim_k,
-            trim_integral_k=self._trim(floor).integral, heatup_k_per_h=rate, offset_k=stages.offset_k,
+            trim_integral_k=self._trim(floor).integral, heatup_k_per_h=plan.rate_k_per_h, offset_k=stages.offset_k,
             offset_origin=stages.offset_origin, limiters=stages.limiters, clamped=stages.clamped,
             ramp_limited=ramp_limited, setpoint_c=setpoint,
         )
@@ -176,19 +219,21 @@ class CircuitController:
         """Curve, trim, boost, offset, clamps and limiters: the heating setpoint before the ramp."""
         curve = self.curve
         shift = 0.0 if rooms.value_c is None else self._trim(floor).output(floor.floor_c - rooms.value_c)
-        # A first-order room (time constant tau) follows a ramp of slope r when driven tau * r above
-        # it, as far as the headroom allows. A room still above the rising floor needs no boost
-        # yet (mild nights, high gains); the floor catches up with it first. After the day start
-        # the walls still lag the air, so the boost fades instead of stopping.
+        # The boost: while the optimum start runs and the coldest room is short of the day target,
+        # the full headroom (the circuit's maximum supply). Once the rooms are there the walls
+        # still lag the air, so the boost fades with boost_decay_h instead of stopping.
         opt = self.settings.comfort.optimum_start
         self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
-        behind = rooms.value_c is None or rooms.value_c <= floor.floor_c
+        behind = rooms.value_c is None or rooms.value_c < floor.floor_c
         if floor.phase == "preheat" and behind:
-            drive = min(headroom, self.settings.building_time_constant_h * floor.slope_k_per_h)
-            self.boost_k = max(self.boost_k, drive)
+            self.boost_k = max(self.boost_k, headroom + 1.0)
+        elif floor.phase == "preheat" or self.boost_k > 0.0:
+            self.boost_k = min(self.boost_k, opt.boost_hold_k)
         shift += self.boost_k
+        coasting = (floor.phase == "night" and rooms.value_c is not None
+                    and rooms.value_c > floor.floor_c + COAST_BAND_K)
         curve_c = float(curve.supply_for_room(composite, floor.floor_c))
-        trimmed = float(curve.supply_for_room(composite, floor.floor_c + shift))
+        trimmed = curve.min_supply_c if coasting else float(curve.supply_for_room(composite, floor.floor_c + shift))
         offset_k, origin = 0.0, ""
         if ctx.offset is not None and ctx.now < ctx.offset.expires_at:
             bound = self.controller.dispatch.max_offset_k
@@ -197,15 +242,19 @@ class CircuitController:
         value = trimmed + offset_k
         clamped = "max" if value >= curve.max_supply_c else "min" if value <= curve.min_supply_c else ""
         value = min(curve.max_supply_c, max(curve.min_supply_c, value))
-        limiters = self._limit(inputs, ctx, value, signals)
+        limiters, near_limit = self._limit(inputs, ctx, value, signals)
         reduction = max((limiter.reduction_k for limiter in limiters), default=0.0)
         if reduction > 0.0:
             value = max(curve.min_supply_c, value - reduction)
-        return value, _Stages(curve_c, shift, trimmed - curve_c, offset_k, origin, tuple(limiters), clamped)
+        return value, _Stages(curve_c, shift, trimmed - curve_c, offset_k, origin, tuple(limiters), clamped, coasting,
+                              near_limit)
 
-    def _limit(self, inputs: CircuitInputs, ctx: _Context, value: float, signals: list[Signal]) -> list[LimiterState]:
-        """Each limiter's reduction this cycle; the loops integrate here (they see their own effect)."""
+    def _limit(self, inputs: CircuitInputs, ctx: _Context, value: float,
+               signals: list[Signal]) -> tuple[list[LimiterState], bool]:
+        """Each limiter's reduction this cycle, and whether any limited value is near its line;
+        the loops integrate here (they see their own effect)."""
         states: list[LimiterState] = []
+        near = False
         at_min = value <= self.curve.min_supply_c + 1e-9
         for kind, active_signal, relative in _LIMITERS:
             loop = self.limiters.get(kind)
@@ -226,13 +275,14 @@ class CircuitController:
             excess = measured - limit
             if relative:
                 excess = 100.0 * excess / limit if limit > 0 else 0.0
+            near = near or excess > -HOLD_APPROACH
             reduction = loop.output(excess)
             loop.update(excess, ctx.dt_s, up_blocked=at_min)
             active = reduction > _ACTIVE_K
             if active:
                 signals.append(active_signal)
             states.append(LimiterState(kind, measured, limit, reduction, active))
-        return states
+        return states, near
 
     def _idle(self, inputs: CircuitInputs, damped: float, composite: float, floor: ComfortFloor,
               signals: list[Signal]) -> tuple[float, _Stages]:
@@ -250,9 +300,10 @@ class CircuitController:
     def _ramp(self, target: float, plc: Reading, ctx: _Context, hold: bool) -> tuple[float, bool]:
         """Ramp from the setpoint in force: the last decision, or what the PLC holds if they disagree.
 
-        ``hold``: a limited value is over its line, so the setpoint may not rise at all, whatever
-        the trim or the optimum start ask; the limiter's loop needs time to catch up, and a rising
-        setpoint would run away from it.
+        ``hold``: a limited value is over its line or close to it, so the setpoint may not rise
+        at all, whatever the trim or the optimum start ask; the limited value lags the setpoint
+        (the primary return by a quarter of an hour and more), so a setpoint still rising at the
+        line would carry it well past, and the limiter's loop needs time to catch up.
         """
         held = plc.usable
         base = self.setpoint
@@ -278,7 +329,7 @@ class CircuitController:
         blocked upward when a limiter, the max clamp or the ramp holds the setpoint down, and
         downward at the min clamp or a falling ramp.
         """
-        if rooms.value_c is None or stages.offset_k != 0.0 or floor.phase == "preheat":
+        if rooms.value_c is None or stages.offset_k != 0.0 or floor.phase == "preheat" or stages.coasting:
             return
         limited = any(limiter.active for limiter in stages.limiters)
         up_blocked = limited or stages.clamped == "max" or setpoint < target - 1e-9
@@ -286,9 +337,26 @@ class CircuitController:
         self._trim(floor).update(floor.floor_c - rooms.value_c, ctx.dt_s, up_blocked=up_blocked,
                                  down_blocked=down_blocked)
 
+    def _ramp_lead_h(self, inputs: CircuitInputs) -> float:
+        """How much earlier than the rooms alone need the boost must start for the ramp: half the
+        time it takes to bring the setpoint up to the maximum supply (a linear ramp delivers
+        about half of the boost while it climbs)."""
+        base = self.setpoint if self.setpoint is not None else inputs.setpoint_c.usable
+        if base is None:
+            return 0.0
+        return 0.5 * max(0.0, self.curve.max_supply_c - base) / self.settings.ramp_up_k_per_h
+
+    def _full_ramp_h(self) -> float:
+        """The ramp's share of the lead for a boost that starts from the minimum supply."""
+        return 0.5 * (self.curve.max_supply_c - self.curve.min_supply_c) / self.settings.ramp_up_k_per_h
+
     def _trim(self, floor: ComfortFloor) -> PiLoop:
-        """The trim serving this floor: the night one at night, the day one by day and in the preheat."""
-        return self.trims["night" if floor.phase == "night" else "day"]
+        """The trim serving this floor: the night one for the night floor, the day one for the day
+        target (by day, in the preheat, and on a night without setback: it holds the day target,
+        and switching integrals at the day start would make the morning jump)."""
+        comfort = self.settings.comfort
+        night = floor.phase == "night" and floor.floor_c < comfort.day_c + comfort.margin_k - 1e-9
+        return self.trims["night" if night else "day"]
 
 
 class Controller:

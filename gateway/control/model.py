@@ -122,10 +122,10 @@ class CircuitState:
     curve: str  # identity of the curve in force
     heating: bool  # False: off / cut out / cold circulation (then ``reason`` says which)
     reason: str  # e.g. "heating", "cut-out: damped outdoor 17.4 C", "frost protection"
-    phase: str  # day, night, preheat
+    phase: str  # day, coast (night, supply cut), night (holding the night floor), preheat (boost)
     outdoor_damped_c: float
     outdoor_curve_c: float  # composite of actual and damped: what the curve is read at
-    room_floor_c: float  # the comfort floor now (target + margin, rising before the day start)
+    room_floor_c: float  # the comfort floor now (target + margin; the day target once the boost runs)
     room_used_c: float | None  # the coldest valid room (or the configured percentile)
     room_used_name: str  # which room that was ("" if none)
     rooms_valid: int
@@ -134,7 +134,7 @@ class CircuitState:
     trim_room_k: float  # room trim, as a shift of the room temperature the curve serves
     trim_k: float  # what that shift does to the supply, K
     trim_integral_k: float  # the learned part of the trim (room K)
-    heatup_k_per_h: float  # optimum start's learned heat-up rate
+    heatup_k_per_h: float  # predicted boost heat-up rate of the room that sets the start (0: none to plan)
     offset_k: float  # dispatch offset applied (0 when none)
     offset_origin: str
     limiters: tuple[LimiterState, ...]

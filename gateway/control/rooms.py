@@ -8,7 +8,7 @@ listed, so a dead battery shows up as a signal instead of as a cold (or warm) bu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,7 @@ class RoomChoice:
     valid: int
     total: int
     invalid: tuple[str, ...]
+    values: Mapping[str, float] = field(default_factory=dict)  # every valid room (the optimum start plans with all)
 
 
 def choose_room(rooms: Mapping[str, Reading], settings: RoomTrimSettings) -> RoomChoice:
@@ -48,4 +49,4 @@ def choose_room(rooms: Mapping[str, Reading], settings: RoomTrimSettings) -> Roo
     values = np.array(list(valid.values()))
     chosen = float(np.percentile(values, settings.percentile))
     name = min(valid, key=lambda room: abs(valid[room] - chosen))
-    return RoomChoice(chosen, name, len(valid), len(rooms), tuple(invalid))
+    return RoomChoice(chosen, name, len(valid), len(rooms), tuple(invalid), valid)

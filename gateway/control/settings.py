@@ -123,26 +123,35 @@ class RoomSensor(Strict):
 
 
 class OptimumStart(Strict):
-    """Bring the rooms from the night floor back to the day target by the day start.
+    """Coast through the night, then boost just in time to have every room back by the day start.
 
-    How fast a building can be warmed depends on two things the controller knows: the headroom
-    between the supply it needs and the circuit's maximum supply (expressed in room kelvin via the
-    curve), and the building time constant: a first-order room driven that far above equilibrium
-    warms at ``headroom / time constant``. ``heatup_factor`` scales that estimate for what the
-    first-order picture misses (room air warms faster than walls) and is learned every morning:
-    a morning found short lowers it, one met with the margin to spare raises it, within bounds.
-    While the floor rises the supply is boosted (``building_time_constant_h`` times the rate, as a
-    room shift); the heavy surfaces still lag the air at the day start, so the boost then fades
-    with ``boost_decay_h`` instead of stopping.
+    At night the supply is cut while the rooms are well above the night floor, and the floor is
+    held after that. The boost (the circuit's maximum supply) starts at the last moment that
+    still brings every valid room to the day target (``day_c + margin_k``) by ``day_start``: each
+    room is predicted to warm at ``factor x headroom / building_time_constant_h`` K/h (capped by
+    ``max_heatup_k_per_h``), where the headroom is how much warmer a room the maximum supply
+    could serve now, in room kelvin via the curve. Every room's factor starts at
+    ``heatup_factor`` and is learned from each boost (the rate it achieved against the rate
+    predicted), within ``min_factor``-``max_factor``. On a night with less than ``min_headroom_k``
+    of headroom (colder than the station was built for) there is no setback: the boost would
+    bring the air back but not the walls, and the morning would sag. The start is brought forward by ``lead_h``
+    and by half the time the ramp needs to bring the setpoint up. Once the rooms are back the
+    boost is cut to ``boost_hold_k`` (room kelvin) and fades with ``boost_decay_h``: the walls
+    still lag the air.
     """
 
     enabled: bool = True
-    heatup_factor: float = Field(default=1.0, gt=0, le=10, description="start value of the learned factor")
+    heatup_factor: float = Field(default=1.0, gt=0, le=10, description="start value of each room's learned factor")
     min_factor: float = Field(default=0.25, gt=0, le=10)
-    max_factor: float = Field(default=4.0, gt=0, le=10)
-    max_heatup_k_per_h: float = Field(default=1.0, gt=0, le=5)
-    boost_decay_h: float = Field(default=2.0, gt=0, le=24,
-                                 description="after the day start the boost fades with this time constant")
+    max_factor: float = Field(default=10.0, gt=0, le=10)
+    max_heatup_k_per_h: float = Field(default=3.0, gt=0, le=5)
+    lead_h: float = Field(default=0.5, ge=0, le=6, description="safety lead before the planned boost start")
+    min_headroom_k: float = Field(default=2.0, ge=0, le=30,
+                                  description="no setback on a night with less headroom than this")
+    boost_hold_k: float = Field(default=5.0, ge=0, le=20,
+                                description="what is left of the boost once the rooms are back")
+    boost_decay_h: float = Field(default=4.0, gt=0, le=24,
+                                 description="the boost left then fades with this time constant")
     learn: bool = True
 
     @model_validator(mode="after")

@@ -28,6 +28,8 @@ async def test_the_plc_setpoint_follows_the_controller_over_modbus(tmp_path: Pat
     section = data["controller"]
     section["cycle_s"] = 1
     section["season"]["override"] = "heating"  # the wall clock's date, whatever it is, must not matter
+    # ...nor its time of day: comfort hours all day long, so no night setback coasts the supply down.
+    section["circuits"]["radiators"]["comfort"].update(day_start="00:00", day_end="23:59:59")
     section["circuits"]["radiators"].update(ramp_up_k_per_h=600, ramp_down_k_per_h=600,
                                             curve=str(CONFIG_DIR / "curves" / "radiators-75-50.yaml"))
     (tmp_path / "controller.yaml").write_text(yaml.safe_dump(data))

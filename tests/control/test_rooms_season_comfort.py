@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from gateway.control.comfort import HeatupLearner, comfort_floor, headroom_k, heatup_rate
+from gateway.control.comfort import OptimumStart, comfort_floor, headroom_k, heatup_rate, hours_to_day_start
 from gateway.control.model import Reading
 from gateway.control.rooms import choose_room
 from gateway.control.season import CutoutSwitch, DailyMeans, FrostGuard, season_mode
@@ -124,22 +124,55 @@ def local(hour: int, minute: int = 0) -> dt.datetime:
 
 
 def test_comfort_floor_by_day_and_night() -> None:
-    assert comfort_floor(local(12), COMFORT, 0.5).floor_c == pytest.approx(18.25)
-    # A building that cannot be warmed back (no headroom) must not be let down at all.
-    assert comfort_floor(local(23), COMFORT, 0.0).floor_c == pytest.approx(18.25)
-    night = comfort_floor(local(23), COMFORT, 0.3)  # 7 h at 0.3 K/h: 2.1 K, more than the setback
+    assert comfort_floor(local(12), COMFORT, setback=True, preheating=False).floor_c == pytest.approx(18.25)
+    # A building that cannot be warmed back (no headroom, no room to plan with) is not let down.
+    assert comfort_floor(local(23), COMFORT, setback=False, preheating=False).floor_c == pytest.approx(18.25)
+    night = comfort_floor(local(23), COMFORT, setback=True, preheating=False)
     assert (night.floor_c, night.contract_c, night.phase) == (pytest.approx(16.25), 16.0, "night")
-
-
-def test_preheat_ramp_reaches_the_day_target_at_the_day_start() -> None:
-    rate = 0.5
-    at = {h: comfort_floor(local(h), COMFORT, rate) for h in (1, 2, 4, 5)}
-    assert at[1].phase == "night"  # 18 - 0.5 * 5 = 15.5 is below the night floor
-    assert at[4].phase == "preheat" and at[4].floor_c == pytest.approx(18.0 - 1.0 + 0.25)
-    assert at[5].floor_c == pytest.approx(17.75) and at[5].slope_k_per_h == rate
-    assert comfort_floor(local(6), COMFORT, rate).floor_c == pytest.approx(18.25)
+    boost = comfort_floor(local(4), COMFORT, setback=True, preheating=True)
+    assert (boost.floor_c, boost.contract_c, boost.phase) == (pytest.approx(18.25), 16.0, "preheat")
     off = ComfortSettings(optimum_start={"enabled": False})
-    assert comfort_floor(local(5, 59), off, rate).floor_c == pytest.approx(16.25)
+    assert comfort_floor(local(5, 59), off, setback=True, preheating=True).floor_c == pytest.approx(16.25)
+    assert hours_to_day_start(local(23), COMFORT) == pytest.approx(7.0)
+    assert hours_to_day_start(local(6), COMFORT) == 0.0
+
+
+def test_the_boost_starts_when_the_slowest_room_needs_all_the_time_left() -> None:
+    start = OptimumStart(default_factor=1.0, factors={"slow": 0.5})
+    rooms = {"slow": 16.25, "fast": 16.0, "warm": 18.6}
+    # headroom 6 K over 30 h: 0.2 K/h at factor 1 (fast), 0.1 K/h at 0.5 (slow: 20 h for 2 K).
+    plan = start.plan(rooms, 18.25, 6.0, 30.0, 3.0, hours_left=7.0, lead_h=0.5)
+    assert (plan.room, plan.rate_k_per_h, plan.needed_h) == ("slow", pytest.approx(0.1), pytest.approx(20.0))
+    assert plan.start  # 7 h left is less than the 20 h it needs: start now (on a cold night, no setback)
+    start.factors["slow"] = 4.0  # 0.8 K/h: 2.5 h for 2 K; fast needs 11.25 h
+    assert start.plan(rooms, 18.25, 6.0, 30.0, 3.0, hours_left=12.0, lead_h=0.5).room == "fast"
+    start.factors["fast"] = 4.0  # now fast needs 2.8 h, slow 2.5 h
+    early = start.plan(rooms, 18.25, 6.0, 30.0, 3.0, hours_left=4.0, lead_h=0.5)
+    assert early.room == "fast" and early.needed_h == pytest.approx(2.8125) and not early.start
+    assert start.plan(rooms, 18.25, 6.0, 30.0, 3.0, hours_left=3.3, lead_h=0.5).start
+    # Every room at the target: nothing to plan, no boost.
+    assert not start.plan({"warm": 18.6}, 18.25, 6.0, 30.0, 3.0, hours_left=0.1, lead_h=0.5).start
+
+
+def test_each_room_learns_its_heat_up_rate_from_the_boost() -> None:
+    start = OptimumStart(default_factor=1.0)
+    # Boost begins at 03:00 (3 h left, 0.5 h of it for the ramp); predicted 0.2 K/h for both rooms.
+    start.begin({"quick": 16.3, "slow": 16.3}, 3.0, 6.0, 30.0, 3.0, ramp_h=0.5)
+    start.observe(local(4), {"quick": 17.3, "slow": 16.8}, COMFORT)
+    assert start.factors == {}  # nobody at the target yet
+    start.observe(local(4, 30), {"quick": 18.3, "slow": 17.0}, COMFORT)
+    # quick: 2.0 K in 1.5 h - 0.5 h of ramp = 2 K/h, ten times the prediction: raised, but by 2x at most.
+    assert start.factors == {"quick": pytest.approx(2.0)}
+    start.observe(local(6), {"quick": 18.4, "slow": 17.7}, COMFORT)
+    # slow: 1.4 K in 2.5 h = 0.56 K/h, above the prediction, so up, although it was late...
+    assert start.factors["slow"] == pytest.approx(2.0)
+    assert start.missed_today and not start.active  # ...and the morning is flagged
+    start.begin({"slow": 16.0}, 3.0, 6.0, 30.0, 3.0, ramp_h=0.0)
+    start.observe(local(6, 0), {"slow": 16.75}, COMFORT)  # 0.75 K in 3 h, predicted 0.4 K/h
+    assert start.factors["slow"] == pytest.approx(2.0 * 0.625)
+    start.begin({"slow": 16.0}, 3.0, 6.0, 30.0, 3.0, ramp_h=0.0)
+    start.observe(local(6, 0), {"slow": 16.1}, COMFORT)  # too small a rise to learn from
+    assert start.factors["slow"] == pytest.approx(1.25)
 
 
 def test_heatup_rate_follows_the_curves_headroom() -> None:
@@ -151,17 +184,3 @@ def test_heatup_rate_follows_the_curves_headroom() -> None:
     assert heatup_rate(6.0, 30.0, 1.0, 5.0) == pytest.approx(0.2)
     assert heatup_rate(6.0, 30.0, 2.0, 5.0) == pytest.approx(0.4)
     assert heatup_rate(60.0, 30.0, 1.0, 1.0) == 1.0  # capped
-
-
-def test_the_learner_slows_after_a_missed_morning_and_speeds_up_after_a_good_one() -> None:
-    learner = HeatupLearner(factor=1.0)
-    for minute in range(0, 240, 10):
-        learner.observe(local(6) + dt.timedelta(minutes=minute), 17.9 if minute == 30 else 18.5, COMFORT)
-    assert learner.factor == 1.0  # nothing decided inside the window
-    learner.observe(local(10, 1), 18.5, COMFORT)
-    assert learner.factor == pytest.approx(0.8) and learner.missed_today
-    learner.observe(local(12), 18.5, COMFORT)
-    assert learner.factor == pytest.approx(0.8)  # once a day
-    for minute in range(0, 241, 10):
-        learner.observe(local(6) + dt.timedelta(days=1, minutes=minute), 18.5, COMFORT)
-    assert learner.factor == pytest.approx(0.84) and not learner.missed_today
