@@ -226,6 +226,7 @@ class CircuitController:
         self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
         behind = rooms.value_c is None or rooms.value_c < floor.floor_c
         if floor.phase == "preheat" and behind:
+            # One kelvin past the headroom: the headroom is linearised, the clamp takes the rest.
             self.boost_k = max(self.boost_k, headroom + 1.0)
         elif floor.phase == "preheat" or self.boost_k > 0.0:
             self.boost_k = min(self.boost_k, opt.boost_hold_k)
