@@ -49,18 +49,14 @@ def _seconds(t: dt.time) -> float:
     return t.hour * 3600.0 + t.minute * 60.0 + t.second
 
 
-def _local_seconds(local: dt.datetime) -> float:
-    return local.hour * 3600.0 + local.minute * 60.0 + local.second
-
-
 def is_day(local: dt.datetime, settings: ComfortSettings) -> bool:
     """Inside the comfort hours (day_start <= now < day_end)?"""
-    return _seconds(settings.day_start) <= _local_seconds(local) < _seconds(settings.day_end)
+    return _seconds(settings.day_start) <= _seconds(local.time()) < _seconds(settings.day_end)
 
 
 def hours_to_day_start(local: dt.datetime, settings: ComfortSettings) -> float:
     """Hours until the next day start (0 at the day start itself)."""
-    return ((_seconds(settings.day_start) - _local_seconds(local)) % _DAY_S) / 3600.0
+    return ((_seconds(settings.day_start) - _seconds(local.time())) % _DAY_S) / 3600.0
 
 
 def comfort_floor(local: dt.datetime, settings: ComfortSettings, *, setback: bool, preheating: bool) -> ComfortFloor:
@@ -117,7 +113,8 @@ class OptimumStart:
 
     State across cycles: the learned factor of each room, whether tonight's boost has begun
     (latched until the day start, so a room that reports warm for a moment cannot switch it off
-    and on), and what each room stood at when it began, to measure the rate it achieved.
+    and on; only ``release`` ends it early), and what each room stood at when it began, to
+    measure the rate it achieved.
     """
 
     default_factor: float
@@ -161,6 +158,11 @@ class OptimumStart:
         self._predicted = {name: heatup_rate(headroom, time_constant_h, self.factor(name), max_k_per_h)
                            for name in rooms}
         self._learned = set()
+
+    def release(self) -> None:
+        """End tonight's boost early: every room is back with hours to spare, so they may coast
+        again and the boost is planned anew (what was learned from this one is kept)."""
+        self.active = False
 
     def observe(self, local: dt.datetime, rooms: Mapping[str, float], settings: ComfortSettings) -> None:
         """Learn from the boost in progress, and close it at the day start.

@@ -170,7 +170,8 @@ class CircuitController:
         trusted = ctx.outdoor.source not in (OutdoorSource.LAST_GOOD, OutdoorSource.DEFAULT)
         setback = trusted and bool(rooms.values) and headroom >= opt.min_headroom_k
         hours_left = hours_to_day_start(ctx.local, comfort)
-        ramp_h = self._ramp_lead_h(inputs)
+        held = self.setpoint if self.setpoint is not None else inputs.setpoint_c.usable
+        ramp_h = 0.0 if held is None else self._ramp_lead_h(held)
         plan = self.optimum.plan(rooms.values, day_target, headroom, s.building_time_constant_h,
                                  opt.max_heatup_k_per_h, hours_left, opt.lead_h + ramp_h)
         if (opt.enabled and setback and plan.start and not self.optimum.active
@@ -178,10 +179,11 @@ class CircuitController:
             self.optimum.begin(rooms.values, hours_left, headroom, s.building_time_constant_h,
                                opt.max_heatup_k_per_h, ramp_h)
         self.optimum.observe(ctx.local, rooms.values, comfort)
-        if self.optimum.active and not plan.room and hours_left > 2.0 * (opt.lead_h + self._full_ramp_h()):
+        full_ramp_h = self._ramp_lead_h(self.curve.min_supply_c)  # a boost that starts from the minimum
+        if self.optimum.active and not plan.room and hours_left > 2.0 * (opt.lead_h + full_ramp_h):
             # Every room is back with hours to spare (a mild night, a plan still learning): let
             # them coast again and plan the boost anew, rather than hold the day target all night.
-            self.optimum.active = False
+            self.optimum.release()
             self.boost_k = 0.0
         floor = comfort_floor(ctx.local, comfort, setback=setback or self.optimum.active,
                               preheating=self.optimum.active)
@@ -338,18 +340,11 @@ class CircuitController:
         self._trim(floor).update(floor.floor_c - rooms.value_c, ctx.dt_s, up_blocked=up_blocked,
                                  down_blocked=down_blocked)
 
-    def _ramp_lead_h(self, inputs: CircuitInputs) -> float:
+    def _ramp_lead_h(self, from_c: float) -> float:
         """How much earlier than the rooms alone need the boost must start for the ramp: half the
-        time it takes to bring the setpoint up to the maximum supply (a linear ramp delivers
-        about half of the boost while it climbs)."""
-        base = self.setpoint if self.setpoint is not None else inputs.setpoint_c.usable
-        if base is None:
-            return 0.0
-        return 0.5 * max(0.0, self.curve.max_supply_c - base) / self.settings.ramp_up_k_per_h
-
-    def _full_ramp_h(self) -> float:
-        """The ramp's share of the lead for a boost that starts from the minimum supply."""
-        return 0.5 * (self.curve.max_supply_c - self.curve.min_supply_c) / self.settings.ramp_up_k_per_h
+        time it takes to bring the setpoint from ``from_c`` up to the maximum supply (a linear
+        ramp delivers about half of the boost while it climbs)."""
+        return 0.5 * max(0.0, self.curve.max_supply_c - from_c) / self.settings.ramp_up_k_per_h
 
     def _trim(self, floor: ComfortFloor) -> PiLoop:
         """The trim serving this floor: the night one for the night floor, the day one for the day

@@ -134,10 +134,10 @@ class OptimumStart(Strict):
     ``heatup_factor`` and is learned from each boost (the rate it achieved against the rate
     predicted), within ``min_factor``-``max_factor``. On a night with less than ``min_headroom_k``
     of headroom (colder than the station was built for) there is no setback: the boost would
-    bring the air back but not the walls, and the morning would sag. The start is brought forward by ``lead_h``
-    and by half the time the ramp needs to bring the setpoint up. Once the rooms are back the
-    boost is cut to ``boost_hold_k`` (room kelvin) and fades with ``boost_decay_h``: the walls
-    still lag the air.
+    bring the air back but not the walls, and the morning would sag. The start is brought
+    forward by ``lead_h`` and by half the time the ramp needs to bring the setpoint up. Once the
+    rooms are back the boost is cut to ``boost_hold_k`` (room kelvin) and fades with
+    ``boost_decay_h``: the walls still lag the air.
     """
 
     enabled: bool = True
