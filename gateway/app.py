@@ -21,6 +21,8 @@ from drivers.modbus.link import ModbusLink
 from gateway.bus import Bus
 from gateway.config import GatewayConfig, load_gateway_config
 from gateway.control.loader import ControllerConfig, load_controller_config
+from gateway.control.memory import FILE_NAME as MEMORY_FILE_NAME
+from gateway.control.memory import MemoryFile
 from gateway.control.model import ControllerState
 from gateway.control.task import ControllerTask
 from gateway.latest import LatestValues
@@ -63,7 +65,8 @@ class Gateway:
         self._latest_feed = self.bus.subscribe("latest-values", maxsize=4096)
         self.controller: ControllerTask | None = None
         if controller is not None:
-            self.controller = ControllerTask(controller, config, self.latest, self.writes, self.bus)
+            memory = None if state_dir is None else MemoryFile(state_dir / MEMORY_FILE_NAME)
+            self.controller = ControllerTask(controller, config, self.latest, self.writes, self.bus, memory=memory)
             self._provide_controller_commands(self.controller)
         self._tasks: list[asyncio.Task[None]] = []
 

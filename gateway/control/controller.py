@@ -36,6 +36,7 @@ from gateway.control.comfort import (
 )
 from gateway.control.loader import ControllerConfig
 from gateway.control.loops import FirstOrderLag, PiLoop, line_value, ramp
+from gateway.control.memory import DAILY_MEANS_MAX_AGE_S, CircuitMemory, ControllerMemory, DailyMean
 from gateway.control.model import (
     CircuitInputs,
     CircuitState,
@@ -146,6 +147,28 @@ class CircuitController:
             loop.rebound(0.0, limit.max_reduction_k)
             limiters[kind] = loop
         self.limiters = limiters
+
+    def memory(self) -> CircuitMemory:
+        """What this circuit has learned that would take hours or days to learn again."""
+        return CircuitMemory(curve=self.curve.identity, day_trim_k=self.trims["day"].integral,
+                             night_trim_k=self.trims["night"].integral, heatup_factors=dict(self.optimum.factors))
+
+    def restore(self, memory: CircuitMemory) -> list[str]:
+        """Take saved learning, within the settings in force now; returns what was dropped and why."""
+        dropped: list[str] = []
+        if memory.curve == self.curve.identity:
+            for name, value in (("day", memory.day_trim_k), ("night", memory.night_trim_k)):
+                loop = self.trims[name]
+                loop.integral = min(loop.high, max(loop.low, value))
+        else:
+            dropped.append(f"trims (learned against curve {memory.curve}, now {self.curve.identity})")
+        opt = self.settings.comfort.optimum_start
+        for room, factor in memory.heatup_factors.items():
+            if room in self.settings.rooms:
+                self.optimum.factors[room] = min(opt.max_factor, max(opt.min_factor, factor))
+            else:
+                dropped.append(f"heat-up factor of room {room} (no longer configured)")
+        return dropped
 
     def step(self, inputs: CircuitInputs, ctx: _Context) -> tuple[float, CircuitState, list[Signal]]:
         s = self.settings
@@ -381,6 +404,27 @@ class Controller:
                 circuits[name] = existing
         self.circuits = circuits
         self.config = config
+
+    def memory(self, now: float) -> ControllerMemory:
+        """Everything learned so far, to be saved (see ``gateway.control.memory``)."""
+        return ControllerMemory(
+            saved_at=now, circuits={name: circuit.memory() for name, circuit in self.circuits.items()},
+            daily_means=[DailyMean(day=day, mean_c=mean) for day, mean in self.daily.days])
+
+    def restore(self, memory: ControllerMemory, now: float) -> list[str]:
+        """Take saved learning after a restart; returns what was dropped and why (for the log)."""
+        dropped: list[str] = []
+        for name, saved in memory.circuits.items():
+            circuit = self.circuits.get(name)
+            if circuit is None:
+                dropped.append(f"circuit {name} (no longer configured)")
+            else:
+                dropped.extend(f"{name}: {what}" for what in circuit.restore(saved))
+        if now - memory.saved_at <= DAILY_MEANS_MAX_AGE_S:
+            self.daily.restore([(mean.day, mean.mean_c) for mean in memory.daily_means])
+        elif memory.daily_means:
+            dropped.append(f"daily means (saved {(now - memory.saved_at) / 3600:.0f} h ago)")
+        return dropped
 
     def step(self, inputs: ControllerInputs, now: float) -> ControllerDecision:
         """One control cycle at POSIX time ``now``."""

@@ -52,7 +52,7 @@ class DailyMeans:
     """
 
     def __init__(self, keep_days: int = 14) -> None:
-        self._means: deque[float] = deque(maxlen=keep_days)
+        self._means: deque[tuple[dt.date, float]] = deque(maxlen=keep_days)
         self._day: dt.date | None = None
         self._sum = 0.0
         self._seconds = 0.0
@@ -61,7 +61,7 @@ class DailyMeans:
         """Account ``value_c`` held for ``dt_s`` seconds on local ``day``."""
         if self._day != day:
             if self._day is not None and self._seconds >= 43_200:
-                self._means.append(self._sum / self._seconds)
+                self._means.append((self._day, self._sum / self._seconds))
             self._day, self._sum, self._seconds = day, 0.0, 0.0
         self._sum += value_c * dt_s
         self._seconds += dt_s
@@ -69,7 +69,20 @@ class DailyMeans:
     @property
     def complete(self) -> list[float]:
         """Means of the complete days, oldest first."""
+        return [mean for _, mean in self._means]
+
+    @property
+    def days(self) -> list[tuple[dt.date, float]]:
+        """The complete days with their means, oldest first (what the controller memory saves)."""
         return list(self._means)
+
+    def restore(self, days: list[tuple[dt.date, float]]) -> None:
+        """Take saved complete days (after a restart), before any day counted since."""
+        known = {day for day, _ in self._means}
+        earlier = [(day, mean) for day, mean in days if day not in known and day != self._day]
+        kept = sorted(earlier + list(self._means))
+        self._means.clear()
+        self._means.extend(kept)
 
 
 @dataclass

@@ -10,6 +10,9 @@ offset, dispatch outdoor temperature) and swaps in a new configuration on SIGHUP
 If the PLC is unreachable the write queue refuses at once and the cycle goes on: the next cycle
 decides again from fresh values, and the PLC gets one current setpoint when it returns, moved at
 most ``max_step`` from what it holds, never a backlog.
+
+With a memory file, what the controller has learned is restored at start and saved every
+``MEMORY_SAVE_EVERY_S`` and when the task stops (see ``gateway.control.memory``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from gateway.bus import Bus
 from gateway.config import GatewayConfig, WriteLimits
 from gateway.control.controller import Controller
 from gateway.control.loader import ControllerConfig, describe_problems, load_controller_config, tag_problems
+from gateway.control.memory import MemoryFile
 from gateway.control.model import (
     CircuitInputs,
     CircuitState,
@@ -47,6 +51,8 @@ from gateway.yaml_source import ConfigError
 log = logging.getLogger(__name__)
 
 ORIGIN = "controller"
+MEMORY_SAVE_EVERY_S = 600.0
+"""A crash loses at most this much learning: ten minutes of a trim that moves over hours."""
 
 
 class ControllerTask:
@@ -61,8 +67,10 @@ class ControllerTask:
         bus: Bus,
         *,
         clock: Callable[[], float] = time.time,
+        memory: MemoryFile | None = None,
     ) -> None:
-        """Check the configuration against the station's tags (ConfigError if a tag is unknown)."""
+        """Check the configuration against the station's tags (ConfigError if a tag is unknown),
+        and restore what ``memory`` holds."""
         self._station = station
         self._tags = station.tags()
         problems = tag_problems(config.settings, {tag: cfg.writable is not None for tag, (_, cfg) in self._tags.items()})
@@ -76,6 +84,24 @@ class ControllerTask:
         self._offset: DispatchOffset | None = None
         self._dispatch_outdoor: tuple[float, float] | None = None  # (value, received at)
         self._state: ControllerState | None = None
+        self._memory = memory
+        self._saved_at = self._clock()
+        if memory is not None:
+            self._restore(memory)
+
+    def _restore(self, memory: MemoryFile) -> None:
+        saved = memory.load()
+        if saved is None:
+            return
+        dropped = self._controller.restore(saved, self._clock())
+        log.info("controller memory restored", extra=kv(
+            file=memory.path, saved_h_ago=round((self._clock() - saved.saved_at) / 3600.0, 1),
+            circuits=", ".join(saved.circuits), dropped="; ".join(dropped) or "nothing"))
+
+    def save_memory(self) -> bool:
+        """Save what the controller has learned now (False without a memory file, or if it failed)."""
+        self._saved_at = self._clock()
+        return self._memory is not None and self._memory.save(self._controller.memory(self._saved_at))
 
     @property
     def settings(self) -> ControllerSettings:
@@ -155,19 +181,22 @@ class ControllerTask:
         loop = asyncio.get_running_loop()
         await self._wait_for_first_values()
         next_at = loop.time()
-        while True:
-            try:
-                await self.cycle()
-            except Exception:
-                # A bug in one cycle must not stop the station's controller for good; the PLC
-                # keeps its last setpoint meanwhile, and the log says what happened.
-                log.exception("controller cycle failed")
-            period = self.settings.cycle_s
-            next_at += period
-            now = loop.time()
-            if next_at < now:
-                next_at = now + period - (now - next_at) % period
-            await asyncio.sleep(next_at - now)
+        try:
+            while True:
+                try:
+                    await self.cycle()
+                except Exception:
+                    # A bug in one cycle must not stop the station's controller for good; the PLC
+                    # keeps its last setpoint meanwhile, and the log says what happened.
+                    log.exception("controller cycle failed")
+                period = self.settings.cycle_s
+                next_at += period
+                now = loop.time()
+                if next_at < now:
+                    next_at = now + period - (now - next_at) % period
+                await asyncio.sleep(next_at - now)
+        finally:
+            self.save_memory()
 
     async def _wait_for_first_values(self) -> None:
         """After start-up, give the pollers a cycle to deliver before deciding on nothing."""
@@ -194,6 +223,8 @@ class ControllerTask:
         self._log_changes(state)
         self._state = state
         await self._bus.publish(state)
+        if now - self._saved_at >= MEMORY_SAVE_EVERY_S:
+            self.save_memory()
         return state
 
     def _inputs(self, now: float) -> ControllerInputs:

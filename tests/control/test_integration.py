@@ -12,6 +12,8 @@ import yaml
 
 from gateway.app import Gateway, control_payload
 from gateway.control.loader import load_controller_config
+from gateway.control.memory import FILE_NAME as MEMORY_FILE_NAME
+from gateway.control.memory import MemoryFile
 from gateway.control.model import ControllerState
 from gateway.historian.schema import LineEncoder, parse_topic
 from sim.runner import SimRunner
@@ -36,8 +38,9 @@ async def test_the_plc_setpoint_follows_the_controller_over_modbus(tmp_path: Pat
     station = demo_station()
     station.plc.supply_setpoint_c = 40.0  # far from what the controller will want
     async with SimRunner(station, speed=60.0, tick_s=0.05, control_port=None) as runner:
-        config = station_config(runner.server.port)
-        gateway = Gateway(config, controller=load_controller_config(tmp_path / "controller.yaml"))
+        config = station_config(runner.server.port, lambda data: data.pop("mqtt"))  # no broker here
+        gateway = Gateway(config, state_dir=tmp_path / "state",
+                          controller=load_controller_config(tmp_path / "controller.yaml"))
         states = gateway.bus.subscribe("test-states", maxsize=10_000)
         task = gateway.controller
         assert task is not None
@@ -77,3 +80,6 @@ async def test_the_plc_setpoint_follows_the_controller_over_modbus(tmp_path: Pat
         assert line.startswith("control,site=default,station=demo-01 ")
         assert f"circuits_radiators_setpoint_c={float(round(published[-1].circuits[0].setpoint_c, 3))}" in line
         assert "circuits_radiators_limiters_return_limit_active=" in line
+        # What it learned was saved in the state directory when the gateway stopped.
+        memory = MemoryFile(tmp_path / "state" / MEMORY_FILE_NAME).load()
+        assert memory is not None and memory.circuits["radiators"].curve == state.circuits[0].curve

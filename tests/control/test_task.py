@@ -20,6 +20,7 @@ from drivers.base import Quality
 from gateway.bus import Bus
 from gateway.config import GatewayConfig
 from gateway.control.loader import load_controller_config
+from gateway.control.memory import MemoryFile
 from gateway.control.model import OutdoorSource, Signal
 from gateway.control.task import ControllerTask
 from gateway.latest import LatestValues
@@ -52,7 +53,7 @@ class SimPlc:
 class Rig:
     """A station, the latest values a poller would have delivered, and the task under test."""
 
-    def __init__(self, config_path: Path = CONTROLLER_YAML) -> None:
+    def __init__(self, config_path: Path = CONTROLLER_YAML, memory: MemoryFile | None = None) -> None:
         self.station = Station(start=datetime(2027, 1, 10, 16, tzinfo=UTC), seed=4,
                                weather=SyntheticProfile(mean_c=-3.0, seed=4))
         self.latest = LatestValues(STATION, clock=lambda: self.station.time_s)
@@ -60,7 +61,7 @@ class Rig:
         self.bus = Bus()
         self.published = self.bus.subscribe("test", maxsize=100_000)
         self.task = ControllerTask(load_controller_config(config_path), STATION, self.latest, self.plc,  # type: ignore[arg-type]
-                                   self.bus, clock=lambda: self.station.time_s)
+                                   self.bus, clock=lambda: self.station.time_s, memory=memory)
 
     def poll(self) -> None:
         m = self.station.measurements()
