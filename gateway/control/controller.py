@@ -123,10 +123,22 @@ class CircuitController:
         self.cutout = CutoutSwitch()
         self.frost = FrostGuard()
         self.setpoint: float | None = None
+        self.curve = curve
         self.configure(settings, curve, controller)
 
-    def configure(self, settings: CircuitSettings, curve: Curve, controller: ControllerSettings) -> None:
-        """Take new settings (hot reload) keeping the learned state: trim integral, filters, ramp."""
+    def configure(self, settings: CircuitSettings, curve: Curve, controller: ControllerSettings) -> list[str]:
+        """Take new settings (hot reload) keeping the learned state (filters, ramp, heat-up factors,
+        and the trim integrals unless the curve itself changed); returns what was reset and why.
+
+        The trims are what the old curve got wrong for this building: added to a new curve (the
+        operator has just corrected it, usually for the same error) they would count the
+        correction twice, so they start again from zero, as after a restart (``restore``).
+        """
+        reset: list[str] = []
+        if curve.identity != self.curve.identity:
+            for loop in self.trims.values():
+                loop.integral = 0.0
+            reset.append(f"trims (learned against curve {self.curve.identity}, now {curve.identity})")
         self.settings, self.curve, self.controller = settings, curve, controller
         self.damper.time_constant_s = settings.building_time_constant_h * 3600.0
         trim = settings.room_trim
@@ -147,6 +159,7 @@ class CircuitController:
             loop.rebound(0.0, limit.max_reduction_k)
             limiters[kind] = loop
         self.limiters = limiters
+        return reset
 
     def memory(self) -> CircuitMemory:
         """What this circuit has learned that would take hours or days to learn again."""
@@ -390,20 +403,23 @@ class Controller:
         self.config = config
         self.configure(config)
 
-    def configure(self, config: ControllerConfig) -> None:
-        """Apply new settings and curves; circuits that persist keep their learned state."""
+    def configure(self, config: ControllerConfig) -> list[str]:
+        """Apply new settings and curves; circuits that persist keep their learned state (see
+        ``CircuitController.configure``). Returns what was reset and why (for the log)."""
         settings = config.settings
         self.outdoor.settings = settings.outdoor
         circuits: dict[str, CircuitController] = {}
+        reset: list[str] = []
         for name, circuit in settings.circuits.items():
             existing = self.circuits.get(name)
             if existing is None:
                 circuits[name] = CircuitController(name, circuit, config.curves[name], settings)
             else:
-                existing.configure(circuit, config.curves[name], settings)
+                reset.extend(f"{name}: {what}" for what in existing.configure(circuit, config.curves[name], settings))
                 circuits[name] = existing
         self.circuits = circuits
         self.config = config
+        return reset
 
     def memory(self, now: float) -> ControllerMemory:
         """Everything learned so far, to be saved (see ``gateway.control.memory``)."""

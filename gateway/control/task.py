@@ -156,7 +156,8 @@ class ControllerTask:
         """Re-read settings and curves from ``path`` (SIGHUP); None, or why it was refused.
 
         A refused file changes nothing: the running configuration stays in force. An accepted one
-        keeps what the controller has learned (trim integrals, filters, the ramp position).
+        keeps what the controller has learned (filters, the ramp position, heat-up factors, and the
+        trim integrals of every circuit whose curve is the same one).
         """
         try:
             config = load_controller_config(path)
@@ -169,9 +170,9 @@ class ControllerTask:
             log.error("controller reload refused, the running configuration stays in force",
                       extra=kv(file=path, reason=reason))
             return reason
-        self._controller.configure(config)
+        reset = self._controller.configure(config)
         log.info("controller reloaded", extra=kv(file=path, curves=", ".join(
-            f"{name}={curve.identity}" for name, curve in config.curves.items())))
+            f"{name}={curve.identity}" for name, curve in config.curves.items()), reset="; ".join(reset) or "nothing"))
         return None
 
     # --- the cycle ---

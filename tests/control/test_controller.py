@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -221,6 +222,24 @@ def test_reload_keeps_what_was_learned() -> None:
     assert learned > 0
     ctl.configure(controller_config(lambda d: radiators(d)["room_trim"].update(max_trim_k=0.5)))
     assert ctl.circuits["radiators"].trims["day"].integral == pytest.approx(min(learned, 0.5))
+
+
+def test_reload_with_a_new_curve_starts_the_trims_again() -> None:
+    # The trim corrected the old curve; the operator's new version usually corrects the same
+    # error, and keeping both would count it twice.
+    ctl = controller(fast_ramp)
+    run(ctl, 120, rooms=17.5)
+    factors = dict(ctl.circuits["radiators"].optimum.factors)
+    assert ctl.circuits["radiators"].trims["day"].integral > 0
+    config = controller_config(fast_ramp)
+    old = config.curves["radiators"]
+    new = old.model_copy(update={"version": old.version + 1})
+    reset = ctl.configure(dataclasses.replace(config, curves={"radiators": new}))
+    assert reset == [f"radiators: trims (learned against curve {old.identity}, now {new.identity})"]
+    assert ctl.circuits["radiators"].trims["day"].integral == 0.0
+    assert ctl.circuits["radiators"].trims["night"].integral == 0.0
+    assert ctl.circuits["radiators"].optimum.factors == factors
+    assert ctl.configure(dataclasses.replace(config, curves={"radiators": new})) == []
 
 
 def test_the_published_state_is_json() -> None:
