@@ -2,8 +2,9 @@
 
 Prints the curve as a table (the form filed with the dispatch centre) and, with ``--png``, draws
 it with matplotlib: the curve, its design points, the min/max supply limits and, when a CSV of
-operating points is given (``outdoor_c,setpoint_c`` columns, e.g. written by ``bench/season.py``
-or exported from the historian for a live station), where the station actually ran.
+operating points is given (``outdoor_c,setpoint_c`` columns: a live station's own
+``<state_dir>/operating-points.csv``, see ``gateway.control.operating_points``, or what
+``bench/season.py --points`` writes), where the station actually ran.
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ def curve_table(curve: Curve) -> str:
     return "\n".join(lines)
 
 
-def read_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Operating points from a CSV with ``outdoor_c`` and ``setpoint_c`` columns."""
+def read_points(path: Path, circuit: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Operating points from a CSV with ``outdoor_c`` and ``setpoint_c`` columns; if it also has a
+    ``circuit`` column (the gateway's own ``operating-points.csv``), only that ``circuit``'s rows."""
     with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+        rows = [row for row in csv.DictReader(handle)
+                if circuit is None or row.get("circuit") in (None, circuit)]
     try:
         outdoor = np.array([float(row["outdoor_c"]) for row in rows])
         setpoint = np.array([float(row["setpoint_c"]) for row in rows])
@@ -103,7 +106,7 @@ def curve_command(file: Path, png: Path | None = None, points: Path | None = Non
     """The CLI command: print the table, draw the PNG; returns the exit code (2 on a bad file)."""
     try:
         curve = load_curve(file)
-        operating = read_points(points) if points is not None else None
+        operating = read_points(points, curve.circuit) if points is not None else None
     except ConfigError as exc:
         for message in exc.messages:
             err.write(message + "\n")
