@@ -1,7 +1,7 @@
 """ControllerTask on accelerated time (the demo): ages and the cycle period follow ``time_scale``.
 
 The task's clock is the station's simulated time; the samples are stamped by a wall clock the test
-moves by hand (or the real one, where the event loop's timing is what is tested).
+sets by hand (or the real one, where the event loop's timing is what is tested).
 """
 
 from __future__ import annotations
@@ -14,19 +14,10 @@ import pytest
 from gateway.control.model import ControllerState, Signal
 from gateway.samples import Sample, SampleBatch
 from tests.control.test_task import Rig
+from tests.gateway.conftest import Clock
 
 ROOMS = ("a_1", "a_top_corner", "b_1", "b_top_corner", "c_1", "c_top_corner")
 MAX_AGE_S = 1800.0  # room_trim.max_age_s in config/controller.yaml
-
-
-class Wall:
-    """A wall clock that only moves when the test says so."""
-
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def reported_just_now(rig: Rig) -> None:
@@ -42,11 +33,11 @@ def reported_just_now(rig: Rig) -> None:
 ])
 async def test_a_sample_age_is_the_wall_time_since_its_poll_times_the_scale(
         time_scale: float, wall_s: float, valid: int) -> None:
-    wall = Wall()
+    wall = Clock(1_800_000_000.0)
     rig = Rig(time_scale=time_scale, sample_clock=wall)
     rig.poll()
     reported_just_now(rig)
-    wall.t += wall_s
+    wall.now += wall_s
     state = await rig.task.cycle()
     assert state.circuits[0].rooms_valid == valid
     assert (Signal.ROOMS_NONE_VALID in state.signals) is (valid == 0)
@@ -87,7 +78,7 @@ async def test_unscaled_a_cycle_lasts_cycle_s() -> None:
 
 
 async def test_the_ramp_goes_on_from_the_read_back_while_the_poll_lags_the_writes() -> None:
-    wall = Wall()
+    wall = Clock(1_800_000_000.0)
     rig = Rig(time_scale=600.0, sample_clock=wall)  # starts at midnight: the night coast ramps down
     rig.station.plc.supply_setpoint_c = 80.0
     rig.poll()
@@ -95,7 +86,7 @@ async def test_the_ramp_goes_on_from_the_read_back_while_the_poll_lags_the_write
     written = []
     for _ in range(10):  # ten cycles, and no poll in between (the demo polls once a second)
         rig.station.step(60.0)
-        wall.t += 0.1
+        wall.now += 0.1
         written.append((await rig.task.cycle()).circuits[0].written_c)
     assert all(value is not None for value in written)
     # 20 K/h, a third of a kelvin a cycle, from 80 C: not back to the polled 80 C every kelvin
@@ -104,6 +95,6 @@ async def test_the_ramp_goes_on_from_the_read_back_while_the_poll_lags_the_write
 
     rig.station.plc.supply_setpoint_c = 55.0  # someone else wrote the PLC; a newer poll says so
     rig.station.step(60.0)
-    wall.t += 0.1
+    wall.now += 0.1
     rig.poll()
     assert (await rig.task.cycle()).circuits[0].written_c == pytest.approx(54.7, abs=0.051)

@@ -10,35 +10,28 @@ import pytest
 from gateway.sim_clock import SimClock, keep_anchored, sim_clock
 from sim.runner import SimRunner
 from sim.station import Station
-
-
-class Wall:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.gateway.conftest import Clock
 
 
 def test_it_runs_at_the_speed_from_its_anchor() -> None:
-    wall = Wall()
+    wall = Clock(100.0)
     clock = SimClock(1_768_000_000.0, 600.0, wall=wall)
     assert clock() == 1_768_000_000.0
-    wall.t += 0.5
+    wall.now += 0.5
     assert clock() == pytest.approx(1_768_000_300.0)
 
 
 def test_a_new_anchor_moves_it_forward_at_once_but_never_back() -> None:
-    wall = Wall()
+    wall = Clock(100.0)
     clock = SimClock(1000.0, 600.0, wall=wall)
-    wall.t += 1.0
+    wall.now += 1.0
     clock.anchor(1720.0)  # the simulation is ahead of the estimate (1600)
     assert clock() == 1720.0
     clock.anchor(1660.0)  # a reply from just before the simulator's tick: 60 s behind
     assert clock() == 1720.0  # held...
-    wall.t += 0.05
+    wall.now += 0.05
     assert clock() == 1720.0  # ...until the simulation catches up (1690 < 1720)...
-    wall.t += 0.15
+    wall.now += 0.15
     assert clock() == pytest.approx(1780.0)  # ...then on at its speed from the new anchor
 
 
