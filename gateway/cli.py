@@ -123,7 +123,7 @@ def demo(
     mqtt_port: Annotated[int, typer.Option(help="port of the demo's private MQTT broker")] = 18830,
     tsdb_port: Annotated[int, typer.Option(help="port of the demo's private time-series database")] = 18428,
     speed: Annotated[float, typer.Option(help="simulated seconds per wall-clock second")] = 600.0,
-    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    duration: Annotated[float | None, typer.Option(help="stop after this many wall-clock seconds")] = None,
     live: Annotated[bool, typer.Option(help="show the live terminal view")] = True,
 ) -> None:
     """Run the whole chain locally (simulator, gateway with its supply-curve controller, broker,
