@@ -13,7 +13,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -39,10 +39,16 @@ log = logging.getLogger(__name__)
 class Gateway:
     """The running gateway: pollers feeding the bus, the write queue, and (when the configuration
     has an ``mqtt`` section and a state directory is given for the outbox) telemetry and commands
-    over MQTT. Use ``async with``."""
+    over MQTT. Use ``async with``.
+
+    ``controller_clock`` and ``controller_time_scale`` put the controller on another time than the
+    wall clock the pollers stamp samples with (the demo: the simulator's, 600 times faster); see
+    ``ControllerTask``. A station leaves both alone.
+    """
 
     def __init__(self, config: GatewayConfig, bus: Bus | None = None, *, state_dir: Path | None = None,
-                 controller: ControllerConfig | None = None) -> None:
+                 controller: ControllerConfig | None = None, controller_clock: Callable[[], float] = time.time,
+                 controller_time_scale: float = 1.0) -> None:
         self.config = config
         self.bus = bus or Bus()
         links: dict[tuple[str, ...], ModbusLink] = {}
@@ -66,16 +72,19 @@ class Gateway:
         self.controller: ControllerTask | None = None
         if controller is not None:
             memory = None if state_dir is None else MemoryFile(state_dir / MEMORY_FILE_NAME)
-            self.controller = ControllerTask(controller, config, self.latest, self.writes, self.bus, memory=memory)
-            self._provide_controller_commands(self.controller)
+            self.controller = ControllerTask(controller, config, self.latest, self.writes, self.bus, memory=memory,
+                                             clock=controller_clock, time_scale=controller_time_scale,
+                                             sample_clock=time.time)
+            self._provide_controller_commands(self.controller, controller_clock)
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _provide_controller_commands(self, task: ControllerTask) -> None:
-        """Dispatch's offset and outdoor value reach the controller through MQTT commands."""
+    def _provide_controller_commands(self, task: ControllerTask, clock: Callable[[], float]) -> None:
+        """Dispatch's offset and outdoor value reach the controller through MQTT commands; the
+        offset's end is reported on the controller's ``clock``, the one it expires on."""
         async def offset(args: SetpointOffsetArgs, command: Command) -> dict[str, float]:
             if (refusal := task.set_dispatch_offset(args.offset_k, args.duration_s, command.origin)) is not None:
                 raise Refused(refusal)
-            return {"offset_k": args.offset_k, "until": time.time() + args.duration_s}
+            return {"offset_k": args.offset_k, "until": clock() + args.duration_s}
 
         async def outdoor(args: OutdoorArgs, command: Command) -> dict[str, float]:
             if (refusal := task.set_dispatch_outdoor(args.value_c, command.origin)) is not None:

@@ -117,22 +117,27 @@ REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
 @app.command()
 def demo(
     config: Annotated[Path, typer.Option(help="station configuration")] = REPO_CONFIG / "station.yaml",
-    curve: Annotated[Path, typer.Option(help="heating curve the demo follows")] = REPO_CONFIG / "curves" / "radiators-75-50.yaml",
+    controller: Annotated[Path, typer.Option(help="controller settings the gateway runs (a file with a controller: section)")] = REPO_CONFIG / "controller.yaml",
     port: Annotated[int, typer.Option(help="Modbus TCP port for the simulated station")] = 5020,
     control_port: Annotated[int, typer.Option(help="simulator fault-injection port")] = 5021,
     mqtt_port: Annotated[int, typer.Option(help="port of the demo's private MQTT broker")] = 18830,
     tsdb_port: Annotated[int, typer.Option(help="port of the demo's private time-series database")] = 18428,
     speed: Annotated[float, typer.Option(help="simulated seconds per wall-clock second")] = 600.0,
-    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    duration: Annotated[float | None, typer.Option(help="stop after this many wall-clock seconds")] = None,
     live: Annotated[bool, typer.Option(help="show the live terminal view")] = True,
 ) -> None:
-    """Run the whole chain locally (simulator, gateway, broker, historian, database), with a live view."""
-    from gateway.curves import load_curve
+    """Run the whole chain locally (simulator, gateway with its supply-curve controller, broker,
+    historian, database), with a live view.
+
+    The controller runs on the simulator's time: at --speed 600 a 60 s cycle takes 0.1 s and a
+    simulated day 2.4 minutes. Write intervals are scaled to simulated time, value limits are not.
+    """
+    from gateway.control.loader import load_controller_config
     from gateway.demo import run_demo
 
     try:
-        heating_curve = load_curve(curve)
-        state = asyncio.run(run_demo(config, heating_curve, port=port, control_port=control_port,
+        settings = load_controller_config(controller)
+        state = asyncio.run(run_demo(config, settings, port=port, control_port=control_port,
                                      mqtt_port=mqtt_port, tsdb_port=tsdb_port, speed=speed,
                                      duration_s=duration, live=live))
     except ConfigError as exc:
@@ -141,8 +146,8 @@ def demo(
         raise typer.Exit(EXIT_INVALID_CONFIG) from None
     except KeyboardInterrupt:
         return
-    console.print(f"demo stopped after {state.writes} setpoint writes; "
-                  f"the historian stored {state.stored_points or 0} points")
+    console.print(f"demo stopped after {state.cycles} controller cycles and {state.writes} setpoint writes; "
+                  f"the historian stored {state.stored_points or 0} points and {state.stored_states or 0} controller states")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -33,12 +34,22 @@ class DispatchSide:
 
     async def stored_points(self) -> int | None:
         """Telemetry points the historian has written so far (None if the database does not say)."""
-        return await asyncio.to_thread(self._count)
+        return await asyncio.to_thread(self._count, "sum(count_over_time(telemetry_value[1d]))", None)
 
-    def _count(self) -> int | None:
-        query = urllib.parse.urlencode({"query": "sum(count_over_time(telemetry_value[1d]))"})
+    async def stored_states(self, since: float, until: float) -> int | None:
+        """Controller states the historian has written with times from ``since`` to ``until``.
+
+        They carry the controller's time, which in the demo is the simulation's, not the wall
+        clock's: the query looks back from ``until`` rather than from now.
+        """
+        window = max(1, math.ceil(until - since))
+        return await asyncio.to_thread(self._count, f"sum(count_over_time(control_outdoor_c[{window}s]))", until)
+
+    def _count(self, query: str, at: float | None) -> int | None:
+        parameters = {"query": query} | ({} if at is None else {"time": f"{at:.3f}"})
         try:
-            with urllib.request.urlopen(f"{self.database.url}/api/v1/query?{query}", timeout=2) as reply:
+            with urllib.request.urlopen(f"{self.database.url}/api/v1/query?{urllib.parse.urlencode(parameters)}",
+                                        timeout=2) as reply:
                 result = json.loads(reply.read())["data"]["result"]
         except (OSError, ValueError, KeyError):
             return None

@@ -1,4 +1,5 @@
-"""The README's demo command works: simulator process, gateway, curve writes, MQTT, historian, database."""
+"""The README's demo command works: simulator process, gateway running the supply-curve controller on
+the simulator's time, MQTT, historian, database."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from tests.gateway.conftest import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_runs_the_whole_chain_and_writes_the_curve_setpoint() -> None:
-    command = [sys.executable, "-m", "gateway", "demo", "--duration", "10", "--no-live",
+def test_demo_runs_the_whole_chain_and_the_controller_writes_the_setpoint() -> None:
+    command = [sys.executable, "-m", "gateway", "demo", "--duration", "12", "--no-live",
                "--port", str(free_port()), "--control-port", str(free_port()),
                "--mqtt-port", str(free_port()), "--tsdb-port", str(free_port())]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=90, cwd=ROOT)
@@ -22,9 +23,15 @@ def test_demo_runs_the_whole_chain_and_writes_the_curve_setpoint() -> None:
     assert "Traceback" not in log
     assert 'msg="device online" device=plc' in log
     assert 'msg="device online" device=heat_meter' in log
-    write = re.search(r'msg="write done" tag=supply_setpoint value=([\d.]+) origin=demo-curve readback=([\d.]+)', log)
+    assert 'msg="season mode"' in log  # the controller's first cycle
+    write = re.search(r'msg="write done" tag=supply_setpoint value=([\d.]+) origin=controller readback=([\d.]+)', log)
     assert write is not None, log[-3000:]
     assert float(write[1]) == float(write[2])
     assert 'msg="mqtt connected"' in log
-    stored = re.search(r"the historian stored (\d+) points", proc.stdout)
-    assert stored is not None and int(stored[1]) > 0, proc.stdout
+    summary = re.search(r"after (\d+) controller cycles and (\d+) setpoint writes; "
+                        r"the historian stored (\d+) points and (\d+) controller states", proc.stdout)
+    assert summary is not None, proc.stdout
+    cycles, writes, points, states = map(int, summary.groups())
+    assert cycles >= 50  # 60 s cycles at 600x: ten a second of the 12 s (a busy machine skips some)
+    assert 10 <= writes <= cycles  # unscaled, the 10 s write interval would allow two in 12 s
+    assert points > 0 and states > 0

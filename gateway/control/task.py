@@ -13,6 +13,13 @@ most ``max_step`` from what it holds, never a backlog.
 
 With a memory file, what the controller has learned is restored at start and saved every
 ``MEMORY_SAVE_EVERY_S`` and when the task stops (see ``gateway.control.memory``).
+
+Time: ``clock`` is the controller's time (schedules, filters, expiries, the memory's age) and
+``sample_clock`` the one the pollers stamp samples with. On a station both are the wall clock. The
+demo runs the controller on the simulator's accelerated time (``time_scale`` simulated seconds per
+wall second) while the pollers stamp wall time, so a sample's age is the wall time since it was
+read times ``time_scale``, and a cycle of ``cycle_s`` controller seconds lasts ``cycle_s /
+time_scale`` of the event loop's time.
 """
 
 from __future__ import annotations
@@ -68,9 +75,17 @@ class ControllerTask:
         *,
         clock: Callable[[], float] = time.time,
         memory: MemoryFile | None = None,
+        time_scale: float = 1.0,
+        sample_clock: Callable[[], float] | None = None,
     ) -> None:
         """Check the configuration against the station's tags (ConfigError if a tag is unknown),
-        and restore what ``memory`` holds."""
+        and restore what ``memory`` holds.
+
+        ``time_scale`` is how many ``clock`` seconds pass per second of the event loop and of
+        ``sample_clock`` (which defaults to ``clock``: samples stamped on the controller's own time).
+        """
+        if not (math.isfinite(time_scale) and time_scale > 0):
+            raise ValueError(f"time_scale must be a positive number, got {time_scale}")
         self._station = station
         self._tags = station.tags()
         problems = tag_problems(config.settings, {tag: cfg.writable is not None for tag, (_, cfg) in self._tags.items()})
@@ -81,9 +96,12 @@ class ControllerTask:
         self._writes = writes
         self._bus = bus
         self._clock = clock
+        self._sample_clock = clock if sample_clock is None else sample_clock
+        self._time_scale = time_scale
         self._offset: DispatchOffset | None = None
         self._dispatch_outdoor: tuple[float, float] | None = None  # (value, received at)
         self._state: ControllerState | None = None
+        self._read_back: dict[str, tuple[float, float]] = {}  # setpoint tag -> (value, sample_clock time)
         self._memory = memory
         self._saved_at = self._clock()
         if memory is not None:
@@ -190,7 +208,7 @@ class ControllerTask:
                     # A bug in one cycle must not stop the station's controller for good; the PLC
                     # keeps its last setpoint meanwhile, and the log says what happened.
                     log.exception("controller cycle failed")
-                period = self.settings.cycle_s
+                period = self.settings.cycle_s / self._time_scale
                 next_at += period
                 now = loop.time()
                 if next_at < now:
@@ -235,18 +253,18 @@ class ControllerTask:
             value, at = self._dispatch_outdoor
             dispatch = Reading(value, True, now - at)
         return ControllerInputs(
-            outdoor=self._reading(s.outdoor.tag, now),
+            outdoor=self._reading(s.outdoor.tag),
             dispatch_outdoor=dispatch,
             offset=self._offset,
-            circuits={name: self._circuit_inputs(circuit, now) for name, circuit in s.circuits.items()},
+            circuits={name: self._circuit_inputs(circuit) for name, circuit in s.circuits.items()},
         )
 
-    def _circuit_inputs(self, circuit: CircuitSettings, now: float) -> CircuitInputs:
+    def _circuit_inputs(self, circuit: CircuitSettings) -> CircuitInputs:
         rooms: dict[str, Reading] = {}
         for name, sensor in circuit.rooms.items():
-            reading = self._reading(sensor.temp_tag, now)
+            reading = self._reading(sensor.temp_tag)
             if sensor.age_tag is not None and reading.ok:
-                age = self._reading(sensor.age_tag, now)
+                age = self._reading(sensor.age_tag)
                 if age.usable is None:
                     reading = Reading(reading.value, False, reason=f"sensor age unknown: {age.reason}")
                 else:
@@ -259,11 +277,11 @@ class ControllerTask:
                     "flow_m3h": circuit.flow_limit.tag if circuit.flow_limit else None}
         return CircuitInputs(
             rooms=rooms,
-            setpoint_c=self._reading(circuit.setpoint_tag, now),
-            **{field: self._reading(tag, now) for field, tag in optional.items() if tag is not None},
+            setpoint_c=self._held(circuit.setpoint_tag),
+            **{field: self._reading(tag) for field, tag in optional.items() if tag is not None},
         )
 
-    def _reading(self, tag: str, now: float) -> Reading:
+    def _reading(self, tag: str) -> Reading:
         """A tag's latest sample as a Reading: good and numeric, or not usable with the reason."""
         sample = self._latest.get(tag)
         if sample is None:
@@ -273,7 +291,27 @@ class ControllerTask:
             return Reading(sample.value if isinstance(sample.value, float | int) else None, False, reason=reason)
         if isinstance(sample.value, bool) or not isinstance(sample.value, int | float):
             return Reading.missing(f"not a number: {sample.value!r}")
-        return Reading(float(sample.value), True, max(0.0, now - sample.timestamp))
+        return Reading(float(sample.value), True, self._age(sample.timestamp))
+
+    def _held(self, tag: str) -> Reading:
+        """The setpoint the PLC holds: its latest poll, or the read-back of this task's last write
+        when that is the newer reading of the register.
+
+        On a station the setpoint is polled many times per cycle, so the poll is always newer and
+        this is the poll. On accelerated time (the demo: ten cycles per poll) the poll lags several
+        cycles behind the writes, and the controller would ramp from a setpoint the PLC no longer
+        holds (and resynchronise to it, ``RESYNC_K``), writing a saw-tooth.
+        """
+        reading = self._reading(tag)
+        if tag not in self._read_back or not reading.ok:
+            return reading
+        value, at = self._read_back[tag]
+        age = self._age(at)
+        return Reading(value, True, age) if age < reading.age_s else reading
+
+    def _age(self, timestamp: float) -> float:
+        """Controller seconds since ``timestamp`` (a ``sample_clock`` time), never negative."""
+        return max(0.0, (self._sample_clock() - timestamp) * self._time_scale)
 
     async def _write(self, circuit: str, decided: float) -> tuple[float | None, str]:
         """Write a circuit's setpoint if it moved by a register step; (value written, status)."""
@@ -284,12 +322,14 @@ class ControllerTask:
         limits = tag_config.writable
         assert limits is not None  # checked in __init__ / reload
         resolution = abs(tag_config.scale)
-        held = self._reading(tag, self._clock()).usable
+        held = self._held(tag).usable
         value = _writable(decided, held, limits, resolution)
         if held is not None and abs(value - held) < resolution / 2:
             return None, "unchanged"
         result = await self._writes.write(tag, value, origin=ORIGIN)
         if result.accepted:
+            if isinstance(result.readback, int | float):
+                self._read_back[tag] = (float(result.readback), self._sample_clock())
             return value, "written"
         return None, f"refused: {result.reason}"
 

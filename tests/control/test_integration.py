@@ -83,3 +83,24 @@ async def test_the_plc_setpoint_follows_the_controller_over_modbus(tmp_path: Pat
         # What it learned was saved in the state directory when the gateway stopped.
         memory = MemoryFile(tmp_path / "state" / MEMORY_FILE_NAME).load()
         assert memory is not None and memory.circuits["radiators"].curve == state.circuits[0].curve
+
+
+async def test_the_gateway_runs_its_controller_on_the_clock_and_time_scale_it_is_given() -> None:
+    async with SimRunner(demo_station(), speed=600.0, tick_s=0.05, control_port=None) as runner:
+        config = station_config(runner.server.port, lambda data: data.pop("mqtt"))
+        gateway = Gateway(config, controller=load_controller_config(CONTROLLER_YAML),
+                          controller_clock=lambda: runner.station.time_s, controller_time_scale=600.0)
+        states = gateway.bus.subscribe("test-states", maxsize=10_000)
+        async with gateway:
+            await asyncio.sleep(2.0)
+            reply = json.loads(await gateway.commands.handle("setpoint_offset", command(
+                {"offset_k": 1.0, "duration_s": 3600})))
+            now = runner.station.time_s
+        published = []
+        while (item := states.get_nowait()) is not None:
+            if isinstance(item, ControllerState):
+                published.append(item)
+    # 60 s cycles at 600x: one every 0.1 s, about twenty in 2 s (one, unscaled)
+    assert len(published) >= 8, len(published)
+    assert abs(published[-1].timestamp - now) < 600  # stamped with the simulated time, not the wall clock
+    assert reply["ok"] is True and abs(reply["result"]["until"] - (now + 3600)) < 60  # the offset ends on it too

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,19 +54,24 @@ class SimPlc:
 class Rig:
     """A station, the latest values a poller would have delivered, and the task under test."""
 
-    def __init__(self, config_path: Path = CONTROLLER_YAML, memory: MemoryFile | None = None) -> None:
+    def __init__(self, config_path: Path = CONTROLLER_YAML, memory: MemoryFile | None = None, *,
+                 time_scale: float = 1.0, sample_clock: Callable[[], float] | None = None) -> None:
+        """``sample_clock``: what the samples are stamped with (by default the station's time, the
+        task's clock, which the task then uses for ages too)."""
         self.station = Station(start=datetime(2027, 1, 10, 16, tzinfo=UTC), seed=4,
                                weather=SyntheticProfile(mean_c=-3.0, seed=4))
-        self.latest = LatestValues(STATION, clock=lambda: self.station.time_s)
+        self.sample_clock = sample_clock or (lambda: self.station.time_s)
+        self.latest = LatestValues(STATION, clock=self.sample_clock)
         self.plc = SimPlc(self.station)
         self.bus = Bus()
         self.published = self.bus.subscribe("test", maxsize=100_000)
         self.task = ControllerTask(load_controller_config(config_path), STATION, self.latest, self.plc,  # type: ignore[arg-type]
-                                   self.bus, clock=lambda: self.station.time_s, memory=memory)
+                                   self.bus, clock=lambda: self.station.time_s, memory=memory,
+                                   time_scale=time_scale, sample_clock=sample_clock)
 
     def poll(self) -> None:
         m = self.station.measurements()
-        t = m.timestamp
+        t = self.sample_clock()
         values: dict[str, float] = {
             "outdoor_temp": m.outdoor_c, "supply_setpoint": self.station.plc.supply_setpoint_c,
             "secondary_supply_temp": m.secondary_supply_c, "primary_return_temp": m.primary_return_c,

@@ -23,6 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 STATION_YAML = ROOT / "config" / "station.yaml"
 
 
+class Clock:
+    """A clock that moves only when the test sets ``now``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -5,15 +5,7 @@ from __future__ import annotations
 from drivers.base import Quality
 from gateway.latest import LatestValues
 from gateway.samples import DeviceStatus, Sample, SampleBatch
-from tests.gateway.conftest import station_config
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.gateway.conftest import Clock, station_config
 
 
 def test_good_value_turns_stale_after_two_intervals_plus_timeout() -> None:

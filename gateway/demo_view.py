@@ -1,0 +1,195 @@
+"""The demo's live view: what the gateway reads, what the controller decided and why, what got out.
+
+Everything on screen comes from the gateway's own state (latest values with their quality, the
+pollers' counters, the MQTT session, the controller's published ``ControllerState``), never from
+the simulator, so the view shows what an operator at the station would see. Times are the
+simulation's, in the station's time zone, because the comfort schedule (day from 06:00, the night
+coast, the morning boost) is local time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from rich.console import Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from drivers.base import Quality
+from gateway.app import Gateway
+from gateway.control.model import CircuitState, ControllerState, LimiterState
+from gateway.latest import LatestValues
+from gateway.samples import Sample
+
+STATION_ROWS = (
+    ("outdoor_temp", "Outdoor"),
+    ("primary_supply_temp", "Primary supply"),
+    ("primary_return_temp", "Primary return"),
+    ("primary_flow", "Primary flow"),
+    ("valve_position", "Control valve"),
+    ("supply_setpoint", "Supply setpoint"),
+    ("secondary_supply_temp", "Secondary supply"),
+    ("secondary_return_temp", "Secondary return"),
+    ("secondary_flow", "Circulation flow"),
+    ("pump_frequency", "Pump frequency"),
+    ("meter_power", "Heat meter power"),
+    ("meter_energy_gj", "Heat meter energy"),
+    ("makeup_total", "Make-up water total"),
+    ("tank_level", "Softened-water tank"),
+)
+
+PHASES = {
+    "day": "[green]day[/]: rooms held at the day target",
+    "coast": "[blue]night coast[/]: supply cut, the rooms cool on their own inertia",
+    "night": "[blue]night[/]: holding the night floor",
+    "preheat": "[magenta]morning boost[/]: maximum supply to be warm by the day start",
+}
+
+
+@dataclass
+class DemoState:
+    """What the screen and the final summary need besides the gateway's own state."""
+
+    cycles: int = 0
+    writes: int = 0
+    last_written: tuple[float, float] | None = None  # (value, simulated time)
+    stored_points: int | None = None
+    stored_states: int | None = None
+
+    def count(self, state: ControllerState) -> None:
+        """Account for one published controller cycle."""
+        self.cycles += 1
+        for circuit in state.circuits:
+            if circuit.written_c is not None:
+                self.writes += 1
+                self.last_written = (circuit.written_c, state.timestamp)
+
+
+def good_number(sample: Sample | None) -> float | None:
+    """The sample's value if it is a good number, else None."""
+    if sample is None or sample.quality is not Quality.GOOD or not isinstance(sample.value, int | float):
+        return None
+    return float(sample.value)
+
+
+def render(gateway: Gateway, state: DemoState, sim_now: float) -> Group:
+    """The live view: station values, rooms, devices, the controller, the dispatch side."""
+    zone = ZoneInfo(gateway.config.station.timezone)
+    title = f"{gateway.config.station.name}  (simulated time {_local(sim_now, zone, '%Y-%m-%d %H:%M %Z')})"
+    readings = Table.grid(expand=True)  # side by side, so the whole view fits a 40-line terminal
+    readings.add_column(ratio=1)
+    readings.add_column(ratio=1)
+    readings.add_row(_station(gateway, title), Group(_rooms(gateway), _devices(gateway)))
+    controller = gateway.controller.state if gateway.controller is not None else None
+    return Group(readings, controller_panel(controller, state, zone), _dispatch(gateway, state))
+
+
+def _station(gateway: Gateway, title: str) -> Table:
+    table = Table(title=title, expand=True)
+    for column in ("Value", "Reading", "Quality"):
+        table.add_column(column, justify="right" if column == "Reading" else "left")
+    tags = gateway.config.tags()
+    for tag, label in STATION_ROWS:
+        table.add_row(label, *_cells(gateway.latest, tag, tags[tag][1].unit))
+    return table
+
+
+def _rooms(gateway: Gateway) -> Table:
+    table = Table(title="Representative rooms (wireless sensors)", expand=True)
+    for column in ("Room", "Temperature", "Sensor age", "Quality"):
+        table.add_column(column)
+    latest = gateway.latest
+    for tag in sorted(t for t in gateway.config.tags() if t.startswith("room_") and t.endswith("_temp")):
+        age = good_number(latest.get(tag.removesuffix("_temp") + "_age"))
+        age_text = "-" if age is None else f"{age / 60:.0f} min"
+        reading, quality = _cells(latest, tag, "°C")
+        table.add_row(tag.removeprefix("room_").removesuffix("_temp"), reading, age_text, quality)
+    return table
+
+
+def _devices(gateway: Gateway) -> Table:
+    table = Table(title="Devices", expand=True)
+    for column in ("Device", "State", "Polls", "Requests", "Failures"):
+        table.add_column(column)
+    for name, poller in gateway.pollers.items():
+        online = {True: "[green]online", False: "[red]lost", None: "[yellow]connecting"}[poller.online]
+        table.add_row(name, online, str(poller.stats.polls), str(poller.stats.requests), str(poller.stats.failures))
+    return table
+
+
+def controller_panel(state: ControllerState | None, demo: DemoState, zone: ZoneInfo) -> Panel:
+    """Why the setpoint is what it is, in the order of the cycle (README "One cycle")."""
+    if state is None:
+        return Panel("[yellow]waiting for the first cycle", title="Supply-curve controller")
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    outdoor_raw = "-" if state.outdoor_raw_c is None else f"{state.outdoor_raw_c:.1f} °C"
+    rejected = f" [red](sensor rejected: {escape(state.outdoor_fault)})[/]" if state.outdoor_fault else ""
+    grid.add_row("Season", f"{state.season.value} ({escape(state.season_reason)})")
+    grid.add_row("Outdoor", f"raw {outdoor_raw}, in use {state.outdoor_c:.1f} °C from {state.outdoor_source.value}{rejected}")
+    for circuit in state.circuits:
+        _circuit_rows(grid, circuit)
+    last = "none yet" if demo.last_written is None else \
+        f"last {demo.last_written[0]:.1f} °C at {_local(demo.last_written[1], zone, '%H:%M')}"
+    grid.add_row("Writes", f"{demo.writes} in {demo.cycles} cycles, {last}")
+    signals = ", ".join(f"[yellow]{signal.value}[/]" for signal in state.signals) or "[green]none"
+    grid.add_row("Signals", signals)
+    return Panel(grid, title="Supply-curve controller")
+
+
+def _circuit_rows(grid: Table, c: CircuitState) -> None:
+    room = "no valid room" if c.room_used_c is None else f"{c.room_used_name} {c.room_used_c:.1f} °C"
+    grid.add_row(f"Circuit {c.circuit}", f"{escape(c.curve)}: {'' if c.heating else '[yellow]'}{escape(c.reason)}")
+    grid.add_row("Comfort", f"{PHASES.get(c.phase, c.phase)}; floor {c.room_floor_c:.2f} °C, "
+                            f"coldest room {room} ({c.rooms_valid}/{c.rooms_total} valid)")
+    grid.add_row("Curve", f"{c.curve_c:.1f} °C, read at {c.outdoor_curve_c:.1f} °C "
+                          f"(actual and damped outdoor; damped {c.outdoor_damped_c:.1f} °C)")
+    grid.add_row("Room trim", f"{c.trim_k:+.2f} K supply for {c.trim_room_k:+.2f} K room "
+                              f"(learned {c.trim_integral_k:+.2f} K), boost heat-up {c.heatup_k_per_h:.2f} K/h")
+    offset = "none" if c.offset_k == 0 else f"{c.offset_k:+.1f} K from {escape(c.offset_origin)}"
+    grid.add_row("Dispatch offset", offset)
+    grid.add_row("Limiters", ", ".join(_limiter(limiter) for limiter in c.limiters) or "none configured")
+    held = [word for word, on in ((f"clamped at {c.clamped}", bool(c.clamped)), ("ramp-limited", c.ramp_limited)) if on]
+    written = "-" if c.written_c is None else f"{c.written_c:.1f} °C"
+    colour = "red" if c.write_status.startswith("refused") else "green" if c.write_status == "written" else "dim"
+    grid.add_row("Setpoint", f"decided {c.setpoint_c:.2f} °C{' (' + ', '.join(held) + ')' if held else ''}, "
+                             f"written {written} [{colour}]{escape(c.write_status)}[/]")
+
+
+def _limiter(limiter: LimiterState) -> str:
+    name = limiter.name.removesuffix("_limit")
+    if limiter.fault:
+        return f"{name} [red]dropped: {escape(limiter.fault)}[/]"
+    measured = "-" if limiter.measured is None else f"{limiter.measured:.1f}"
+    text = f"{name} {measured} (line {limiter.limit:.1f}): -{limiter.reduction_k:.1f} K"
+    return f"[red]{text}[/]" if limiter.active else text
+
+
+def _dispatch(gateway: Gateway, state: DemoState) -> Panel:
+    text = "MQTT off"
+    if gateway.mqtt is not None:
+        link = "[green]connected" if gateway.mqtt.publisher.connected.is_set() else "[red]disconnected"
+        points = "?" if state.stored_points is None else f"{state.stored_points:,}"
+        states = "?" if state.stored_states is None else f"{state.stored_states:,}"
+        text = (f"MQTT {link}[/]  last sequence number {gateway.mqtt.outbox.last_seq}, "
+                f"acknowledged {gateway.mqtt.publisher.published_messages}   "
+                f"historian: {points} telemetry points, {states} controller states stored")
+    return Panel(text, title="Dispatch side", subtitle="[dim]Ctrl-C stops")
+
+
+def _cells(latest: LatestValues, tag: str, unit: str) -> tuple[str, str]:
+    sample = latest.get(tag)
+    if sample is None:
+        return "-", "[yellow]waiting"
+    colour = {Quality.GOOD: "green", Quality.STALE: "yellow", Quality.BAD: "red"}[sample.quality]
+    value = "-" if sample.value is None else (f"{sample.value:.2f}" if isinstance(sample.value, float) else str(sample.value))
+    label = sample.quality.value + (f" ({sample.reason})" if sample.reason else "")
+    return f"{value} {unit}", f"[{colour}]{label}"
+
+
+def _local(timestamp: float, zone: ZoneInfo, pattern: str) -> str:
+    return datetime.fromtimestamp(timestamp, zone).strftime(pattern)
