@@ -23,6 +23,8 @@ from gateway.config import GatewayConfig, load_gateway_config
 from gateway.control.loader import ControllerConfig, load_controller_config
 from gateway.control.memory import FILE_NAME as MEMORY_FILE_NAME
 from gateway.control.memory import MemoryFile
+from gateway.control.operating_points import FILE_NAME as POINTS_FILE_NAME
+from gateway.control.operating_points import OperatingPointLog
 from gateway.control.model import ControllerState
 from gateway.control.task import ControllerTask
 from gateway.latest import LatestValues
@@ -72,7 +74,9 @@ class Gateway:
         self.controller: ControllerTask | None = None
         if controller is not None:
             memory = None if state_dir is None else MemoryFile(state_dir / MEMORY_FILE_NAME)
+            points = None if state_dir is None else OperatingPointLog(state_dir / POINTS_FILE_NAME)
             self.controller = ControllerTask(controller, config, self.latest, self.writes, self.bus, memory=memory,
+                                             operating_points=points,
                                              clock=controller_clock, time_scale=controller_time_scale,
                                              sample_clock=time.time)
             self._provide_controller_commands(self.controller, controller_clock)

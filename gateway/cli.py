@@ -80,7 +80,7 @@ def _check_one(path: Path) -> str:
 @app.command()
 def run(
     config: Annotated[Path, typer.Option(help="station configuration file")] = Path("/etc/heatgw/station.yaml"),
-    state_dir: Annotated[Path, typer.Option(help="writable directory for the MQTT outbox and the controller's memory")] = Path("/var/lib/heatgw"),
+    state_dir: Annotated[Path, typer.Option(help="writable directory for the MQTT outbox, the controller's memory and its operating points")] = Path("/var/lib/heatgw"),
     controller: Annotated[Path | None, typer.Option(
         help="controller settings (default: the station file's own controller: section, if any)")] = None,
 ) -> None:

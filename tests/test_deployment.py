@@ -91,4 +91,9 @@ async def test_install_start_reload_and_stop_as_the_readme_and_the_unit_say(
             stop_process(process)
     memory = json.loads((state / "controller-memory.json").read_text())
     assert memory["circuits"]["radiators"]["curve"].startswith("demo-01-radiators v1")
+    # The hour in progress at the stop, ready for `heatgw curve --points`.
+    # (Out of the heating season, on the wall clock this test runs on, there is nothing to record.)
+    if published["heating"]:
+        points = (state / "operating-points.csv").read_text().splitlines()
+        assert points[0].startswith("hour_utc,circuit,outdoor_c") and ",radiators," in points[1]
     assert "Traceback" not in log.read_text()

@@ -12,7 +12,8 @@ decides again from fresh values, and the PLC gets one current setpoint when it r
 most ``max_step`` from what it holds, never a backlog.
 
 With a memory file, what the controller has learned is restored at start and saved every
-``MEMORY_SAVE_EVERY_S`` and when the task stops (see ``gateway.control.memory``).
+``MEMORY_SAVE_EVERY_S`` and when the task stops (see ``gateway.control.memory``); with an
+operating-point log, every cycle's state goes into the hourly record of where the station ran.
 
 Time: ``clock`` is the controller's time (schedules, filters, expiries, the memory's age) and
 ``sample_clock`` the one the pollers stamp samples with. On a station both are the wall clock. The
@@ -39,6 +40,7 @@ from gateway.config import GatewayConfig, WriteLimits
 from gateway.control.controller import Controller
 from gateway.control.loader import ControllerConfig, describe_problems, load_controller_config, tag_problems
 from gateway.control.memory import MemoryFile
+from gateway.control.operating_points import OperatingPointLog
 from gateway.control.model import (
     CircuitInputs,
     CircuitState,
@@ -75,11 +77,13 @@ class ControllerTask:
         *,
         clock: Callable[[], float] = time.time,
         memory: MemoryFile | None = None,
+        operating_points: OperatingPointLog | None = None,
         time_scale: float = 1.0,
         sample_clock: Callable[[], float] | None = None,
     ) -> None:
         """Check the configuration against the station's tags (ConfigError if a tag is unknown),
-        and restore what ``memory`` holds.
+        and restore what ``memory`` holds. ``operating_points``, if given, gets every cycle's state
+        (the hourly record ``heatgw curve --points`` draws).
 
         ``time_scale`` is how many ``clock`` seconds pass per second of the event loop and of
         ``sample_clock`` (which defaults to ``clock``: samples stamped on the controller's own time).
@@ -103,6 +107,7 @@ class ControllerTask:
         self._state: ControllerState | None = None
         self._read_back: dict[str, tuple[float, float]] = {}  # setpoint tag -> (value, sample_clock time)
         self._memory = memory
+        self._operating_points = operating_points
         self._saved_at = self._clock()
         if memory is not None:
             self._restore(memory)
@@ -216,6 +221,8 @@ class ControllerTask:
                 await asyncio.sleep(next_at - now)
         finally:
             self.save_memory()
+            if self._operating_points is not None:
+                self._operating_points.close()
 
     async def _wait_for_first_values(self) -> None:
         """After start-up, give the pollers a cycle to deliver before deciding on nothing."""
@@ -242,6 +249,8 @@ class ControllerTask:
         self._log_changes(state)
         self._state = state
         await self._bus.publish(state)
+        if self._operating_points is not None:
+            self._operating_points.add(state)
         if now - self._saved_at >= MEMORY_SAVE_EVERY_S:
             self.save_memory()
         return state
