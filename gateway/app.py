@@ -132,12 +132,13 @@ def control_payload(state: ControllerState) -> bytes:
     circuits, limiters and signals keyed by name instead of listed, so every figure has a stable
     name a historian can store (``circuits_radiators_setpoint_c``) whatever the list order."""
     data = state.to_dict()
+    ts = data.pop("timestamp")
     circuits = {}
     for circuit in data.pop("circuits"):
         circuit["limiters"] = {limiter.pop("name"): limiter for limiter in circuit["limiters"]}
         circuits[circuit.pop("circuit")] = circuit
     signals = {signal: True for signal in data.pop("signals")}
-    return json.dumps({"ts": state.timestamp, **data, "circuits": circuits, "signals": signals}).encode()
+    return json.dumps({"ts": ts, **data, "circuits": circuits, "signals": signals}).encode()
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
