@@ -23,6 +23,10 @@ uses that room's lowest hourly mean during the occupied hours of that day (Zibo 
 16-18 C: 20 %, 12-16 C: 50 %, < 12 C: 100 %). Heat is what the primary side gave up in the
 exchanger (the simulator's energy ledger; the heat meter reads the same within its probes'
 rounding).
+
+``--radiator ROOM=FACTOR`` runs every strategy on a changed station instead, e.g.
+``--radiator A-top-corner=1.0`` for A's corner room with its radiator replaced by a correctly
+sized one: what a station change, not a controller, would be worth.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -56,6 +60,7 @@ from gateway.control.loader import (  # noqa: E402
     resolve_curves,
 )
 from gateway.curves import Curve, PhysicalCurve, load_curve  # noqa: E402
+from sim.params import StationParams  # noqa: E402
 from sim.station import Station  # noqa: E402
 from sim.weather import heating_season  # noqa: E402
 
@@ -131,11 +136,27 @@ def design_curve(station: Station) -> Curve:
                                         exponent=p.radiator_exponent))
 
 
+def station_params(radiators: list[str]) -> StationParams:
+    """The demo station, with ``ROOM=FACTOR`` radiator changes (``A-top-corner=1.0``)."""
+    params = StationParams()
+    factors = {}
+    for item in radiators:
+        room, _, factor = item.partition("=")
+        factors[room] = float(factor)
+    buildings = tuple(
+        replace(b, rooms=tuple(replace(r, radiator_factor=factors.pop(f"{b.name}-{r.name}", r.radiator_factor))
+                               for r in b.rooms))
+        for b in params.buildings)
+    if factors:
+        raise SystemExit(f"--radiator: no such room {', '.join(factors)}")
+    return replace(params, buildings=buildings)
+
+
 def run_strategy(key: str, args: argparse.Namespace) -> tuple[Result, list[tuple[float, float]]]:
     """Simulate the season under one strategy; returns the result and hourly (outdoor, setpoint) points."""
     started = time.process_time()
     start, end = heating_season(args.year)
-    station = Station(start=start.astimezone(UTC), seed=args.seed)
+    station = Station(station_params(args.radiator), start=start.astimezone(UTC), seed=args.seed)
     names = station.room_names
     curve = load_curve(args.curve)
     loop: SimLoop | None = None
@@ -244,6 +265,9 @@ def main() -> None:
     parser.add_argument("--controller", type=Path, default=ROOT / "config" / "controller.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a controller setting for (c), e.g. circuits.radiators.comfort.margin_k=0.2")
+    parser.add_argument("--radiator", action="append", default=[], metavar="ROOM=FACTOR",
+                        help="a changed station: ROOM's radiator capacity as a factor of its design need, "
+                             "e.g. A-top-corner=1.0 (shipped 0.92)")
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "season-operating-points.png")
     parser.add_argument("--points", type=Path, default=None, help="also write (c)'s hourly operating points as CSV")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -255,10 +279,11 @@ def main() -> None:
     results = {r.key: r for r, _ in outcomes}
     points = {r.key: p for r, p in outcomes}
     start, end = heating_season(args.year)
-    names = Station(start=start.astimezone(UTC), seed=args.seed).room_names
+    names = Station(station_params(args.radiator), start=start.astimezone(UTC), seed=args.seed).room_names
     print(f"season {start.date()} - {end.date()} (site UTC+8), seed {args.seed}, cycle {args.cycle:g} s, "
           f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"wall {time.monotonic() - wall:.0f} s (CPU per strategy: "
+          + (f"radiators changed: {', '.join(args.radiator)}, " if args.radiator else "")
+          + f"wall {time.monotonic() - wall:.0f} s (CPU per strategy: "
           + ", ".join(f"{k} {r.cpu_s:.0f} s" for k, r in results.items()) + ")")
     print()
     print(table(results, names))
