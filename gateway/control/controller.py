@@ -107,6 +107,15 @@ class _Context:
     offset: DispatchOffset | None
 
 
+def stale_trims(learned_against: str, curve_now: str) -> str | None:
+    """Why trims learned against curve ``learned_against`` must not be kept with ``curve_now``
+    (None if it is the same curve). One rule for a reload and for a restart: the trims are what the
+    old curve got wrong for the building, and added to its correction they would count it twice."""
+    if learned_against == curve_now:
+        return None
+    return f"trims (learned against curve {learned_against}, now {curve_now})"
+
+
 class CircuitController:
     """One circuit's loops and memory: outdoor damping, room trim, limiters, ramp, latches."""
 
@@ -128,17 +137,13 @@ class CircuitController:
 
     def configure(self, settings: CircuitSettings, curve: Curve, controller: ControllerSettings) -> list[str]:
         """Take new settings (hot reload) keeping the learned state (filters, ramp, heat-up factors,
-        and the trim integrals unless the curve itself changed); returns what was reset and why.
-
-        The trims are what the old curve got wrong for this building: added to a new curve (the
-        operator has just corrected it, usually for the same error) they would count the
-        correction twice, so they start again from zero, as after a restart (``restore``).
-        """
+        and the trim integrals unless the curve itself changed, see ``stale_trims``); returns what
+        was reset and why."""
         reset: list[str] = []
-        if curve.identity != self.curve.identity:
+        if (stale := stale_trims(self.curve.identity, curve.identity)) is not None:
             for loop in self.trims.values():
                 loop.integral = 0.0
-            reset.append(f"trims (learned against curve {self.curve.identity}, now {curve.identity})")
+            reset.append(stale)
         self.settings, self.curve, self.controller = settings, curve, controller
         self.damper.time_constant_s = settings.building_time_constant_h * 3600.0
         trim = settings.room_trim
@@ -169,12 +174,12 @@ class CircuitController:
     def restore(self, memory: CircuitMemory) -> list[str]:
         """Take saved learning, within the settings in force now; returns what was dropped and why."""
         dropped: list[str] = []
-        if memory.curve == self.curve.identity:
+        if (stale := stale_trims(memory.curve, self.curve.identity)) is not None:
+            dropped.append(stale)
+        else:
             for name, value in (("day", memory.day_trim_k), ("night", memory.night_trim_k)):
                 loop = self.trims[name]
                 loop.integral = min(loop.high, max(loop.low, value))
-        else:
-            dropped.append(f"trims (learned against curve {memory.curve}, now {self.curve.identity})")
         opt = self.settings.comfort.optimum_start
         for room, factor in memory.heatup_factors.items():
             if room in self.settings.rooms:
