@@ -1,6 +1,9 @@
-"""The durable outbox: telemetry messages wait here, on disk, until the broker has acknowledged them.
+"""The durable outbox: messages wait here, on disk, until the broker has acknowledged them.
 
-SQLite in WAL mode, one row per telemetry message, keyed by the station's sequence number.
+SQLite in WAL mode, one row per message, keyed by the station's sequence number. Every message
+that must not be lost goes through here (telemetry, and the station's alarm and event transitions),
+each with the topic below ``<prefix>/<station>/`` it is published on; they share one sequence, so
+a receiver checks one series of numbers per station for gaps, whatever the topic.
 
 * **Sequence numbers** are assigned here, in the same transaction that stores the message, from
   an ``AUTOINCREMENT`` key: they never repeat, even after every row was deleted and the process
@@ -56,7 +59,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     created REAL NOT NULL,
     samples INTEGER NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    topic TEXT NOT NULL DEFAULT 'telemetry'
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counters VALUES ('dropped_messages', 0), ('dropped_samples', 0);
@@ -65,10 +69,12 @@ INSERT OR IGNORE INTO counters VALUES ('dropped_messages', 0), ('dropped_samples
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One stored message, decompressed, as the publisher sends it."""
+    """One stored message, decompressed, as the publisher sends it, and the topic it goes out on
+    (below ``<prefix>/<station>/``)."""
 
     seq: int
     payload: bytes
+    topic: str = "telemetry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +102,9 @@ class Outbox:
         self._db.execute(f"PRAGMA synchronous={settings.durability.upper()}")
         self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "topic" not in columns:  # an outbox written before alarms existed held telemetry only
+            self._db.execute("ALTER TABLE outbox ADD COLUMN topic TEXT NOT NULL DEFAULT 'telemetry'")
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         self.last_seq: int = row[0] if row else 0
         self._page_size: int = self._db.execute("PRAGMA page_size").fetchone()[0]
@@ -103,19 +112,20 @@ class Outbox:
     def close(self) -> None:
         self._db.close()
 
-    def append(self, encode: Callable[[int], bytes], samples: int) -> int:
+    def append(self, encode: Callable[[int], bytes], samples: int, topic: str = "telemetry") -> int:
         """Store one message under the next sequence number and return that number.
 
-        ``encode(seq)`` builds the payload, which carries its own sequence number. When this
-        returns, the message is committed (and synced, with ``durability: full``).
+        ``encode(seq)`` builds the payload, which carries its own sequence number; ``topic`` is
+        where it is published, below ``<prefix>/<station>/``. When this returns, the message is
+        committed (and synced, with ``durability: full``).
         """
         seq = self.last_seq + 1
         payload = zlib.compress(encode(seq), COMPRESSION_LEVEL)
         now = self._clock()
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute("INSERT INTO outbox (seq, created, samples, payload) VALUES (?, ?, ?, ?)",
-                             (seq, now, samples, payload))
+            self._db.execute("INSERT INTO outbox (seq, created, samples, payload, topic) VALUES (?, ?, ?, ?, ?)",
+                             (seq, now, samples, payload, topic))
             dropped = self._enforce_cap(seq, now)
             self._db.execute("COMMIT")
         except BaseException:
@@ -131,9 +141,9 @@ class Outbox:
 
     def pending(self, after: int, limit: int) -> list[Entry]:
         """Up to ``limit`` stored messages with a sequence number above ``after``, in order."""
-        rows = self._db.execute("SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+        rows = self._db.execute("SELECT seq, payload, topic FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
                                 (after, limit)).fetchall()
-        return [Entry(seq, zlib.decompress(payload)) for seq, payload in rows]
+        return [Entry(seq, zlib.decompress(payload), topic) for seq, payload, topic in rows]
 
     def ack(self, seqs: Iterable[int]) -> None:
         """Forget messages the broker has acknowledged (unknown numbers are ignored)."""
@@ -221,8 +231,8 @@ class AsyncOutbox:
             raise RuntimeError("outbox is not open")
         return self._outbox
 
-    async def append(self, encode: Callable[[int], bytes], samples: int) -> int:
-        seq = await self._run(self.outbox.append, encode, samples)
+    async def append(self, encode: Callable[[int], bytes], samples: int, topic: str = "telemetry") -> int:
+        seq = await self._run(self.outbox.append, encode, samples, topic)
         self.last_seq = seq
         async with self._appended:
             self._appended.notify_all()

@@ -5,7 +5,7 @@ Per connection:
 1. connect with the last will (retained ``offline``, ``connection lost``);
 2. publish the retained birth (``online``, version, config hash, start time, outbox backlog and
    drops) and the retained meta, subscribe to ``cmd/+``;
-3. send the outbox in sequence order, QoS 1, at most ``max_inflight`` messages awaiting their
+3. send the outbox (telemetry, alarm and event transitions) in sequence order, each on its own topic, QoS 1, at most ``max_inflight`` messages awaiting their
    PUBACK; a message is deleted from the outbox only after its PUBACK. The backlog goes first
    because it IS the head of the queue: replay and live are one ordered stream;
 4. answer commands, one at a time, on ``cmd/<name>/result``.
@@ -51,6 +51,10 @@ class Topics:
         self.telemetry = f"{self.base}/telemetry"
         self.control = f"{self.base}/control"
         self.commands = f"{self.base}/cmd/+"
+
+    def of(self, suffix: str) -> str:
+        """The topic ``suffix`` (an outbox entry's, e.g. ``telemetry``) names below the station."""
+        return f"{self.base}/{suffix}"
 
     def command_name(self, topic: str) -> str:
         return topic.rsplit("/", 1)[-1]
@@ -251,7 +255,7 @@ class Publisher:
                 await self.outbox.wait_beyond(cursor)
                 continue
             for entry in entries:
-                done = connection.publish(self.topics.telemetry, entry.payload, qos=1)
+                done = connection.publish(self.topics.of(entry.topic), entry.payload, qos=1)
                 inflight.add(entry.seq)
                 done.add_done_callback(functools.partial(settled, entry.seq))
                 cursor = entry.seq

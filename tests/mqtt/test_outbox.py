@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import zlib
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,28 @@ def test_a_failed_append_stores_nothing_and_uses_no_number(tmp_path: Path) -> No
     assert fill(outbox, 1) == [2]
     with sqlite3.connect(tmp_path / "outbox.sqlite") as reader:
         assert reader.execute("SELECT count(*) FROM outbox").fetchone()[0] == 2
+
+
+def test_each_message_keeps_its_topic_and_all_topics_share_one_sequence(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxSettings())
+    assert outbox.append(lambda seq: message(seq), 3) == 1
+    assert outbox.append(lambda seq: message(seq), 1, topic="events") == 2
+    assert outbox.append(lambda seq: message(seq), 3) == 3
+    assert [(e.seq, e.topic) for e in outbox.pending(0, 10)] == [(1, "telemetry"), (2, "events"), (3, "telemetry")]
+
+
+def test_an_outbox_written_before_topics_existed_replays_its_rows_as_telemetry(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL,
+                             samples INTEGER NOT NULL, payload BLOB NOT NULL);
+        CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO counters VALUES ('dropped_messages', 0), ('dropped_samples', 0);
+    """)
+    old.execute("INSERT INTO outbox (created, samples, payload) VALUES (0, 3, ?)", (zlib.compress(message(1)),))
+    old.commit()
+    old.close()
+    outbox = Outbox(path, OutboxSettings())
+    assert [(e.seq, e.payload, e.topic) for e in outbox.pending(0, 10)] == [(1, message(1), "telemetry")]
+    assert outbox.append(lambda seq: message(seq), 1, topic="events") == 2
