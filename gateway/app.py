@@ -32,10 +32,15 @@ from gateway.logs import kv
 from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
 from gateway.mqtt.service import MqttService
 from gateway.poller import DevicePoller
+from gateway.systemd_notify import Notifier, keep_alive
 from gateway.tagmap import link_key, make_link
 from gateway.writes import WriteQueue
 
 log = logging.getLogger(__name__)
+
+OUTBOX_PATIENCE_S = 60.0
+"""A call waiting this long on the outbox thread means a wedged disk: a commit takes milliseconds
+even on slow industrial flash (bench/outbox.py), so this never fires on a healthy station."""
 
 
 class Gateway:
@@ -118,6 +123,30 @@ class Gateway:
                                              tags=sum(len(p.tags) for p in self.pollers.values())))
         return self
 
+    def stalled(self) -> list[str]:
+        """The parts that made no progress within their own patience (the systemd watchdog)."""
+        now = asyncio.get_running_loop().time()
+        parts = [f"poller:{name}" for name, poller in self.pollers.items() if poller.stalled(now)]
+        if self.mqtt is not None and self.mqtt.outbox.busy_s(now) > OUTBOX_PATIENCE_S:
+            parts.append("outbox")
+        if self.controller is not None and self.controller.stalled(now):
+            parts.append("controller")
+        parts.extend(f"task:{task.get_name()}" for task in self._tasks if task.done())
+        return parts
+
+    async def status_line(self) -> str:
+        """One line for ``systemctl status``: devices online, outbox backlog, controller phase."""
+        online = sum(1 for poller in self.pollers.values() if poller.online)
+        parts = [f"devices {online}/{len(self.pollers)} online"]
+        if self.mqtt is not None:
+            stats = await self.mqtt.outbox.stats()
+            link = "connected" if self.mqtt.publisher.connected.is_set() else "disconnected"
+            parts.append(f"mqtt {link}, outbox {stats.pending_messages} pending")
+        if self.controller is not None and (state := self.controller.state) is not None:
+            phases = ",".join(sorted({circuit.phase for circuit in state.circuits}))
+            parts.append(f"controller {state.season.value} {phases}")
+        return "; ".join(parts)
+
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         await _cancel(self._tasks)
         self._tasks.clear()
@@ -186,12 +215,20 @@ async def run_until_signalled(config_path: Path, state_dir: Path, controller_pat
         controller_path = config_path
     controller = load_controller_config(controller_path) if controller_path is not None else None
     stop = asyncio.Event()
+    notifier = Notifier.from_environment()
     with _signals_set(stop):
         async with Gateway(config, state_dir=state_dir, controller=controller) as gateway:
             if gateway.controller is not None and controller_path is not None:
                 task, path = gateway.controller, controller_path
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: task.reload(path))
-            await stop.wait()
+            notifier.ready(await gateway.status_line())
+            watchdog = asyncio.create_task(keep_alive(notifier, gateway.stalled, gateway.status_line), name="watchdog")
+            try:
+                await stop.wait()
+            finally:
+                notifier.stopping()
+                await _cancel([watchdog])
+    notifier.close()
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ so ``grep device=plc`` works.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -48,6 +49,30 @@ class LogfmtFormatter(logging.Formatter):
         return line
 
 
+SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+
+def stderr_is_journal() -> bool:
+    """Whether stderr is connected to journald (systemd sets ``JOURNAL_STREAM`` to its device and
+    inode; a child whose stderr was redirected elsewhere inherits the variable but not the stream)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        device, inode = (int(part) for part in stream.split(":"))
+        status = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (status.st_dev, status.st_ino) == (device, inode)
+
+
+class JournalPriorityFormatter(LogfmtFormatter):
+    """Logfmt with the ``<N>`` syslog-priority prefix journald reads from a service's stderr, so
+    ``journalctl -u heatgw -p warning`` shows warnings and worse; the line itself is unchanged."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = SYSLOG_PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
+        return f"<{priority}>" + super().format(record)
+
+
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a record is emitted, not when logging was set up.
 
@@ -63,7 +88,7 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def setup_logging(level: str = "info") -> None:
     """Route every logger (ours and the libraries') through one logfmt handler on stderr."""
     handler = _CurrentStderrHandler()
-    handler.setFormatter(LogfmtFormatter())
+    handler.setFormatter(JournalPriorityFormatter() if stderr_is_journal() else LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

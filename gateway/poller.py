@@ -93,8 +93,10 @@ class DevicePoller:
         self.link = link
         self.bus = bus
         self.backoff: Backoff = device.backoff
+        self._timeout_s, self._retries = device.timeout_s, device.retries
         self.online: bool | None = None  # None until the first connection attempt tells
         self.stats = PollStats()
+        self.progressed: float | None = None  # event-loop time of the run loop's last step (the watchdog)
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self.tags: dict[str, TagConfig] = dict(device.tags)
@@ -107,6 +109,19 @@ class DevicePoller:
             for group in sorted({cfg.group for cfg in device.tags.values()})
         ]
 
+    def patience_s(self) -> float:
+        """The longest the run loop may legitimately go without a step: the slowest group's
+        interval, then a poll of its most requests each answered just before the time-out, or a
+        connection attempt and the longest backoff. Past that, the poller is stuck (the watchdog)."""
+        budget = self._timeout_s * (self._retries + 1)
+        slowest_poll = max((g.interval_s + len(g.blocks) * budget for g in self._groups), default=0.0)
+        longest_backoff = self.backoff.max_s * (1 + self.backoff.jitter)
+        return slowest_poll + budget + longest_backoff
+
+    def stalled(self, now: float) -> bool:
+        """Whether the run loop has made no step within ``patience_s`` (event-loop time ``now``)."""
+        return self.progressed is not None and now - self.progressed > self.patience_s()
+
     def planned_requests(self) -> dict[str, int]:
         """Requests one poll of each group costs with the current plan."""
         return {group.name: len(group.blocks) for group in self._groups}
@@ -114,8 +129,10 @@ class DevicePoller:
     async def run(self) -> None:
         """Poll forever (until cancelled): connect, poll on schedule, back off when lost."""
         failures = 0
+        loop = asyncio.get_running_loop()
         try:
             while True:
+                self.progressed = loop.time()
                 if not self.link.connected:
                     try:
                         await self.link.connect()
@@ -165,6 +182,7 @@ class DevicePoller:
                 await self._mark_lost(reason, str(exc))
                 return answered
             answered = True
+            self.progressed = loop.time()
             # Online means answering, not merely accepting a TCP connection.
             await self._mark_online()
             await self.bus.publish(batch)

@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 
 ORIGIN = "controller"
 MEMORY_SAVE_EVERY_S = 600.0
+WRITE_PATIENCE_S = 30.0
+"""How long one setpoint write (queue, check, write, read-back) may take before the controller
+counts as stuck for the watchdog: the same bound a dispatch command's write is answered within."""
 """A crash loses at most this much learning: ten minutes of a trim that moves over hours."""
 
 
@@ -105,6 +108,7 @@ class ControllerTask:
         self._offset: DispatchOffset | None = None
         self._dispatch_outdoor: tuple[float, float] | None = None  # (value, received at)
         self._state: ControllerState | None = None
+        self.progressed: float | None = None  # event-loop time the last cycle began (the watchdog)
         self._read_back: dict[str, tuple[float, float]] = {}  # setpoint tag -> (value, sample_clock time)
         self._memory = memory
         self._operating_points = operating_points
@@ -134,6 +138,16 @@ class ControllerTask:
     def state(self) -> ControllerState | None:
         """The state published by the last cycle."""
         return self._state
+
+    def patience_s(self) -> float:
+        """The longest between two cycle starts when nothing is stuck: the wait for first values,
+        or a cycle period, plus a write per circuit that takes its whole time-out."""
+        period = self.settings.cycle_s / self._time_scale
+        return 2 * period + WRITE_PATIENCE_S * len(self.settings.circuits)
+
+    def stalled(self, now: float) -> bool:
+        """Whether no cycle began within ``patience_s`` (event-loop time ``now``)."""
+        return self.progressed is not None and now - self.progressed > self.patience_s()
 
     # --- for the MQTT command handlers and SIGHUP ---
 
@@ -203,10 +217,12 @@ class ControllerTask:
     async def run(self) -> None:
         """Run a cycle every ``cycle_s`` on an absolute grid, forever (until cancelled)."""
         loop = asyncio.get_running_loop()
+        self.progressed = loop.time()
         await self._wait_for_first_values()
         next_at = loop.time()
         try:
             while True:
+                self.progressed = loop.time()
                 try:
                     await self.cycle()
                 except Exception:

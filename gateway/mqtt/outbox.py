@@ -33,6 +33,7 @@ industrial flash card delays the outbox, never the poller.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sqlite3
 import time
@@ -211,9 +212,22 @@ class AsyncOutbox:
         self._outbox: Outbox | None = None
         self._appended = asyncio.Condition()
         self.last_seq = 0
+        self._calls: dict[int, float] = {}  # id of each call waiting on the thread -> when it was made
+        self._call_ids = itertools.count()
 
     async def _run(self, function: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        loop = asyncio.get_running_loop()
+        call = next(self._call_ids)
+        self._calls[call] = loop.time()
+        try:
+            return await loop.run_in_executor(self._executor, function, *args)
+        finally:
+            del self._calls[call]
+
+    def busy_s(self, now: float) -> float:
+        """How long the oldest call still waiting on the outbox thread has waited (event-loop time
+        ``now``; 0 when idle). A commit takes milliseconds, so minutes mean a wedged disk."""
+        return now - min(self._calls.values()) if self._calls else 0.0
 
     async def open(self) -> None:
         self._outbox = await self._run(Outbox, self.path, self._settings, self._clock)
