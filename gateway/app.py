@@ -29,6 +29,7 @@ from gateway.control.model import ControllerState
 from gateway.control.task import ControllerTask
 from gateway.latest import LatestValues
 from gateway.logs import kv
+from gateway.metrics import GatewayCollector, MetricsServer, refresh_outbox
 from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
 from gateway.mqtt.service import MqttService
 from gateway.poller import DevicePoller
@@ -86,6 +87,11 @@ class Gateway:
                                              sample_clock=time.time)
             self._provide_controller_commands(self.controller, controller_clock)
         self._tasks: list[asyncio.Task[None]] = []
+        self.metrics: GatewayCollector | None = None
+        self._metrics_server: MetricsServer | None = None
+        if config.metrics is not None:
+            self.metrics = GatewayCollector(self)
+            self._metrics_server = MetricsServer(config.metrics, self.metrics)
 
     def _provide_controller_commands(self, task: ControllerTask, clock: Callable[[], float]) -> None:
         """Dispatch's offset and outdoor value reach the controller through MQTT commands; the
@@ -119,6 +125,10 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._consume_bus(), name="latest-values"))
         if self.controller is not None:
             self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
+        if self._metrics_server is not None and self.metrics is not None:
+            if self.mqtt is not None:
+                self._tasks.append(asyncio.create_task(refresh_outbox(self.metrics, self.mqtt.outbox), name="metrics"))
+            self._metrics_server.__enter__()
         log.info("gateway started", extra=kv(station=self.config.station.id, devices=len(self.pollers),
                                              tags=sum(len(p.tags) for p in self.pollers.values())))
         return self
@@ -148,6 +158,8 @@ class Gateway:
         return "; ".join(parts)
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.__exit__(kind, exc, tb)
         await _cancel(self._tasks)
         self._tasks.clear()
         if self.mqtt is not None:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from gateway.config_base import Backoff, Strict
+from gateway.config_base import Backoff, MetricsSettings, Strict
 from gateway.control.settings import ControllerSettings
 from gateway.mqtt.settings import MqttSettings
 from gateway.validation import validate_document
@@ -165,6 +165,7 @@ class GatewayConfig(Strict):
     devices: dict[Name, Device] = Field(min_length=1)
     mqtt: MqttSettings | None = None
     controller: ControllerSettings | None = None
+    metrics: MetricsSettings | None = None
 
     def tags(self) -> dict[str, tuple[str, TagConfig]]:
         """Every tag by name, with the device it belongs to."""

@@ -24,3 +24,11 @@ class Backoff(Strict):
         if self.max_s < self.initial_s:
             raise ValueError("max_s must be at least initial_s")
         return self
+
+
+class MetricsSettings(Strict):
+    """An opt-in Prometheus endpoint (``/metrics``). Loopback by default: exposing it on the station
+    network is a decision to write down, with the firewall rule that goes with it."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65_535)

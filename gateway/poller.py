@@ -14,6 +14,7 @@ does not reconnect in lock-step after a network blip.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import random
 import time
@@ -36,15 +37,31 @@ log = logging.getLogger(__name__)
 ILLEGAL_DATA_ADDRESS = 2
 
 
+RTT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""Round-trip time buckets (upper bounds): loopback and a LAN PLC answer in milliseconds, a
+serial meter at 9600 baud in tens, a struggling cellular link in seconds."""
+
+
 @dataclass
 class PollStats:
-    """Counters a benchmark or a metrics endpoint reads; cheap to keep."""
+    """Counters a benchmark or the metrics endpoint reads; cheap to keep, plain numbers only so the
+    poller knows nothing of who reads them."""
 
     polls: int = 0
     requests: int = 0
     failures: int = 0
     values: int = 0
     lateness_s: list[float] = field(default_factory=list)  # start time minus deadline, per poll
+    errors: dict[str, int] = field(default_factory=dict)  # bad blocks and lost links, by reason
+    rtt_counts: list[int] = field(default_factory=lambda: [0] * (len(RTT_BUCKETS_S) + 1))  # last: +Inf
+    rtt_sum_s: float = 0.0
+
+    def record_error(self, reason: Reason) -> None:
+        self.errors[reason.value] = self.errors.get(reason.value, 0) + 1
+
+    def record_rtt(self, seconds: float) -> None:
+        self.rtt_sum_s += seconds
+        self.rtt_counts[bisect.bisect_left(RTT_BUCKETS_S, seconds)] += 1
 
     def record_lateness(self, seconds: float, keep: int = 10_000) -> None:
         if len(self.lateness_s) >= keep:
@@ -137,6 +154,7 @@ class DevicePoller:
                     try:
                         await self.link.connect()
                     except LinkError as exc:
+                        self.stats.record_error(Reason.CONNECTION_LOST)
                         await self._mark_lost(Reason.CONNECTION_LOST, str(exc))
                         failures += 1
                         await asyncio.sleep(self._backoff_delay(failures))
@@ -178,6 +196,7 @@ class DevicePoller:
             except (LinkTimeout, LinkDown) as exc:
                 reason = Reason.TIMEOUT if isinstance(exc, LinkTimeout) else Reason.CONNECTION_LOST
                 self.stats.failures += 1
+                self.stats.record_error(reason)
                 self.link.close()
                 await self._mark_lost(reason, str(exc))
                 return answered
@@ -201,16 +220,21 @@ class DevicePoller:
 
     async def _read_block(self, group: _Group, block: ReadBlock, decoder: BlockDecoder) -> list[Sample]:
         self.stats.requests += 1
+        started = time.perf_counter()
         try:
             raw = await self.link.read(self.unit, block.function, block.start, block.count)
         except ExceptionReply as exc:
+            self.stats.record_rtt(time.perf_counter() - started)
             if exc.code == ILLEGAL_DATA_ADDRESS and len(block.points) > 1:
                 return await self._isolate(group, block)
+            self.stats.record_error(Reason.EXCEPTION)
             return self._bad(block.points, Reason.EXCEPTION, str(exc))
+        self.stats.record_rtt(time.perf_counter() - started)
         timestamp = self._wall_clock()
         try:
             decoded = decoder.decode(raw)
         except ValueError as exc:  # a reply of the wrong length: this block is bad, the rest goes on
+            self.stats.record_error(Reason.DECODE_ERROR)
             return self._bad(block.points, Reason.DECODE_ERROR, str(exc))
         return [self._sample(key, result, timestamp) for key, result in decoded.items()]
 

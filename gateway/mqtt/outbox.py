@@ -88,6 +88,7 @@ class OutboxStats:
     used_bytes: int
     dropped_messages: int
     dropped_samples: int
+    oldest_created: float | None = None  # when the oldest pending message was stored
 
 
 class Outbox:
@@ -157,9 +158,11 @@ class Outbox:
             raise
 
     def stats(self) -> OutboxStats:
-        messages, samples = self._db.execute("SELECT count(*), coalesce(sum(samples), 0) FROM outbox").fetchone()
+        messages, samples, oldest = self._db.execute(
+            "SELECT count(*), coalesce(sum(samples), 0), min(created) FROM outbox").fetchone()
         dropped_messages, dropped_samples = self._counters()
-        return OutboxStats(self.last_seq, messages, samples, self._used_bytes(), dropped_messages, dropped_samples)
+        return OutboxStats(self.last_seq, messages, samples, self._used_bytes(), dropped_messages, dropped_samples,
+                           oldest)
 
     def _used_bytes(self) -> int:
         pages = self._db.execute("PRAGMA page_count").fetchone()[0]

@@ -123,6 +123,7 @@ class Publisher:
         self.connected = asyncio.Event()
         self._connection: MqttConnection | None = None
         self.published_messages = 0  # acknowledged telemetry messages, for the benchmark and logs
+        self.connections = 0  # sessions established since start (the first one, then reconnects)
 
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff, until ``stop()``."""
@@ -141,6 +142,7 @@ class Publisher:
                     await self._pause(delay)
                     continue
                 failures = 0
+                self.connections += 1
                 await self._serve(connection)
                 # A broker that accepts and then drops us at once must not be hammered.
                 await self._pause(self._backoff(1))
