@@ -17,6 +17,7 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 from gateway.config_base import Backoff, MetricsSettings, Strict
 from gateway.control.settings import ControllerSettings
 from gateway.mqtt.settings import MqttSettings
+from gateway.report.settings import ReportSettings
 from gateway.validation import validate_document
 from gateway.yaml_source import ConfigError, Path_, YamlDocument, load_yaml
 
@@ -165,6 +166,7 @@ class GatewayConfig(Strict):
     devices: dict[Name, Device] = Field(min_length=1)
     mqtt: MqttSettings | None = None
     controller: ControllerSettings | None = None
+    report: ReportSettings = ReportSettings()
     metrics: MetricsSettings | None = None
 
     def tags(self) -> dict[str, tuple[str, TagConfig]]:
@@ -184,6 +186,11 @@ class GatewayConfig(Strict):
                 if tag.group not in self.groups:
                     known = ", ".join(sorted(self.groups))
                     found.append(((*path, "group"), f"unknown group {tag.group!r} (defined: {known})"))
+        report_tags: list[tuple[Path_, str | None]] = [(("report", "energy_tag"), self.report.energy_tag)]
+        report_tags += [(("report", "first_week_tags", index), tag) for index, tag in enumerate(self.report.first_week_tags)]
+        for where, tag in report_tags:
+            if tag is not None and tag not in owner:
+                found.append((where, f"unknown tag {tag!r}"))
         return found
 
 
