@@ -81,6 +81,7 @@ class Gateway:
                                              sample_clock=time.time)
             self._provide_controller_commands(self.controller, controller_clock)
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     def _provide_controller_commands(self, task: ControllerTask, clock: Callable[[], float]) -> None:
         """Dispatch's offset and outdoor value reach the controller through MQTT commands; the
@@ -114,11 +115,23 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._consume_bus(), name="latest-values"))
         if self.controller is not None:
             self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
+        for task in self._tasks:
+            task.add_done_callback(self._report_if_died)
         log.info("gateway started", extra=kv(station=self.config.station.id, devices=len(self.pollers),
                                              tags=sum(len(p.tags) for p in self.pollers.values())))
         return self
 
+    def _report_if_died(self, task: asyncio.Task[None]) -> None:
+        """Every task of the gateway runs until the gateway stops: one that ends by itself is a
+        defect that leaves the station without polling, writes or control, so it is logged at error
+        at once (and its exception with it), never found later by its silence."""
+        if task.cancelled() or (self._stopping and task.exception() is None):
+            return
+        log.error("gateway task stopped: the station runs without it until the gateway restarts",
+                  extra=kv(task=task.get_name()), exc_info=task.exception())
+
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stopping = True
         await _cancel(self._tasks)
         self._tasks.clear()
         if self.mqtt is not None:
@@ -155,9 +168,6 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
         _, pending = await asyncio.wait(pending, timeout=0.1)
         for task in pending:
             task.cancel()
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task failed", extra=kv(task=task.get_name()), exc_info=task.exception())
 
 
 def tune_garbage_collector() -> None:

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 from drivers.base import Quality, Reason
 from drivers.modbus.codec import BlockDecoder, Decoded, Fault
-from drivers.modbus.link import ExceptionReply, LinkDown, LinkError, LinkTimeout, ModbusLink
+from drivers.modbus.link import BadReply, ExceptionReply, LinkDown, LinkError, LinkTimeout, ModbusLink
 from drivers.modbus.planner import ReadBlock, plan_reads, split_block
-from drivers.modbus.points import Point
+from drivers.modbus.points import Function, Point
 from gateway.bus import Bus
 from gateway.config import Backoff, ModbusDeviceBase, PollGroup, TagConfig
 from gateway.logs import kv
@@ -95,6 +95,7 @@ class DevicePoller:
         self.backoff: Backoff = device.backoff
         self.online: bool | None = None  # None until the first connection attempt tells
         self.stats = PollStats()
+        self._bad_replies: set[tuple[str, int, Function]] = set()  # blocks whose last reply was bad
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self.tags: dict[str, TagConfig] = dict(device.tags)
@@ -189,12 +190,26 @@ class DevicePoller:
             if exc.code == ILLEGAL_DATA_ADDRESS and len(block.points) > 1:
                 return await self._isolate(group, block)
             return self._bad(block.points, Reason.EXCEPTION, str(exc))
+        except BadReply as exc:  # this block is bad, the link was reset; the other blocks go on
+            self._note_bad_reply(group, block, exc)
+            return self._bad(block.points, Reason.BAD_REPLY, str(exc))
+        self._bad_replies.discard((group.name, block.start, block.function))
         timestamp = self._wall_clock()
         try:
             decoded = decoder.decode(raw)
         except ValueError as exc:  # a reply of the wrong length: this block is bad, the rest goes on
             return self._bad(block.points, Reason.DECODE_ERROR, str(exc))
         return [self._sample(key, result, timestamp) for key, result in decoded.items()]
+
+    def _note_bad_reply(self, group: _Group, block: ReadBlock, exc: BadReply) -> None:
+        """Log a block whose replies cannot be believed once, when it starts, not every poll."""
+        key = (group.name, block.start, block.function)
+        if key in self._bad_replies:
+            return
+        self._bad_replies.add(key)
+        log.warning("device sent a reply that does not answer the request; the block is bad and the "
+                    "connection reset", extra=kv(device=self.name, group=group.name, function=block.function.name.lower(),
+                                                start=block.start, count=block.count, reason=str(exc)))
 
     async def read_tag(self, tag: str) -> Sample:
         """Read one tag on its own (write read-back, current value before a write)."""
