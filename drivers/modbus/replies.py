@@ -113,7 +113,7 @@ def _read_data(function: int, count: int, reply: bytes) -> list[int] | list[bool
         if byte_count != 2 * count:
             got = _counted(byte_count // 2, "register") if byte_count % 2 == 0 else f"byte count {byte_count}"
             raise BadReply(f"{got} for {count}")
-        return [int.from_bytes(data[i : i + 2], "big") for i in range(0, byte_count, 2)]
+        return list(struct.unpack(f">{count}H", data))
     if byte_count != (count + 7) // 8:
         raise BadReply(f"byte count {byte_count} for {_counted(count, 'bit')}")
     return [bool(data[i // 8] >> (i % 8) & 1) for i in range(count)]
