@@ -191,6 +191,7 @@ class DevicePoller:
                 return await self._isolate(group, block)
             return self._bad(block.points, Reason.EXCEPTION, str(exc))
         except BadReply as exc:  # this block is bad, the link was reset; the other blocks go on
+            self.stats.failures += 1
             self._note_bad_reply(group, block, exc)
             return self._bad(block.points, Reason.BAD_REPLY, str(exc))
         self._bad_replies.discard((group.name, block.start, block.function))

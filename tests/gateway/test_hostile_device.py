@@ -10,6 +10,7 @@ station's PLC keeps being polled, and a later write to the PLC is done and read 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -173,7 +174,7 @@ READ_CORPUS: list[tuple[str, str, Craft, str]] = [
     ("a_reply_that_never_comes", "h_temp", reply(), "timeout: no answer within 0.5 s"),
     ("a_reply_after_the_timeout", "h_temp", lambda r, h: [0.8, r.frame(h)], "timeout: no answer within 0.5 s"),
     ("reply_split_byte_by_byte", "h_temp", in_pieces(1), "good"),
-    ("reply_split_inside_the_header", "h_temp", in_pieces(4, 0.1), "good"),
+    ("reply_split_inside_the_header", "h_temp", in_pieces(4, 0.05), "good"),
     ("unsolicited_extra_reply", "h_temp", as_sent(lambda r, h: r.frame(h) + r.frame(h)), "good"),
     ("garbage_after_the_reply", "h_temp", as_sent(lambda r, h: r.frame(h) + b"\x13\x37\x00\x00\xff"), "good"),
     ("coils_byte_count_zero", "h_pump", framed(b"\x01\x00"), "bad_reply: byte count 0 for 1 bit"),
@@ -309,3 +310,20 @@ async def test_the_controller_keeps_writing_to_the_plc_after_hostile_replies_to_
             state = task.state
             assert state is not None and state.circuits[0].write_status == "written"
             assert value == pytest.approx(station_server.station.plc.supply_setpoint_c, abs=0.051)
+
+
+async def test_a_block_whose_replies_stay_bad_is_logged_once_until_it_reads_right(
+    rig: Rig, caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="gateway.poller"):
+        for _ in range(3):  # three polls in a row get a reply with the wrong function code
+            trap = rig.hostile.arm(lambda request, seen: request.function == 4, framed(b"\x03\x04\x00\xd7\x00\x21"))
+            await asyncio.wait_for(trap.sprung.wait(), WAIT_S)
+        await rig.first("h_temp", len(rig.recorder.items), lambda s: s.quality is Quality.GOOD, "h_temp good again")
+        trap = rig.hostile.arm(lambda request, seen: request.function == 4, framed(b"\x04\x00"))
+        await asyncio.wait_for(trap.sprung.wait(), WAIT_S)
+        await rig.first("h_temp", len(rig.recorder.items), lambda s: s.quality is Quality.GOOD, "h_temp good again")
+    warnings = [r for r in caplog.records if r.name == "gateway.poller" and "does not answer the request" in r.getMessage()]
+    assert [r.fields["reason"] for r in warnings] == [  # type: ignore[attr-defined]
+        "function code 3 for 4", "0 registers for 2"]
+    assert all(r.fields["device"] == "hostile" and r.fields["start"] == 0 for r in warnings)  # type: ignore[attr-defined]
