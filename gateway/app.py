@@ -92,6 +92,7 @@ class Gateway:
         if config.metrics is not None:
             self.metrics = GatewayCollector(self)
             self._metrics_server = MetricsServer(config.metrics, self.metrics)
+        self._stopping = False
 
     def _provide_controller_commands(self, task: ControllerTask, clock: Callable[[], float]) -> None:
         """Dispatch's offset and outdoor value reach the controller through MQTT commands; the
@@ -125,6 +126,8 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._consume_bus(), name="latest-values"))
         if self.controller is not None:
             self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
+        for task in self._tasks:
+            task.add_done_callback(self._report_if_died)
         if self._metrics_server is not None and self.metrics is not None:
             if self.mqtt is not None:
                 self._tasks.append(asyncio.create_task(refresh_outbox(self.metrics, self.mqtt.outbox), name="metrics"))
@@ -157,7 +160,17 @@ class Gateway:
             parts.append(f"controller {state.season.value} {phases}")
         return "; ".join(parts)
 
+    def _report_if_died(self, task: asyncio.Task[None]) -> None:
+        """Every task of the gateway runs until the gateway stops: one that ends by itself is a
+        defect that leaves the station without polling, writes or control, so it is logged at error
+        at once (and its exception with it), never found later by its silence."""
+        if task.cancelled() or (self._stopping and task.exception() is None):
+            return
+        log.error("gateway task stopped: the station runs without it until the gateway restarts",
+                  extra=kv(task=task.get_name()), exc_info=task.exception())
+
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stopping = True
         if self._metrics_server is not None:
             self._metrics_server.__exit__(kind, exc, tb)
         await _cancel(self._tasks)
@@ -196,9 +209,6 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
         _, pending = await asyncio.wait(pending, timeout=0.1)
         for task in pending:
             task.cancel()
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task failed", extra=kv(task=task.get_name()), exc_info=task.exception())
 
 
 def tune_garbage_collector() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -22,10 +23,25 @@ def kv(**fields: Any) -> dict[str, dict[str, Any]]:
     return {"fields": fields}
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: any of them in a
+# value from outside (a device's reply, a command's origin) could end the line or forge another one.
+_NEEDS_QUOTES = re.compile('[ ="\x00-\x1f\x7f-\x9f\u2028\u2029]')
+_TO_ESCAPE = re.compile('[\\\\"\x00-\x1f\x7f-\x9f\u2028\u2029]')
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
 def _quote(value: Any) -> str:
+    """One ``key=value`` value: quoted when it holds a space, ``=``, a quote or a control character,
+    and then with every backslash, quote and control character escaped, so whatever it holds, the
+    record stays one line and no text in it can pass for another field or another record."""
     text = f"{value:.6g}" if isinstance(value, float) else str(value)
-    if text == "" or any(c in text for c in ' ="\n\t'):
-        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if text == "" or _NEEDS_QUOTES.search(text):
+        text = '"' + _TO_ESCAPE.sub(_escape, text) + '"'
     return text
 
 

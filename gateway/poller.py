@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 from drivers.base import Quality, Reason
 from drivers.modbus.codec import BlockDecoder, Decoded, Fault
-from drivers.modbus.link import ExceptionReply, LinkDown, LinkError, LinkTimeout, ModbusLink
+from drivers.modbus.link import BadReply, ExceptionReply, LinkDown, LinkError, LinkTimeout, ModbusLink
 from drivers.modbus.planner import ReadBlock, plan_reads, split_block
-from drivers.modbus.points import Point
+from drivers.modbus.points import Function, Point
 from gateway.bus import Bus
 from gateway.config import Backoff, ModbusDeviceBase, PollGroup, TagConfig
 from gateway.logs import kv
@@ -114,6 +114,7 @@ class DevicePoller:
         self.online: bool | None = None  # None until the first connection attempt tells
         self.stats = PollStats()
         self.progressed: float | None = None  # event-loop time of the run loop's last step (the watchdog)
+        self._bad_replies: set[tuple[str, int, Function]] = set()  # blocks whose last reply was bad
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self.tags: dict[str, TagConfig] = dict(device.tags)
@@ -229,6 +230,12 @@ class DevicePoller:
                 return await self._isolate(group, block)
             self.stats.record_error(Reason.EXCEPTION)
             return self._bad(block.points, Reason.EXCEPTION, str(exc))
+        except BadReply as exc:  # this block is bad, the link was reset; the other blocks go on
+            self.stats.failures += 1
+            self.stats.record_error(Reason.BAD_REPLY)
+            self._note_bad_reply(group, block, exc)
+            return self._bad(block.points, Reason.BAD_REPLY, str(exc))
+        self._bad_replies.discard((group.name, block.start, block.function))
         self.stats.record_rtt(time.perf_counter() - started)
         timestamp = self._wall_clock()
         try:
@@ -237,6 +244,16 @@ class DevicePoller:
             self.stats.record_error(Reason.DECODE_ERROR)
             return self._bad(block.points, Reason.DECODE_ERROR, str(exc))
         return [self._sample(key, result, timestamp) for key, result in decoded.items()]
+
+    def _note_bad_reply(self, group: _Group, block: ReadBlock, exc: BadReply) -> None:
+        """Log a block whose replies cannot be believed once, when it starts, not every poll."""
+        key = (group.name, block.start, block.function)
+        if key in self._bad_replies:
+            return
+        self._bad_replies.add(key)
+        log.warning("device sent a reply that does not answer the request; the block is bad and the "
+                    "connection reset", extra=kv(device=self.name, group=group.name, function=block.function.name.lower(),
+                                                start=block.start, count=block.count, reason=str(exc)))
 
     async def read_tag(self, tag: str) -> Sample:
         """Read one tag on its own (write read-back, current value before a write)."""

@@ -61,10 +61,10 @@ log = logging.getLogger(__name__)
 
 ORIGIN = "controller"
 MEMORY_SAVE_EVERY_S = 600.0
-WRITE_PATIENCE_S = 30.0
-"""How long one setpoint write (queue, check, write, read-back) may take before the controller
-counts as stuck for the watchdog: the same bound a dispatch command's write is answered within."""
 """A crash loses at most this much learning: ten minutes of a trim that moves over hours."""
+WRITE_TIMEOUT_S = 30.0
+"""The longest a cycle waits for the write queue's answer (the bound of an MQTT command, too):
+a write queue that never answers must cost the controller one write, never its cycles."""
 
 
 class ControllerTask:
@@ -83,6 +83,7 @@ class ControllerTask:
         operating_points: OperatingPointLog | None = None,
         time_scale: float = 1.0,
         sample_clock: Callable[[], float] | None = None,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         """Check the configuration against the station's tags (ConfigError if a tag is unknown),
         and restore what ``memory`` holds. ``operating_points``, if given, gets every cycle's state
@@ -90,6 +91,7 @@ class ControllerTask:
 
         ``time_scale`` is how many ``clock`` seconds pass per second of the event loop and of
         ``sample_clock`` (which defaults to ``clock``: samples stamped on the controller's own time).
+        ``write_timeout_s`` (event-loop seconds) bounds the wait for each write's answer.
         """
         if not (math.isfinite(time_scale) and time_scale > 0):
             raise ValueError(f"time_scale must be a positive number, got {time_scale}")
@@ -105,6 +107,7 @@ class ControllerTask:
         self._clock = clock
         self._sample_clock = clock if sample_clock is None else sample_clock
         self._time_scale = time_scale
+        self._write_timeout_s = write_timeout_s
         self._offset: DispatchOffset | None = None
         self._dispatch_outdoor: tuple[float, float] | None = None  # (value, received at)
         self._state: ControllerState | None = None
@@ -141,9 +144,9 @@ class ControllerTask:
 
     def patience_s(self) -> float:
         """The longest between two cycle starts when nothing is stuck: the wait for first values,
-        or a cycle period, plus a write per circuit that takes its whole time-out."""
+        or a cycle period, plus a write per circuit that takes its whole ``write_timeout_s``."""
         period = self.settings.cycle_s / self._time_scale
-        return 2 * period + WRITE_PATIENCE_S * len(self.settings.circuits)
+        return 2 * period + self._write_timeout_s * len(self.settings.circuits)
 
     def stalled(self, now: float) -> bool:
         """Whether no cycle began within ``patience_s`` (event-loop time ``now``)."""
@@ -258,7 +261,7 @@ class ControllerTask:
         signals = list(decision.state.signals)
         for circuit in decision.state.circuits:
             written, status = await self._write(circuit.circuit, decision.setpoints[circuit.circuit])
-            if written is None and status.startswith("refused") and Signal.SETPOINT_NOT_WRITTEN not in signals:
+            if written is None and status.startswith(("refused", "failed")) and Signal.SETPOINT_NOT_WRITTEN not in signals:
                 signals.append(Signal.SETPOINT_NOT_WRITTEN)
             circuits.append(dataclasses.replace(circuit, written_c=written, write_status=status))
         state = dataclasses.replace(decision.state, circuits=tuple(circuits), signals=tuple(signals))
@@ -351,7 +354,13 @@ class ControllerTask:
         value = _writable(decided, held, limits, resolution)
         if held is not None and abs(value - held) < resolution / 2:
             return None, "unchanged"
-        result = await self._writes.write(tag, value, origin=ORIGIN)
+        try:
+            result = await asyncio.wait_for(self._writes.write(tag, value, origin=ORIGIN), self._write_timeout_s)
+        except TimeoutError:
+            reason = f"no answer from the write queue within {self._write_timeout_s:g} s"
+            log.error("setpoint write got no answer; the controller goes on", extra=kv(
+                circuit=circuit, tag=tag, value=value, reason=reason))
+            return None, f"failed: {reason}"
         if result.accepted:
             if isinstance(result.readback, int | float):
                 self._read_back[tag] = (float(result.readback), self._sample_clock())
