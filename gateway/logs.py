@@ -9,6 +9,7 @@ so ``grep device=plc`` works.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -21,10 +22,21 @@ def kv(**fields: Any) -> dict[str, dict[str, Any]]:
     return {"fields": fields}
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+"""Characters that could end or rewrite a log line (newline, carriage return, terminal escapes,
+Unicode line separators) or not encode at all (lone surrogates): always written escaped, so a
+value taken from a message can never forge a line of its own."""
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char) or f"\\u{ord(char):04x}"
+
+
 def _quote(value: Any) -> str:
     text = f"{value:.6g}" if isinstance(value, float) else str(value)
-    if text == "" or any(c in text for c in ' ="\n\t'):
-        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if text == "" or any(c in text for c in ' ="') or _CONTROL.search(text):
+        text = '"' + _CONTROL.sub(_escape_control, text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
     return text
 
 
