@@ -60,8 +60,9 @@ class Quarantine:
         """The JSON record of one refused message."""
         limit = self._settings.max_payload_bytes
         cut = payload[:limit]
+        ms = round(now * 1000)
         record: dict[str, object] = {
-            "received": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
+            "received": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z",
             "topic": topic, "station": station, "seq": seq, "reason": reason,
             "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
         }
