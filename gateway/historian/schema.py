@@ -270,7 +270,11 @@ class LineEncoder:
     def telemetry(self, station: str, meta: StationMeta | None, payload: bytes) -> Encoded:
         """``{"seq", "t0", "s": [[tag, value, dt_ms, quality(, reason)], ...]}`` -> lines."""
         _check_name(station, "station")
-        data = _json_object(payload, self._limits)
+        try:
+            data = _json_object(payload, self._limits)
+        except PayloadError as exc:
+            exc.seq = _guess_seq(payload)
+            raise
         seq, t0, samples = data.get("seq"), data.get("t0"), data.get("s")
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
             raise PayloadError("telemetry without a non-negative integer seq")
@@ -450,6 +454,15 @@ def nesting_depth(payload: bytes) -> int:
     unescaped = _ESCAPE.sub(b"", payload) if b"\\" in payload else payload
     outside = b"".join(unescaped.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
     return max(0, max(accumulate(map(_DEPTH_STEP.__getitem__, outside)), default=0))
+
+
+_SEQ = re.compile(rb'"seq"\s*:\s*(\d{1,19})[\s,}]')
+
+
+def _guess_seq(payload: bytes) -> int | None:
+    """The ``seq`` of a telemetry message that cannot be parsed, from its first 4 KiB, for the log."""
+    match = _SEQ.search(payload, 0, 4096)
+    return int(match.group(1)) if match and int(match.group(1)) <= INT64_MAX else None
 
 
 def _int64(text: str) -> int:
