@@ -83,6 +83,9 @@ MAX_TIMESTAMP_MS = INT64_MAX // 1_000_000
 MAX_NAME_CHARS = 256
 """Station ids, tag names, alarm/event ids, meta strings and field names longer than this are refused:
 InfluxDB refuses a series key over 64 KiB, and no configuration has names anywhere near this."""
+MAX_LINE_CHARS = 65_536
+"""Longer lines are refused: VictoriaMetrics refuses lines over 256 KiB (``-influx.maxLineSize``) with
+a 400 for the whole batch, other stations' lines included; a contract payload needs far less."""
 MAX_REASON_CHARS = 256
 """The ``reason`` string field is cut to this length (InfluxDB refuses string fields over 64 KiB)."""
 
@@ -551,9 +554,11 @@ _LINE = re.compile(rf"(?!#){_KEY}(?:,{_KEY}={_KEY})* {_KEY}={_FIELD_VALUE}(?:,{_
 def line_problem(line: str) -> str | None:
     """Why a database would refuse ``line`` (one line of our line protocol); None if it would not.
 
-    Checks the grammar (escapes, no control characters or lone surrogates, numeric and string
-    field values, integer timestamp) and the timestamp's range (milliseconds, int64 nanoseconds).
+    Checks the length, the grammar (escapes, no control characters or lone surrogates, numeric and
+    string field values, integer timestamp) and the timestamp's range (milliseconds, int64 nanoseconds).
     """
+    if len(line) > MAX_LINE_CHARS:
+        return f"line longer than {MAX_LINE_CHARS} characters"
     match = _LINE.fullmatch(line)
     if match is None:
         return "not line protocol (unescaped or control character, empty key, bad field value)"

@@ -153,6 +153,8 @@ def corpus(now: float) -> list[Poison]:
                reason="no numeric"),
         Poison("control with only a field named like a tag", "control", _state(now, station=5.0), "refused",
                reason="no numeric"),
+        Poison("control with 20,000 fields", "control", _state(now, **{f"f{i}": float(i) for i in range(20_000)}),
+               "refused", reason="longer than"),
         Poison("alarm state 10^400", "alarms/overtemp", f'{{"ts": {now - 30}, "state": 1{"0" * 400}}}'.encode(),
                "refused", reason="int64"),
         Poison("alarm ts 1e30", "alarms/overtemp", _state(now, ts=1e30, state="active"), "refused", reason="window"),
