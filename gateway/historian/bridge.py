@@ -129,6 +129,8 @@ class Throttle:
         """None if this occurrence should stay quiet; else how many were held back before it."""
         if len(self._last) > 10_000:  # keys made of message content (station names): stay bounded
             self._last = {k: t for k, t in self._last.items() if now - t < self._interval_s}
+            if len(self._last) > 5_000:
+                self._last = {}  # a flood of names: forget rather than prune on every call
             self._held = {k: n for k, n in self._held.items() if k in self._last}
         if now - self._last.get(key, -self._interval_s) < self._interval_s:
             self._held[key] = self._held.get(key, 0) + 1

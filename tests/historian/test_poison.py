@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.historian.bridge import Throttle
 from gateway.historian.quarantine import Quarantine
 from gateway.historian.schema import (
     INT64_MAX,
@@ -220,3 +221,11 @@ def test_a_station_name_cannot_forge_or_rewrite_a_log_line() -> None:
     assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\u2028" not in line
     assert 'station="st01\\nts=2026-01-01 level=error msg=forged"' in line
     assert 'topic="a\\rb\\u001b[2J\\u2028"' in line
+
+
+def test_log_throttling_stays_bounded_under_a_flood_of_station_names() -> None:
+    throttle = Throttle(interval_s=60)
+    for i in range(30_000):
+        assert throttle.allow(f"invalid:st{i}", now=100.0 + i / 1000) == 0
+    assert len(throttle._last) <= 10_001
+    assert throttle.allow("invalid:st29999", now=131.0) is None, "still throttled within the minute"
