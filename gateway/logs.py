@@ -25,9 +25,10 @@ def kv(**fields: Any) -> dict[str, dict[str, Any]]:
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: any of them in a
-# value from outside (a device's reply, a command's origin) could end the line or forge another one.
-_NEEDS_QUOTES = re.compile('[ ="\x00-\x1f\x7f-\x9f\u2028\u2029]')
-_TO_ESCAPE = re.compile('[\\\\"\x00-\x1f\x7f-\x9f\u2028\u2029]')
+# value from outside (a device's reply, a command's origin, a message's name) could end the line or
+# forge another one; lone surrogates would not encode at all.
+_NEEDS_QUOTES = re.compile('[ ="\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]')
+_TO_ESCAPE = re.compile('[\\\\"\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]')
 
 
 def _escape(match: re.Match[str]) -> str:
