@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from gateway.config_base import Backoff, Strict
+from gateway.config_base import Backoff, Strict, StrictTagged, plain_fields
 from gateway.control.settings import ControllerSettings
 from gateway.mqtt.settings import MqttSettings
 from gateway.validation import validate_document
@@ -120,8 +120,12 @@ class TagConfig(Strict):
         return self
 
 
-class ModbusDeviceBase(Strict):
+class ModbusDeviceBase(StrictTagged):
     """Settings every Modbus device has, whatever the transport."""
+
+    _plain = plain_fields("unit_id", "timeout_s", "retries", "max_registers", "max_bits", "max_gap", "word_order",
+                          "byte_order", "backoff", "tags", "host", "port", "serial_port", "baudrate", "parity",
+                          "stopbits")
 
     unit_id: int = Field(default=1, ge=0, le=255)
     timeout_s: float = Field(default=1.0, gt=0, le=60)
