@@ -283,6 +283,7 @@ class _LimitedComposer(Composer):
     def __init__(self) -> None:
         super().__init__()
         self._expanded = 0
+        self._through_aliases = 0  # values that aliases add
         self._depth = 0
         self._shape: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, expanded height)
 
@@ -312,9 +313,13 @@ class _LimitedComposer(Composer):
 
     def _count(self, values: int, depth: int, mark: Any) -> None:
         self._expanded += values
-        if self._expanded > MAX_VALUES:
+        self._through_aliases += values - 1
+        if self._expanded > MAX_VALUES and self._through_aliases:
             raise _LimitExceeded(None, None, f"the document expands to more than {MAX_VALUES} values "
                                  "(aliases repeating aliases, a 'billion laughs' file?): write the values out",
+                                 mark)
+        if self._expanded > MAX_VALUES:
+            raise _LimitExceeded(None, None, f"more than {MAX_VALUES} values: too many for a configuration file",
                                  mark)
         if depth > MAX_DEPTH:
             raise _LimitExceeded(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
