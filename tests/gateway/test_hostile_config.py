@@ -236,3 +236,27 @@ def test_a_refusal_lists_every_problem_of_the_file_at_once(tmp_path: Path) -> No
         load_yaml(path)
     assert [message.split(": ", 2)[1] for message in caught.value.messages] == [
         "devices.plc.tags.t1.address", "devices.plc.tags.t1.scale", "devices.plc.tags.t2.unit"]
+
+
+def heatgw_run(config: Path | str, controller: Path | None, tmp: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gateway", "run", "--config", str(config), "--state-dir", str(tmp / "state")]
+    if controller is not None:
+        command += ["--controller", str(controller)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=ROOT)
+
+
+@pytest.mark.parametrize(("station", "controller"), [
+    ("billion_laughs_station", None), ("true_unit_id", None), ("writable_same_register", None), ("/dev/zero", None),
+    (None, "day_end_unquoted"), (None, "controller_curve_is_dev_zero"), (None, "gbk_in_controller"),
+])
+def test_heatgw_run_refuses_the_same_files_with_exit_2_so_systemd_does_not_restart_it(
+        station: str | None, controller: str | None, tmp_path: Path) -> None:
+    station_path = ROOT / "config" / "station.yaml" if station is None else (
+        Path(station) if station.startswith("/") else HOSTILE / f"{station}.yaml")
+    controller_path = None if controller is None else HOSTILE / f"{controller}.yaml"
+    refused = controller_path or station_path
+    result = heatgw_run(station_path, controller_path, tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    line = 1 if refused.name == "zero" else expectation(refused)[0]
+    assert any(message.startswith(f"{refused}:{line}:") for message in result.stderr.splitlines()), result.stderr
