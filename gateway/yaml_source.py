@@ -121,8 +121,9 @@ def load_yaml(path: Path) -> YamlDocument:
     """Parse one YAML file; raise ConfigError (never a traceback) for unreadable, malformed,
     hostile or ambiguous files. Bounded in memory and time by the file size and the limits above."""
     text = _decode(path, read_config_bytes(path))
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # inside: PyYAML's reader checks the text already here
         root = loader.get_single_node()
         if root is None:
             raise ConfigError([f"{path}:1:1: (document): file is empty"])
@@ -141,7 +142,8 @@ def load_yaml(path: Path) -> YamlDocument:
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}:1:1: YAML syntax: {exc}"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return YamlDocument(path, data, walk.values, walk.keys)
 
 
