@@ -60,7 +60,7 @@ async def test_every_command_of_a_flood_is_answered_busy_ones_included_while_mem
                 before_rss = rss_bytes()
                 await asyncio.to_thread(send_all, broker.port, f"{TOPIC}/cmd/write", flood)
                 sent_at_seq = max(dispatch.seqs())
-                await until(lambda: len(dispatch.on(f"{TOPIC}/cmd/write/result")) >= FLOOD, 180,
+                await until(lambda: len(dispatch.on(f"{TOPIC}/cmd/write/result")) >= FLOOD, 90,
                             "an answer to every command of the flood")
                 await until(lambda: max(dispatch.seqs()) > sent_at_seq + 2, 10, "telemetry after the flood")
                 grown = rss_bytes() - before_rss
