@@ -240,17 +240,51 @@ async def run_until_signalled(config_path: Path, state_dir: Path, controller_pat
     notifier = Notifier.from_environment()
     with _signals_set(stop):
         async with Gateway(config, state_dir=state_dir, controller=controller) as gateway:
-            if gateway.controller is not None and controller_path is not None:
-                task, path = gateway.controller, controller_path
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: task.reload(path))
+            reloader = Reloader(gateway.controller, controller_path)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader)
             notifier.ready(await gateway.status_line())
             watchdog = asyncio.create_task(keep_alive(notifier, gateway.stalled, gateway.status_line), name="watchdog")
             try:
                 await stop.wait()
             finally:
                 notifier.stopping()
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
                 await _cancel([watchdog])
+                await reloader.close()
     notifier.close()
+
+
+class Reloader:
+    """SIGHUP: re-read the controller file off the event loop, one reload at a time.
+
+    The signal callback only starts a task, so it cannot fail; a SIGHUP during a reload asks for
+    one more reload after it (the file may have changed again), however many arrive. Without a
+    controller there is nothing to reload, and SIGHUP says so instead of ending the process.
+    """
+
+    def __init__(self, task: ControllerTask | None, path: Path | None) -> None:
+        self._task, self._path = task, path
+        self._running: asyncio.Task[None] | None = None
+        self._again = False
+
+    def __call__(self) -> None:
+        if self._task is None or self._path is None:
+            log.warning("reload: nothing to reload, no controller is configured")
+        elif self._running is not None and not self._running.done():
+            self._again = True
+        else:
+            self._running = asyncio.get_running_loop().create_task(self._run(self._task, self._path),
+                                                                    name="controller-reload")
+
+    async def _run(self, task: ControllerTask, path: Path) -> None:
+        self._again = True
+        while self._again:
+            self._again = False
+            await task.reload_off_loop(path)
+
+    async def close(self) -> None:
+        if self._running is not None:
+            await _cancel([self._running])
 
 
 @contextlib.contextmanager

@@ -45,8 +45,9 @@ def check(
 ) -> None:
     """Validate configuration files without running anything (exit 2 if any is invalid).
 
-    A file with a top-level ``curve:`` key is checked as a heating curve, anything else as a
-    station configuration.
+    A file with a top-level ``curve:`` key is checked as a heating curve, one with ``controller:``
+    and no ``devices:`` as controller settings (with its curves), one with ``influxdb:`` as
+    historian settings, anything else as a station configuration.
     """
     failed = False
     for path in files:
@@ -56,6 +57,10 @@ def check(
             failed = True
             for message in exc.messages:
                 errors.print(message, markup=False, highlight=False)
+        except Exception as exc:  # noqa: BLE001 - a bug in a check is still no reason for a traceback
+            failed = True
+            errors.print(f"{path}: cannot check: internal error {type(exc).__name__}: {exc} (please report)",
+                         markup=False, highlight=False)
     if failed:
         raise typer.Exit(EXIT_INVALID_CONFIG)
 
@@ -67,6 +72,11 @@ def _check_one(path: Path) -> str:
     if "curve" in top:
         heating_curve = validate_document(document, CurveFile).curve
         return f"curve {heating_curve.name!r} v{heating_curve.version} ({heating_curve.circuit}, {heating_curve.date})"
+    if "influxdb" in top and "devices" not in top:
+        from gateway.historian.settings import load_historian_settings
+
+        historian = load_historian_settings(path)
+        return f"historian {historian.instance!r}"
     if "controller" in top and "devices" not in top:
         from gateway.control.loader import load_controller_config
 

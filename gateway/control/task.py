@@ -193,27 +193,54 @@ class ControllerTask:
         return None
 
     def reload(self, path: Path) -> str | None:
-        """Re-read settings and curves from ``path`` (SIGHUP); None, or why it was refused.
+        """Re-read settings and curves from ``path``; None, or why it was refused.
 
         A refused file changes nothing: the running configuration stays in force. An accepted one
         keeps what the controller has learned (filters, the ramp position, heat-up factors, and the
-        trim integrals of every circuit whose curve is the same one).
+        trim integrals of every circuit whose curve is the same one). The gateway's SIGHUP uses
+        ``reload_off_loop``, which reads the files the same way on a worker thread.
         """
         try:
-            config = load_controller_config(path)
-            problems = tag_problems(config.settings,
-                                    {tag: cfg.writable is not None for tag, (_, cfg) in self._tags.items()})
-            if problems:
-                raise ConfigError(describe_problems(problems))
+            config = self.load_for_reload(path)
         except ConfigError as exc:
-            reason = "\n".join(exc.messages)
-            log.error("controller reload refused, the running configuration stays in force",
-                      extra=kv(file=path, reason=reason))
-            return reason
+            return self._refused(path, exc)
+        self._apply(path, config)
+        return None
+
+    async def reload_off_loop(self, path: Path) -> str | None:
+        """``reload`` with the reading and checking on a worker thread, so polling, MQTT and commands
+        go on meanwhile (a file is bounded in size and expansion by the loader, so the thread ends);
+        the accepted configuration is applied on the loop, between two cycles."""
+        try:
+            config = await asyncio.to_thread(self.load_for_reload, path)
+        except ConfigError as exc:
+            return self._refused(path, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug in a check must not stop the station either
+            log.exception("controller reload failed, the running configuration stays in force", extra=kv(file=path))
+            return f"{path}: internal error while reading: {type(exc).__name__}"
+        self._apply(path, config)
+        return None
+
+    def load_for_reload(self, path: Path) -> ControllerConfig:
+        """Read and check ``path`` against the station's tags; ConfigError if refused. Touches no
+        running state, so it may run on any thread."""
+        config = load_controller_config(path)
+        problems = tag_problems(config.settings,
+                                {tag: cfg.writable is not None for tag, (_, cfg) in self._tags.items()})
+        if problems:
+            raise ConfigError(describe_problems(problems))
+        return config
+
+    def _refused(self, path: Path, exc: ConfigError) -> str:
+        reason = "\n".join(exc.messages)
+        log.error("controller reload refused, the running configuration stays in force",
+                  extra=kv(file=path, reason=reason))
+        return reason
+
+    def _apply(self, path: Path, config: ControllerConfig) -> None:
         reset = self._controller.configure(config)
         log.info("controller reloaded", extra=kv(file=path, curves=", ".join(
             f"{name}={curve.identity}" for name, curve in config.curves.items()), reset="; ".join(reset) or "nothing"))
-        return None
 
     # --- the cycle ---
 
