@@ -187,10 +187,15 @@ class LineEncoder:
         Numbers and booleans (also inside nested objects, names joined with ``_``) become fields;
         ``state`` words become a numeric ``state`` field; ``severity``/``kind`` labels become tags.
         Other strings are dropped: free text as a tag would be unbounded, and as a field a
-        numbers-only database would store it as 0.
+        numbers-only database would store it as 0. A ``seq`` is the station's one sequence, shared
+        with telemetry (durable messages on every topic carry it): it is returned for the gap
+        accounting, never written.
         """
         data = _json_object(payload)
         timestamp = _epoch_ms(data.get("ts"), "ts")
+        seq = data.get("seq")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
+            raise PayloadError(f"{topic.kind.value} with a seq that is not a non-negative integer")
         tags = {"site": self._site(meta), "station": topic.station}
         if topic.kind in (Kind.ALARM, Kind.EVENT):
             tags[topic.kind.value] = topic.item
@@ -215,7 +220,7 @@ class LineEncoder:
         key = _escape_measurement(topic.kind.value) + "".join(
             f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
         line = key + " " + ",".join(f"{escape_tag(k)}={v}" for k, v in fields.items()) + f" {timestamp}"
-        return Encoded(lines=[line], values=len(fields), unknown_strings=dropped)
+        return Encoded(lines=[line], values=len(fields), seq=seq, unknown_strings=dropped)
 
     def _site(self, meta: StationMeta | None) -> str:
         return meta.site if meta is not None and meta.site else self._default_site
