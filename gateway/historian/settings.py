@@ -128,7 +128,10 @@ class SequenceSettings(Strict):
                                description="a missing seq is a gap once later ones have been seen this long")
     meta_wait_s: float = Field(default=5.0, ge=0, le=600,
                                description="hold a station's messages this long for its retained meta")
-    peer_report_s: float = Field(default=1.0, gt=0, le=60)
+    peer_report_s: float = Field(default=1.0, gt=0, le=60,
+                                 description="how often bridges tell each other, and the stations, what they wrote")
+    replay_retry_s: float = Field(default=60.0, gt=0, le=86_400,
+                                  description="how often a hole that stays open is asked for again")
 
 
 class HistorianSettings(Strict):

@@ -31,7 +31,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from gateway.logs import kv
@@ -107,12 +116,14 @@ class ReplayArgs(CommandArgs):
     from_seq: Annotated[int, Field(ge=1)]
     to_seq: Annotated[int, Field(ge=1)]
 
-    @model_validator(mode="after")
-    def _bounded(self) -> ReplayArgs:
-        if not self.from_seq <= self.to_seq < self.from_seq + REPLAY_MAX_MESSAGES:
+    @field_validator("to_seq")
+    @classmethod
+    def _bounded(cls, to_seq: int, info: ValidationInfo) -> int:
+        first = info.data.get("from_seq")
+        if first is not None and not first <= to_seq < first + REPLAY_MAX_MESSAGES:
             raise PydanticCustomError(
                 "replay_range", f"must be from_seq <= to_seq < from_seq + {REPLAY_MAX_MESSAGES}")
-        return self
+        return to_seq
 
 
 class Envelope(BaseModel):
