@@ -189,7 +189,7 @@ async def test_broker_restarts_kills_and_a_database_outage_leave_every_number_in
         if value is not None:
             assert values[(STATION, tag)].get(ts) == [pytest.approx(value, rel=1e-9)], (tag, ts)
     controls = {round(message.json()["ts"] * 1000) for message in recorder.on(f"{TOPIC}/control")}
-    stored_controls = {ts for series in tsdb.export('{__name__="control_setpoint_c"}')
+    stored_controls = {ts for series in tsdb.export('{__name__=~"control_.*"}')
                        for ts in series["timestamps"]}  # type: ignore[union-attr]
     assert controls <= stored_controls, "every controller state is in the database"
 
@@ -212,7 +212,7 @@ async def test_a_range_the_station_no_longer_has_is_reported_lost_with_the_reaso
     retry_s = 2.0
     bridge = bridge_on(broker, mqtt={"reconnect": {"initial_s": 5, "max_s": 5, "jitter": 0.1}},
                        sequence={"gap_grace_s": 1, "meta_wait_s": 2, "peer_report_s": 0.5, "replay_retry_s": retry_s})
-    gateway: GatewayProcess | None = None
+    process: subprocess.Popen[bytes] | None = None
     try:
         await asyncio.to_thread(bridge.start)
         config = write_config(tmp_path, station_with_mqtt(station_server.port, broker.port, batch_max_age_s=0.3,
@@ -247,8 +247,7 @@ async def test_a_range_the_station_no_longer_has_is_reported_lost_with_the_reaso
             dropped_up_to = db.execute("SELECT value FROM counters WHERE name = 'dropped_up_to'").fetchone()[0]
         assert dropped_up_to >= int(match[2]), "the station did drop what it said it dropped"
     finally:
-        if gateway is None:
-            stop_process(locals().get("process"))
+        stop_process(process)
         broker.stop()
 
 
