@@ -3,6 +3,7 @@ and stations that publish exactly what the README's MQTT contract says, recordin
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -122,11 +123,11 @@ class BridgeProcess:
 
 
 @pytest.fixture
-def bridges(tmp_path: Path, broker: Mosquitto, tsdb: VictoriaMetrics) -> Iterator[Callable[..., BridgeProcess]]:
-    """Factory for bridge processes; every one is stopped at the end of the test."""
+def bridge_on(tmp_path: Path, tsdb: VictoriaMetrics) -> Iterator[Callable[..., BridgeProcess]]:
+    """Factory for bridge processes on a given broker; every one is stopped at the end of the test."""
     started: list[BridgeProcess] = []
 
-    def make(instance: str = "a", **sections: dict[str, Any]) -> BridgeProcess:
+    def make(broker: Mosquitto, instance: str = "a", **sections: dict[str, Any]) -> BridgeProcess:
         config = bridge_config(tmp_path / "bridges", broker, tsdb, instance, **sections)
         bridge = BridgeProcess(config, tmp_path / "bridges" / f"{instance}.log")
         started.append(bridge)
@@ -135,6 +136,12 @@ def bridges(tmp_path: Path, broker: Mosquitto, tsdb: VictoriaMetrics) -> Iterato
     yield make
     for bridge in started:
         bridge.stop()
+
+
+@pytest.fixture
+def bridges(broker: Mosquitto, bridge_on: Callable[..., BridgeProcess]) -> Callable[..., BridgeProcess]:
+    """Factory for bridge processes on the test's broker."""
+    return functools.partial(bridge_on, broker)
 
 
 @dataclass

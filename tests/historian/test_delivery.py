@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -33,7 +32,6 @@ from tests.historian.conftest import (
     BridgeProcess,
     Feeder,
     Station,
-    bridge_config,
     check_exactly_once,
     historian_metric,
     sent_count,
@@ -59,22 +57,6 @@ def durable_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
-
-
-@pytest.fixture
-def bridge_on(tmp_path: Path, tsdb: VictoriaMetrics) -> Iterator[Callable[..., BridgeProcess]]:
-    """A bridge process on a given broker; stopped at the end of the test."""
-    started: list[BridgeProcess] = []
-
-    def make(broker: Mosquitto, instance: str = "a", **sections: dict[str, Any]) -> BridgeProcess:
-        config = bridge_config(tmp_path / "bridges", broker, tsdb, instance, **sections)
-        bridge = BridgeProcess(config, tmp_path / "bridges" / f"{instance}.log")
-        started.append(bridge)
-        return bridge
-
-    yield make
-    for bridge in started:
-        bridge.stop()
 
 
 class GatewayProcess:
