@@ -44,7 +44,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from gateway.logs import kv
-from gateway.mqtt.payloads import REPLAY_COMMAND, REPLAY_MAX_MESSAGES, result
+from gateway.mqtt.payloads import REPLAY_MAX_MESSAGES, result
 from gateway.samples import Value
 from gateway.writes import WriteQueue
 
@@ -283,9 +283,8 @@ def _describe(exc: ValidationError) -> str:
 
 def standard_commands(writes: WriteQueue) -> CommandRegistry:
     """The commands every gateway has. The controller provides ``setpoint_offset`` and ``outdoor``,
-    the alarm engine ``alarm_ack``, the MQTT publisher ``replay``, when they run."""
+    the alarm engine ``alarm_ack``, when they run; the MQTT publisher adds ``replay``."""
     registry = CommandRegistry()
-    registry.register(REPLAY_COMMAND, ReplayArgs, unavailable="mqtt not running")
     registry.register("setpoint_offset", SetpointOffsetArgs, unavailable="controller not running")
     registry.register("outdoor", OutdoorArgs, unavailable="controller not running")
     registry.register("alarm_ack", AlarmAckArgs, unavailable="alarm engine not running")

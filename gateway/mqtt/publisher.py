@@ -134,7 +134,7 @@ class Publisher:
         self._connection: MqttConnection | None = None
         self.published_messages = 0  # PUBACKed messages, replays included, for the benchmark and the demo
         self.confirmed_messages = 0  # deleted from the outbox on the historian's confirmation
-        commands.provide(REPLAY_COMMAND, self._replay)
+        commands.register(REPLAY_COMMAND, ReplayArgs, self._replay)  # commands come over this session
 
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff, until ``stop()``."""
