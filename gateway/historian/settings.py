@@ -23,6 +23,8 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.
 wildcards, slashes or spaces."""
 
 Kind = Literal["telemetry", "control", "alarms", "events"]
+DURABLE_KINDS = ("telemetry", "control", "events")
+"""The kinds whose messages carry the station's one sequence (README "MQTT contract")."""
 
 
 def _default_instance() -> str:
@@ -85,6 +87,16 @@ class TopicSettings(Strict):
     stations: list[Annotated[str, StringConstraints(pattern=r"^(\+|[a-z0-9][a-z0-9_-]{0,63})$")]] = Field(
         default_factory=lambda: ["+"], min_length=1)
     kinds: list[Kind] = Field(default_factory=lambda: ["telemetry", "control", "alarms", "events"], min_length=1)
+
+    @model_validator(mode="after")
+    def _one_sequence(self) -> TopicSettings:
+        """The durable kinds share one sequence: a bridge that left one out would see its numbers
+        as holes and ask the stations for them forever."""
+        left_out = [kind for kind in DURABLE_KINDS if kind not in self.kinds]
+        if left_out:
+            raise ValueError(f"kinds must include {', '.join(DURABLE_KINDS)} (they share one sequence); "
+                             f"missing: {', '.join(left_out)}")
+        return self
 
 
 class InfluxSettings(Strict):

@@ -109,7 +109,7 @@ class Replay:
     @property
     def absent(self) -> int:
         dropped = 0 if self.dropped is None else self.dropped[1] - self.dropped[0] + 1
-        return self.last - self.first + 1 - len(self.entries) - dropped
+        return max(0, self.last - self.first + 1 - len(self.entries) - dropped)  # 0 if the wall clock stepped back
 
 
 class Outbox:
