@@ -317,6 +317,11 @@ async def replay(path: Path, expected: Fill, workdir: Path) -> ReplayRun:
                         last_t, last_values = now, received
                 seconds = time.perf_counter() - started
                 cpu = sum(me.cpu_times()[:2]) - start_cpu
+                # The outbox empties on the subscriber's confirmation, which follows the last message.
+                while not drained_s and time.perf_counter() < deadline:
+                    await asyncio.sleep(0.05)
+                    if (await outbox.stats()).pending_messages == 0:
+                        drained_s = time.perf_counter() - started
             finally:
                 publisher.stop()
                 await asyncio.wait_for(task, 15)
