@@ -673,7 +673,7 @@ class Bridge:
         self._report_gaps(gaps)
         if confirmed:
             self._unconfirmed.add(station)
-            log.info("numbers the station had already seen confirmed are not missing", extra=kv(
+            log.info("numbers the station no longer has were confirmed earlier: not missing", extra=kv(
                 station=station, from_seq=answer.first, to_seq=answer.last, filled=confirmed))
 
     def _confirm(self, wall: float) -> None:
