@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeGuard
 
 from drivers.base import Quality
 from gateway.config import GatewayConfig, TagConfig
@@ -242,17 +243,13 @@ def parse_replay_answer(payload: bytes) -> ReplayAnswer | str:
     detail = data.get("result")
     if not isinstance(detail, dict):
         raise ContractError("replay result without a result object")
-    numbers = [detail.get(key) for key in ("from_seq", "to_seq", "resent", "absent")]
-    if not all(_count(number) for number in numbers):
-        raise ContractError("replay result needs from_seq, to_seq, resent and absent")
-    first, last, resent, absent = numbers
+    first, last = _number(detail, "from_seq"), _number(detail, "to_seq")
     dropped = None
     if "dropped_first" in detail or "dropped_last" in detail:
-        low, high = detail.get("dropped_first"), detail.get("dropped_last")
-        if not (_count(low) and _count(high) and first <= low <= high <= last):
+        dropped = (_number(detail, "dropped_first"), _number(detail, "dropped_last"))
+        if not first <= dropped[0] <= dropped[1] <= last:
             raise ContractError("replay result's dropped range is not inside the request")
-        dropped = (low, high)
-    return ReplayAnswer(first, last, resent, dropped, absent)
+    return ReplayAnswer(first, last, _number(detail, "resent"), dropped, _number(detail, "absent"))
 
 
 def _object(payload: bytes) -> dict[str, object]:
@@ -265,6 +262,13 @@ def _object(payload: bytes) -> dict[str, object]:
     return data
 
 
-def _count(value: object) -> bool:
+def _count(value: object) -> TypeGuard[int]:
     """A non-negative integer, and not a boolean (JSON ``true`` is not 1)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(data: dict[str, object], key: str) -> int:
+    value = data.get(key)
+    if not _count(value):
+        raise ContractError(f"{key} must be a non-negative integer")
+    return value
