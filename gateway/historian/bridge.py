@@ -603,9 +603,17 @@ class Bridge:
 
     def _invalid(self, item: Incoming, reason: str, station: str, batch: Batch, seq: int | None = None) -> None:
         """Contract violations are counted, quarantined, logged (throttled) and acknowledged with
-        the batch: no retry can fix them, and holding them back would stall every station."""
+        the batch: no retry can fix them, and holding them back would stall every station.
+
+        A refused message that carries its number is held, in the quarantine, so the number counts
+        as delivered: otherwise the station would keep it unconfirmed and resend it on every replay
+        request, to be refused again, for as long as the outbox keeps it.
+        """
         self._stats.invalid_messages += 1
         self._keep(item, reason, station, seq)
+        if seq is not None:
+            self._tracker.observe(station, seq, time.time())
+            batch.seqs.append((station, seq))
         held = self._throttle.allow(f"invalid:{station}", time.monotonic())
         if held is not None:
             log.warning("message does not follow the MQTT contract; quarantined and acknowledged", extra=kv(

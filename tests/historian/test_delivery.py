@@ -11,6 +11,7 @@ Mosquitto does keep over a restart) recording what each number carried.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from gateway.devstack import Mosquitto, VictoriaMetrics, stop_process
+from gateway.mqtt.payloads import parse_delivered
 from gateway.mqtt.service import outbox_path
 from sim.modbus_server import StationModbusServer
 from tests.historian.conftest import (
@@ -256,4 +258,31 @@ def test_three_bridge_kills_never_make_a_number_in_the_database_missing(
         assert historian_metric(tsdb, "missing", station=station.name) == {"a": 0}
         assert station.replays == [], f"{station.name} was asked for numbers the database has"
     assert "replay requested" not in bridge.log()
+    assert bridge.stop() == 0
+
+
+def test_a_quarantined_message_counts_as_delivered_so_it_is_never_asked_for_again(
+        bridge_on: Callable[..., BridgeProcess], stations: Callable[..., list[Station]], broker: Mosquitto,
+        tsdb: VictoriaMetrics) -> None:
+    """A station whose message is poison (a time no database takes) must be allowed to forget it:
+    the historian holds it in the quarantine, and asking for it again would only bring it back."""
+    bridge = bridge_on(broker, sequence={"gap_grace_s": 1, "meta_wait_s": 2, "peer_report_s": 0.5,
+                                         "replay_retry_s": 1})
+    bridge.start()
+    (station,) = stations(1)
+    now = time.time()
+    station.telemetry(now - 2)
+    station.seq += 1
+    poison = json.dumps({"seq": station.seq, "t0": 1e308, "s": [["tag_00", 1.0, 0, "g"]]}).encode()
+    station.payloads[station.seq] = poison
+    assert station.client is not None
+    station.client.publish(f"heatgw/{station.name}/telemetry", poison, qos=1).wait_for_publish(10)
+    last = station.telemetry(now - 1)
+    topic = f"heatgw/{station.name}/delivered"
+    with Subscriber(broker.port, topics=(topic,)) as subscriber:
+        wait_until(lambda: any(parse_delivered(m.payload).upto >= last for m in subscriber.on(topic)), 20,
+                   "a delivered confirmation covering the quarantined number")
+    time.sleep(2.5)  # more than the grace and a replay period
+    assert station.replays == [], "a quarantined number is not a hole"
+    assert historian_metric(tsdb, "quarantined") == {"a": 1}
     assert bridge.stop() == 0
