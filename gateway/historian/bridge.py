@@ -77,6 +77,7 @@ from gateway.config_base import Backoff
 from gateway.historian.settings import HistorianSettings
 from gateway.historian.writer import TOO_LARGE, DatabaseWriter, WriteError
 from gateway.logs import kv
+from gateway.systemd_notify import KeepAlive, Notifier
 from gateway.mqtt.payloads import (
     DELIVERED_MAX_RANGES,
     DELIVERED_TOPIC,
@@ -97,6 +98,8 @@ still unwritten then stays unacknowledged at the broker; systemd's TimeoutStopSe
 STATS_LOG_S = 60.0
 SETTLE_S = 1.0
 NETWORK_POLL_S = 0.05
+STATUS_EVERY_S = 10.0
+"""How often the status line is refreshed for systemd when it runs no watchdog."""
 
 
 @dataclass(slots=True)
@@ -184,6 +187,8 @@ class Bridge:
         self._inbox: deque[Incoming] = deque()
         self._arrived = threading.Event()
         self._received = 0  # written by the network thread only
+        now = time.monotonic()
+        self.progress = {"network": now, "worker": now}  # each written by its own thread: its last step
         # Handed from the worker to the network thread.
         self._acks: deque[list[tuple[int, int, int]]] = deque()
         self._released = 0  # written by the worker only
@@ -340,6 +345,7 @@ class Bridge:
         client = self._client
         limit = self.settings.mqtt.max_pending_messages
         while True:
+            self.progress["network"] = time.monotonic()
             if client.socket() is None:
                 if self._closing.is_set():
                     return
@@ -452,6 +458,27 @@ class Bridge:
         for span in spans:
             self._peer_reports.put(span)
 
+    # --- health (the systemd watchdog) ---
+
+    def patience_s(self) -> dict[str, float]:
+        """How long each thread may go without a step when nothing is stuck: the network thread's
+        longest step is a connection attempt, bounded well within a keepalive; the worker's is one
+        database write (its time-out) after the longest retry wait, plus a second of its own work."""
+        retry = self.settings.retry
+        return {"network": float(self.settings.mqtt.keepalive_s),
+                "worker": retry.max_s * (1 + retry.jitter) + self.settings.influxdb.timeout_s + 1.0}
+
+    def stalled(self, now: float) -> list[str]:
+        """The threads that made no step within their patience (monotonic time ``now``)."""
+        return [name for name, limit in self.patience_s().items() if now - self.progress[name] > limit]
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: the broker session, the database, what waits."""
+        broker = "connected" if self._client.is_connected() else "disconnected"
+        database = "writing" if self._healthy else "retrying writes"
+        return (f"broker {broker}, database {database}; {self._received} received, "
+                f"{self._stats.written_values} values written, {self.pending} unacknowledged")
+
     # --- worker ---------------------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -473,6 +500,7 @@ class Bridge:
         max_messages = max(1, self.settings.mqtt.max_pending_messages // 2)
         next_settle = next_metrics = next_report = next_stats = next_confirm = time.monotonic()
         while True:
+            self.progress["worker"] = time.monotonic()
             self._arrived.clear()
             now = time.monotonic()
             wall = time.time()
@@ -650,6 +678,7 @@ class Bridge:
                         unacknowledged=self.pending))
                 if self._abandon.wait(jittered(delay, retry)):
                     return False
+                self.progress["worker"] = time.monotonic()  # waiting for the database is not being stuck
                 delay = min(delay * 2, retry.max_s)
         if failures:
             log.info("database writes resumed", extra=kv(failed_attempts=failures, values=batch.values))
@@ -669,6 +698,7 @@ class Bridge:
 
     def _write(self, lines: list[str]) -> None:
         """One attempt; a batch too large for the database is halved until it fits."""
+        self.progress["worker"] = time.monotonic()
         try:
             self._writer.write("\n".join(lines).encode())
         except WriteError as exc:
@@ -811,12 +841,26 @@ def _spans(seqs: list[int]) -> list[list[int]]:
 
 
 def run_bridge(settings: HistorianSettings, stop: threading.Event) -> bool:
-    """Run until ``stop`` is set (the CLI sets it on SIGTERM/SIGINT); False if the bridge failed."""
+    """Run until ``stop`` is set (the CLI sets it on SIGTERM/SIGINT); False if the bridge failed.
+
+    Under systemd it says when it is ready, keeps the watchdog fed while both threads make
+    progress, and says when it stops (``gateway.systemd_notify``).
+    """
+    notifier = Notifier.from_environment()
+    keep_alive = KeepAlive(notifier)
+    period = keep_alive.period_s or STATUS_EVERY_S
     bridge = Bridge(settings)
     bridge.start()
+    notifier.ready(bridge.status_line())
+    next_beat = time.monotonic() + period
     try:
-        while not stop.wait(0.5) and not bridge.failed.is_set():
-            pass
+        while not stop.wait(min(0.5, period)) and not bridge.failed.is_set():
+            if time.monotonic() >= next_beat:
+                stalled = bridge.stalled(time.monotonic())
+                keep_alive.stalled(stalled) if stalled else keep_alive.alive(bridge.status_line())
+                next_beat = time.monotonic() + period
     finally:
+        notifier.stopping()
         bridge.close()
+        notifier.close()
     return not bridge.failed.is_set()
