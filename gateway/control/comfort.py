@@ -78,17 +78,21 @@ def comfort_floor(local: dt.datetime, settings: ComfortSettings, *, setback: boo
     return ComfortFloor(settings.night_c + margin, settings.night_c, "night")
 
 
-def headroom_k(curve: Curve, outdoor_c: float, room_c: float) -> float:
-    """How much warmer a room (K) the curve could serve now before it reaches its maximum supply.
+def headroom_k(curve: Curve, outdoor_c: float, room_c: float, ceiling_c: float | None = None) -> float:
+    """How much warmer a room (K) the curve could serve now before it reaches its maximum supply,
+    or ``ceiling_c`` if the limiters will hold the boost lower than that.
 
     On a design day there is little left above the supply the rooms need, on a mild one a lot:
-    this is what limits how fast a building can be warmed back after a setback.
+    this is what limits how fast a building can be warmed back after a setback. Measured against
+    the curve's maximum while a return limiter holds the boost several kelvin lower, it promises
+    a morning the station cannot deliver.
     """
+    top = curve.max_supply_c if ceiling_c is None else min(curve.max_supply_c, ceiling_c)
     needed = float(curve.supply_for_room(outdoor_c, room_c))
     per_k = float(curve.supply_for_room(outdoor_c, room_c + 1.0)) - needed
     if per_k <= 0.0:
         return 0.0
-    return max(0.0, curve.max_supply_c - needed) / per_k
+    return max(0.0, top - needed) / per_k
 
 
 def heatup_rate(headroom: float, time_constant_h: float, factor: float, max_k_per_h: float) -> float:

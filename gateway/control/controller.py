@@ -8,9 +8,10 @@ bench. Per circuit and cycle, the setpoint is built in the order an operator wou
 2. the curve, read at a composite of the actual and the damped outdoor temperature, for the
    comfort floor (day target or night floor, plus a margin);
 3. the room trim: a PI on the coldest valid room, as a shift of the curve's room temperature;
-   at night the minimum supply instead while the rooms coast down to the night floor, and the
-   optimum start's boost (the maximum supply) from the last moment that brings every room back
-   to the day target by the day start;
+   at night the minimum supply instead while the rooms coast down to the night floor (each room
+   stopping a learned band above it, see ``gateway.control.safety``), and the optimum start's
+   boost (the highest supply the limiters will allow) from the last moment that brings every room
+   back to the day target by the day start;
 4. the dispatch offset (bounded, expiring);
 5. the circuit's min/max supply;
 6. the limiters (primary return, power, flow): each a slow loop that only ever lowers;
@@ -18,6 +19,12 @@ bench. Per circuit and cycle, the setpoint is built in the order an operator wou
 
 Every stage is recorded in the published ``CircuitState``, and the integrators only move when
 their output can act (anti-windup against clamps, limiters, ramps and offsets).
+
+A night setback is a bet that the boost can undo it in time. It is refused (``setback_reason``)
+without a trustworthy outdoor temperature, without a room to plan with, or when the boost's
+headroom, measured against the supply the limiters really allow and the coldest outdoor of the
+last day, is too small. Losing every room sensor during a setback starts a safe boost sized from
+the rooms' last readings and their learned cooling, and the learned trim keeps acting on the curve.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from gateway.control.model import (
 )
 from gateway.control.outdoor import OutdoorEstimate, OutdoorSupervisor
 from gateway.control.rooms import RoomChoice, choose_room
+from gateway.control.safety import BoostCeiling, RecentLow, RoomDynamics, coast_band_k, room_now
 from gateway.control.season import HEATING_MODES, CutoutSwitch, DailyMeans, FrostGuard, season_mode
 from gateway.control.settings import CircuitSettings, ControllerSettings, LimitSettings, SeasonMode
 from gateway.curves import Curve
@@ -67,17 +75,10 @@ _LIMITERS: tuple[tuple[str, Signal, bool], ...] = (
     ("flow_limit", Signal.FLOW_LIMIT_ACTIVE, True),
 )
 _ACTIVE_K = 0.05
-NIGHT_COOLING_K = 3.0
-"""How much colder than now the optimum start assumes the rest of the night (half a typical
-winter day's swing of 6-8 K between the evening and 05:00)."""
 HOLD_APPROACH = 1.5
 """The setpoint stops rising this close to a limit line (K for the return limit, % of the line for
 power and flow): what a boost ramping at ramp_up_k_per_h puts on the primary return after the
 setpoint stops (measured: about 1.2 K at 20 K/h)."""
-COAST_BAND_K = 0.8
-"""At night the supply is cut while the coldest room is more than this above the night floor: the
-rooms coast down on their own inertia, the fastest way to the floor. Closer to it the night trim
-takes over, so the room settles on the floor instead of falling through it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,15 @@ class _Stages:
 
 
 @dataclass(frozen=True, slots=True)
+class _Coast:
+    """May the rooms keep coasting, and the band and cooling rate of the room closest to its band."""
+
+    allowed: bool
+    band_k: float
+    rate_k_per_h: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Context:
     """What every circuit shares in one cycle."""
 
@@ -105,6 +115,7 @@ class _Context:
     mode: SeasonMode
     outdoor: OutdoorEstimate
     offset: DispatchOffset | None
+    coldest_c: float  # the coldest outdoor value in use over the last 24 h
 
 
 def stale_trims(learned_against: str, curve_now: str) -> str | None:
@@ -129,6 +140,10 @@ class CircuitController:
         self.limiters: dict[str, PiLoop] = {}
         self.optimum = OptimumStart(settings.comfort.optimum_start.heatup_factor)
         self.boost_k = 0.0
+        self.dynamics = RoomDynamics(1.0 / settings.building_time_constant_h)
+        self.ceiling = BoostCeiling()
+        self.blind_until: float | None = None  # end of the safe boost after the rooms were lost
+        self.setback_running = False  # the last cycle let the rooms below the day target
         self.cutout = CutoutSwitch()
         self.frost = FrostGuard()
         self.setpoint: float | None = None
@@ -146,6 +161,7 @@ class CircuitController:
             reset.append(stale)
         self.settings, self.curve, self.controller = settings, curve, controller
         self.damper.time_constant_s = settings.building_time_constant_h * 3600.0
+        self.dynamics.default_per_h = 1.0 / settings.building_time_constant_h
         trim = settings.room_trim
         for loop in self.trims.values():
             loop.gain, loop.integral_s = trim.gain, trim.integral_h * 3600.0
@@ -201,27 +217,30 @@ class CircuitController:
         comfort = s.comfort
         opt = comfort.optimum_start
         day_target = comfort.day_c + comfort.margin_k
-        # Planned against a night NIGHT_COOLING_K colder than now: the coldest hours (around
-        # 05:00) are still to come when the boost has to be decided, and less headroom then
-        # means a slower morning.
-        headroom = headroom_k(self.curve, composite - NIGHT_COOLING_K, day_target + self.trims["day"].integral)
-        # Without a trustworthy weather, without a room to plan with, or with too little headroom
-        # (a night colder than the station was built for: the maximum supply barely holds the day
-        # target), the night setback could not be undone in time: none tonight.
-        trusted = ctx.outdoor.source not in (OutdoorSource.LAST_GOOD, OutdoorSource.DEFAULT)
-        setback = trusted and bool(rooms.values) and headroom >= opt.min_headroom_k
+        # Planned against the coldest hours of the last day and the supply the limiters allowed
+        # the last time they held it: the boost has to be decided before the coldest hours
+        # (around 05:00) come, and a boost held below the curve's maximum warms more slowly.
+        ceiling = self.ceiling.ceiling(self.curve.max_supply_c)
+        headroom = headroom_k(self.curve, min(composite, ctx.coldest_c), day_target + self.trims["day"].integral,
+                              ceiling)
+        why_not = self._setback_refusal(ctx, rooms, headroom, ceiling)
+        setback = not why_not
         hours_left = hours_to_day_start(ctx.local, comfort)
         held = self.setpoint if self.setpoint is not None else inputs.setpoint_c.usable
         ramp_h = 0.0 if held is None else self._ramp_lead_h(held)
         plan = self.optimum.plan(rooms.values, day_target, headroom, s.building_time_constant_h,
                                  opt.max_heatup_k_per_h, hours_left, opt.lead_h + ramp_h)
-        if (opt.enabled and setback and plan.start and not self.optimum.active
-                and ctx.mode in HEATING_MODES and not is_day(ctx.local, comfort)):
+        night = ctx.mode in HEATING_MODES and not is_day(ctx.local, comfort)
+        if (opt.enabled and setback and plan.start and not self.optimum.active and night):
             self.optimum.begin(rooms.values, hours_left, headroom, s.building_time_constant_h,
                                opt.max_heatup_k_per_h, ramp_h)
+        self._recover_blind(rooms, ctx, night, day_target, headroom, hours_left, ramp_h)
+        if self.blind_until is not None:
+            signals.append(Signal.ROOMS_LOST_RECOVERY)
         self.optimum.observe(ctx.local, rooms.values, comfort)
         full_ramp_h = self._ramp_lead_h(self.curve.min_supply_c)  # a boost that starts from the minimum
-        if self.optimum.active and not plan.room and hours_left > 2.0 * (opt.lead_h + full_ramp_h):
+        if (self.optimum.active and rooms.values and not plan.room
+                and hours_left > 2.0 * (opt.lead_h + full_ramp_h)):
             # Every room is back with hours to spare (a mild night, a plan still learning): let
             # them coast again and plan the boost anew, rather than hold the day target all night.
             self.optimum.release()
@@ -233,9 +252,10 @@ class CircuitController:
         cut_out = self.cutout.update(damped, self.controller.season.cutout)
         room_cold = rooms.value_c is not None and rooms.value_c < floor.contract_c
         heating = ctx.mode in HEATING_MODES and not (cut_out and not room_cold)
+        coast = self._coast(inputs, rooms, floor, ctx, composite, held)
         if heating:
             self.frost.active = False
-            target, stages = self._heat(inputs, ctx, composite, rooms, floor, headroom, signals)
+            target, stages = self._heat(inputs, ctx, composite, rooms, floor, coast, signals)
             reason = ctx.mode.value
         else:
             target, stages = self._idle(inputs, damped, composite, floor, signals)
@@ -244,6 +264,12 @@ class CircuitController:
         setpoint, ramp_limited = self._ramp(target, inputs.setpoint_c, ctx, hold=stages.near_limit)
         if heating:
             self._integrate(rooms, floor, ctx, stages, target, setpoint)
+            self.ceiling.observe(ctx.now, target, any(limiter.active for limiter in stages.limiters))
+        self.dynamics.observe(inputs.rooms, rooms.values, ctx.now, ctx.outdoor.value_c, stages.coasting)
+        self.setback_running = heating and floor.floor_c < day_target - 1e-9 or floor.phase == "preheat"
+        missed = [f"{name} {value:.1f} C" for name, value in sorted(rooms.values.items()) if value < floor.contract_c]
+        if heating and missed:
+            signals.append(Signal.COMFORT_TARGET_MISSED)
         self.setpoint = setpoint
         circuit = CircuitState(
             circuit=self.name, curve=self.curve.identity, heating=heating, reason=reason,
@@ -251,31 +277,104 @@ class CircuitController:
             outdoor_damped_c=damped, outdoor_curve_c=composite, room_floor_c=floor.floor_c,
             room_used_c=rooms.value_c, room_used_name=rooms.name, rooms_valid=rooms.valid, rooms_total=rooms.total,
             curve_c=stages.curve_c, trim_room_k=stages.trim_room_k, trim_k=stages.trim_k,
-            trim_integral_k=self._trim(floor).integral, heatup_k_per_h=plan.rate_k_per_h, offset_k=stages.offset_k,
+            trim_integral_k=self._trim(floor).integral, heatup_k_per_h=plan.rate_k_per_h,
+            setback=setback, setback_reason=why_not, headroom_k=headroom, boost_ceiling_c=ceiling,
+            coast_band_k=coast.band_k, cooling_k_per_h=coast.rate_k_per_h,
+            comfort_missed=", ".join(missed) if heating else "", offset_k=stages.offset_k,
             offset_origin=stages.offset_origin, limiters=stages.limiters, clamped=stages.clamped,
             ramp_limited=ramp_limited, setpoint_c=setpoint,
         )
         return setpoint, circuit, signals
 
+    def _setback_refusal(self, ctx: _Context, rooms: RoomChoice, headroom: float, ceiling: float) -> str:
+        """Why there is no night setback tonight ("" if there may be): without a trustworthy weather,
+        without a room to plan with, or with too little headroom (a night colder than the station
+        was built for, or limiters that hold the boost low), it could not be undone in time."""
+        if ctx.outdoor.source in (OutdoorSource.LAST_GOOD, OutdoorSource.DEFAULT):
+            return f"outdoor temperature from {ctx.outdoor.source.value}"
+        if not rooms.values:
+            return "no valid room"
+        minimum = self.settings.comfort.optimum_start.min_headroom_k
+        if headroom < minimum:
+            held = "" if ceiling >= self.curve.max_supply_c else f", the limiters held the supply at {ceiling:.1f} C"
+            return f"boost headroom {headroom:.1f} K < {minimum:g} K{held}"
+        return ""
+
+    def _recover_blind(self, rooms: RoomChoice, ctx: _Context, night: bool, day_target: float, headroom: float,
+                       hours_left: float, ramp_h: float) -> None:
+        """Every room sensor lost while the rooms were let below the day target: boost now, for as
+        long as the rooms' last readings, cooled since at their learned rates, need to get back.
+
+        Without rooms nobody can say when they are back, so the boost's length is planned once,
+        pessimistically (the rooms kept cooling as in a coast since they were last heard); the boost
+        is then cut to its hold as after any boost, and the learned trim keeps acting on the curve.
+        A room that reports again ends the recovery: the ordinary plan takes over.
+        """
+        if rooms.values or not rooms.total:
+            self.blind_until = None
+            return
+        if self.blind_until is not None or not (night and self.setback_running):
+            return
+        opt = self.settings.comfort.optimum_start
+        now_c = {name: room_now(value, (ctx.now - measured) / 3600.0,
+                                self.dynamics.rate_k_per_h(name, value, ctx.outdoor.value_c))
+                 for name, (value, measured) in self.dynamics.last.items()}
+        plan = self.optimum.plan(now_c, day_target, headroom, self.settings.building_time_constant_h,
+                                 opt.max_heatup_k_per_h, hours_left, 0.0)
+        boost_h = min(hours_left, plan.needed_h + opt.lead_h + ramp_h)
+        self.blind_until = ctx.now + boost_h * 3600.0
+        if not self.optimum.active:
+            self.optimum.begin({}, hours_left, headroom, self.settings.building_time_constant_h,
+                               opt.max_heatup_k_per_h, ramp_h)
+
+    def _coast(self, inputs: CircuitInputs, rooms: RoomChoice, floor: ComfortFloor, ctx: _Context, composite: float,
+               held: float | None) -> _Coast:
+        """May the rooms keep coasting toward the night floor? Each room stops a band above it: its
+        learned cooling rate times the time until the controller next hears from it plus the time
+        the supply needs to come back (half the ramp from where it is now to the night's supply:
+        a linear ramp delivers about half of its rise while it climbs), plus one sensor step."""
+        if floor.phase != "night" or not rooms.values:
+            return _Coast(False, 0.0, 0.0)
+        night_supply = float(self.curve.supply_for_room(composite, floor.floor_c))
+        start = self.curve.min_supply_c if held is None else held
+        ramp_h = 0.5 * max(0.0, night_supply - start) / self.settings.ramp_up_k_per_h
+        worst = (math.inf, 0.0, 0.0)
+        for name, value in rooms.values.items():
+            age_s = inputs.rooms[name].age_s
+            rate = self.dynamics.rate_k_per_h(name, value, ctx.outdoor.value_c)
+            band = coast_band_k(rate, self.dynamics.report_h(name, age_s), ramp_h, self.dynamics.resolution)
+            spare = room_now(value, age_s / 3600.0, rate) - floor.floor_c - band
+            if spare < worst[0]:
+                worst = (spare, band, rate)
+        return _Coast(worst[0] > 0.0, worst[1], worst[2])
+
     def _heat(self, inputs: CircuitInputs, ctx: _Context, composite: float, rooms: RoomChoice,
-              floor: ComfortFloor, headroom: float, signals: list[Signal]) -> tuple[float, _Stages]:
+              floor: ComfortFloor, coast: _Coast, signals: list[Signal]) -> tuple[float, _Stages]:
         """Curve, trim, boost, offset, clamps and limiters: the heating setpoint before the ramp."""
         curve = self.curve
-        shift = 0.0 if rooms.value_c is None else self._trim(floor).output(floor.floor_c - rooms.value_c)
+        # Without a valid room the trim's learned part still acts: it is what the filed curve gets
+        # wrong for this building, and dropping it leaves the cold rooms colder.
+        trim = self._trim(floor)
+        shift = trim.integral if rooms.value_c is None else trim.output(floor.floor_c - rooms.value_c)
         # The boost: while the optimum start runs and the coldest room is short of the day target,
-        # the full headroom (the circuit's maximum supply). Once the rooms are there the walls
-        # still lag the air, so the boost fades with boost_decay_h instead of stopping.
+        # the full headroom (the circuit's maximum supply). Once the rooms are back the walls
+        # still lag the air, so the boost fades with boost_decay_h instead of stopping. Without
+        # rooms, the safe boost runs for the time planned when they were lost.
         opt = self.settings.comfort.optimum_start
         self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
-        behind = rooms.value_c is None or rooms.value_c < floor.floor_c
+        if rooms.value_c is None:
+            behind = self.blind_until is not None and ctx.now < self.blind_until
+        else:
+            behind = rooms.value_c < floor.floor_c
         if floor.phase == "preheat" and behind:
-            # One kelvin past the headroom: the headroom is linearised, the clamp takes the rest.
-            self.boost_k = max(self.boost_k, headroom + 1.0)
+            # The curve's maximum supply now (the limiters take off what they must): one kelvin
+            # past the headroom at the outdoor temperature the curve is read at, as the headroom
+            # is linearised and the clamp takes the rest.
+            self.boost_k = max(self.boost_k, headroom_k(curve, composite, floor.floor_c + shift) + 1.0)
         elif floor.phase == "preheat" or self.boost_k > 0.0:
             self.boost_k = min(self.boost_k, opt.boost_hold_k)
         shift += self.boost_k
-        coasting = (floor.phase == "night" and rooms.value_c is not None
-                    and rooms.value_c > floor.floor_c + COAST_BAND_K)
+        coasting = coast.allowed
         curve_c = float(curve.supply_for_room(composite, floor.floor_c))
         trimmed = curve.min_supply_c if coasting else float(curve.supply_for_room(composite, floor.floor_c + shift))
         offset_k, origin = 0.0, ""
@@ -403,6 +502,7 @@ class Controller:
         self.timezone = timezone
         self.outdoor = OutdoorSupervisor(config.settings.outdoor)
         self.daily = DailyMeans()
+        self.recent = RecentLow()
         self.circuits: dict[str, CircuitController] = {}
         self._last: float | None = None
         self.config = config
@@ -452,10 +552,10 @@ class Controller:
         dt_s = 0.0 if self._last is None else min(MAX_STEP_S, max(0.0, now - self._last))
         self._last = now
         local = dt.datetime.fromtimestamp(now, self.timezone)
-        outdoor = self.outdoor.update(inputs.outdoor, inputs.dispatch_outdoor, now)
+        outdoor = self.outdoor.update(inputs.outdoor, inputs.dispatch_outdoor, now, inputs.primary_supply_c)
         self.daily.add(local.date(), outdoor.value_c, dt_s)
         mode, why = season_mode(local.date(), self.daily.complete, self.config.settings.season)
-        ctx = _Context(now, dt_s, local, mode, outdoor, inputs.offset)
+        ctx = _Context(now, dt_s, local, mode, outdoor, inputs.offset, self.recent.add(now, outdoor.value_c))
         signals: list[Signal] = list(outdoor.signals)
         setpoints: dict[str, float] = {}
         states: list[CircuitState] = []
@@ -466,6 +566,7 @@ class Controller:
             signals.extend(signal for signal in circuit_signals if signal not in signals)
         state = ControllerState(
             timestamp=now, season=mode, season_reason=why, outdoor_raw_c=outdoor.raw_c, outdoor_c=outdoor.value_c,
-            outdoor_source=outdoor.source, outdoor_fault=outdoor.fault, circuits=tuple(states), signals=tuple(signals),
+            outdoor_source=outdoor.source, outdoor_fault=outdoor.fault, outdoor_network_c=outdoor.network_c,
+            circuits=tuple(states), signals=tuple(signals),
         )
         return ControllerDecision(setpoints, state)
