@@ -58,7 +58,7 @@ from gateway.control.model import (
 )
 from gateway.control.outdoor import OutdoorEstimate, OutdoorSupervisor
 from gateway.control.rooms import RoomChoice, choose_room
-from gateway.control.safety import BoostCeiling, RecentLow, RoomDynamics, coast_band_k, room_now
+from gateway.control.safety import BoostCeiling, RecentLow, RoomDynamics, coast_band_k, night_margin_k, room_now
 from gateway.control.season import HEATING_MODES, CutoutSwitch, DailyMeans, FrostGuard, season_mode
 from gateway.control.settings import CircuitSettings, ControllerSettings, LimitSettings, SeasonMode
 from gateway.curves import Curve
@@ -246,7 +246,7 @@ class CircuitController:
             self.optimum.release()
             self.boost_k = 0.0
         floor = comfort_floor(ctx.local, comfort, setback=setback or self.optimum.active,
-                              preheating=self.optimum.active)
+                              preheating=self.optimum.active, night_margin_k=self._night_margin(inputs, rooms, ctx))
         if self.optimum.missed_today:
             signals.append(Signal.MORNING_TARGET_MISSED)
         cut_out = self.cutout.update(damped, self.controller.season.cutout)
@@ -326,6 +326,14 @@ class CircuitController:
         if not self.optimum.active:
             self.optimum.begin({}, hours_left, headroom, self.settings.building_time_constant_h,
                                opt.max_heatup_k_per_h, ramp_h)
+
+    def _night_margin(self, inputs: CircuitInputs, rooms: RoomChoice, ctx: _Context) -> float:
+        """The night floor's margin for the room the trim holds (see ``safety.night_margin_k``)."""
+        if rooms.value_c is None or rooms.name not in rooms.values:
+            return 0.0
+        rate = self.dynamics.rate_k_per_h(rooms.name, rooms.value_c, ctx.outdoor.value_c)
+        age_s = inputs.rooms[rooms.name].age_s
+        return night_margin_k(rate, self.dynamics.report_h(rooms.name, age_s), self.dynamics.resolution)
 
     def _coast(self, inputs: CircuitInputs, rooms: RoomChoice, floor: ComfortFloor, ctx: _Context, composite: float,
                held: float | None) -> _Coast:

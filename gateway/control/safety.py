@@ -52,6 +52,14 @@ def coast_band_k(rate_k_per_h: float, report_h: float, ramp_h: float, resolution
     return resolution_k + max(0.0, rate_k_per_h) * (report_h + ramp_h)
 
 
+def night_margin_k(rate_k_per_h: float, report_h: float, resolution_k: float) -> float:
+    """How far above the 16 C floor the room held on it must be aimed: between two reports the
+    controller is blind, and a room that cools ``rate_k_per_h`` with too little supply (a colder
+    hour, a limiter, a slow trim) falls that much times the interval before it can react; the
+    reading itself may be a step above the room."""
+    return resolution_k + max(0.0, rate_k_per_h) * report_h
+
+
 def room_now(value_c: float, age_h: float, rate_k_per_h: float) -> float:
     """The room now, from a reading ``age_h`` old, while it cools at ``rate_k_per_h``."""
     return value_c - max(0.0, rate_k_per_h) * age_h
