@@ -264,7 +264,10 @@ class CircuitController:
         setpoint, ramp_limited = self._ramp(target, inputs.setpoint_c, ctx, hold=stages.near_limit)
         if heating:
             self._integrate(rooms, floor, ctx, stages, target, setpoint)
-            self.ceiling.observe(ctx.now, target, any(limiter.active for limiter in stages.limiters))
+            # The limiters hold the setpoint through their reduction and, close to a line, by
+            # stopping the ramp: either way the setpoint in force is as high as the boost got.
+            limiting = any(limiter.active for limiter in stages.limiters) or (stages.near_limit and ramp_limited)
+            self.ceiling.observe(ctx.now, setpoint, limiting)
         self.dynamics.observe(inputs.rooms, rooms.values, ctx.now, ctx.outdoor.value_c, stages.coasting)
         self.setback_running = heating and floor.floor_c < day_target - 1e-9 or floor.phase == "preheat"
         missed = [f"{name} {value:.1f} C" for name, value in sorted(rooms.values.items()) if value < floor.contract_c]

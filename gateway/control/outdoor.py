@@ -154,7 +154,10 @@ class OutdoorSupervisor:
         if self._accepted is not None:
             since, last = self._accepted
             allowed = s.max_rate_k_per_h * (now - since) / 3600.0 + _QUANTISATION_ALLOWANCE_K
-            if abs(value - last) > allowed:
+            # Still showing the suspicious value: that the weather could have got there by now
+            # (8 K/h makes any level plausible after a few hours) is no evidence that it did.
+            stuck = self._suspect is not None and abs(value - self._suspect[1]) <= s.frozen_tolerance_k
+            if abs(value - last) > allowed or stuck:
                 if self._suspect is None:
                     self._suspect = (now, value)
                 why = self._unbelieved(value, now, dispatch_c, network_c)
