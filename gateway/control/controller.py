@@ -185,7 +185,8 @@ class CircuitController:
     def memory(self) -> CircuitMemory:
         """What this circuit has learned that would take hours or days to learn again."""
         return CircuitMemory(curve=self.curve.identity, day_trim_k=self.trims["day"].integral,
-                             night_trim_k=self.trims["night"].integral, heatup_factors=dict(self.optimum.factors))
+                             night_trim_k=self.trims["night"].integral, heatup_factors=dict(self.optimum.factors),
+                             cooling_per_h=dict(self.dynamics.cooling_per_h))
 
     def restore(self, memory: CircuitMemory) -> list[str]:
         """Take saved learning, within the settings in force now; returns what was dropped and why."""
@@ -202,6 +203,11 @@ class CircuitController:
                 self.optimum.factors[room] = min(opt.max_factor, max(opt.min_factor, factor))
             else:
                 dropped.append(f"heat-up factor of room {room} (no longer configured)")
+        for room, coefficient in memory.cooling_per_h.items():
+            if room in self.settings.rooms:
+                self.dynamics.cooling_per_h[room] = coefficient
+            else:
+                dropped.append(f"cooling rate of room {room} (no longer configured)")
         return dropped
 
     def step(self, inputs: CircuitInputs, ctx: _Context) -> tuple[float, CircuitState, list[Signal]]:
