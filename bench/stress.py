@@ -1,6 +1,7 @@
 """Faults on a severe-cold station: does any room fall below 16 C, and does the state say why (not run in CI).
 
-Run: ``.venv/bin/python bench/stress.py`` (about a minute per scenario; ``--help`` for options).
+Run: ``.venv/bin/python bench/stress.py`` (the scenarios one after another, about a minute each
+on a quiet core; ``--help`` for options).
 
 The station is ``tests/control/severe.py``'s: design outdoor -24 C, three buildings that cool fast
 (A's top-floor corner room twice its building's loss per m2, behind an undersized radiator), 10 %
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import multiprocessing
 import os
 import platform
 import sys
@@ -82,8 +82,7 @@ class Row:
     cpu_s: float
 
 
-def run(job: tuple[str, argparse.Namespace]) -> Row:
-    name, args = job
+def run(name: str, args: argparse.Namespace) -> Row:
     started = time.process_time()
     station = severe_station(START, seed=args.seed, mean_c=args.mean)
     loop = SimLoop(station, severe_controller(), "radiators")
@@ -130,12 +129,9 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--frozen", type=float, default=-5.0, help="the value the outdoor sensor sticks at")
     parser.add_argument("--scenarios", default=",".join(scenarios(0.0)))
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     wall = time.monotonic()
-    with multiprocessing.get_context("fork").Pool(min(args.jobs, len(names))) as pool:
-        rows = pool.map(run, [(name, args) for name in names])
+    rows = [run(name.strip(), args) for name in args.scenarios.split(",") if name.strip()]  # one at a time
     print(f"severe station, {args.days:g} days from {START.date()} (site UTC+8), mean {args.mean:g} C, seed {args.seed}, "
           f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, wall "
           f"{time.monotonic() - wall:.0f} s (CPU: " + ", ".join(f"{r.name} {r.cpu_s:.0f} s" for r in rows) + ")")
