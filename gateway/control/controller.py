@@ -115,7 +115,6 @@ class _Context:
     mode: SeasonMode
     outdoor: OutdoorEstimate
     offset: DispatchOffset | None
-    coldest_c: float  # the coldest outdoor value in use over the last 24 h
 
 
 def stale_trims(learned_against: str, curve_now: str) -> str | None:
@@ -142,6 +141,7 @@ class CircuitController:
         self.boost_k = 0.0
         self.dynamics = RoomDynamics(1.0 / settings.building_time_constant_h)
         self.ceiling = BoostCeiling()
+        self.recent = RecentLow()
         self.blind_until: float | None = None  # end of the safe boost after the rooms were lost
         self.setback_running = False  # the last cycle let the rooms below the day target
         self.cutout = CutoutSwitch()
@@ -223,12 +223,13 @@ class CircuitController:
         comfort = s.comfort
         opt = comfort.optimum_start
         day_target = comfort.day_c + comfort.margin_k
-        # Planned against the coldest hours of the last day and the supply the limiters allowed
-        # the last time they held it: the boost has to be decided before the coldest hours
-        # (around 05:00) come, and a boost held below the curve's maximum warms more slowly.
+        # Planned against the coldest hours of the last day, and colder still if the weather is
+        # cooling (``RecentLow``), and against the supply the limiters allowed the last time they
+        # held it: the boost has to be decided before the coldest hours (around 05:00) come, and
+        # a boost held below the curve's maximum warms more slowly.
         ceiling = self.ceiling.ceiling(self.curve.max_supply_c)
-        headroom = headroom_k(self.curve, min(composite, ctx.coldest_c), day_target + self.trims["day"].integral,
-                              ceiling)
+        planned = self.recent.add(ctx.now, composite)
+        headroom = headroom_k(self.curve, planned, day_target + self.trims["day"].integral, ceiling)
         why_not = self._setback_refusal(ctx, rooms, headroom, ceiling)
         setback = not why_not
         hours_left = hours_to_day_start(ctx.local, comfort)
@@ -237,10 +238,14 @@ class CircuitController:
         plan = self.optimum.plan(rooms.values, day_target, headroom, s.building_time_constant_h,
                                  opt.max_heatup_k_per_h, hours_left, opt.lead_h + ramp_h)
         night = ctx.mode in HEATING_MODES and not is_day(ctx.local, comfort)
-        if (opt.enabled and setback and plan.start and not self.optimum.active and night):
+        # A setback already under way that can no longer be undone later (the night got colder
+        # than planned, a limiter took the headroom, the weather became untrustworthy) is ended
+        # now, with the boost, not by the slow day trim.
+        undo_now = bool(why_not) and self.setback_running and bool(rooms.values)
+        if opt.enabled and (setback and plan.start or undo_now) and not self.optimum.active and night:
             self.optimum.begin(rooms.values, hours_left, headroom, s.building_time_constant_h,
                                opt.max_heatup_k_per_h, ramp_h)
-        self._recover_blind(rooms, ctx, night, day_target, headroom, hours_left, ramp_h)
+        self._recover_blind(rooms, ctx, night, headroom, hours_left, ramp_h)
         if self.blind_until is not None:
             signals.append(Signal.ROOMS_LOST_RECOVERY)
         self.optimum.observe(ctx.local, rooms.values, comfort)
@@ -309,30 +314,26 @@ class CircuitController:
             return f"boost headroom {headroom:.1f} K < {minimum:g} K{held}"
         return ""
 
-    def _recover_blind(self, rooms: RoomChoice, ctx: _Context, night: bool, day_target: float, headroom: float,
-                       hours_left: float, ramp_h: float) -> None:
-        """Every room sensor lost while the rooms were let below the day target: boost now, for as
-        long as the rooms' last readings, cooled since at their learned rates, need to get back.
+    def _recover_blind(self, rooms: RoomChoice, ctx: _Context, night: bool, headroom: float, hours_left: float,
+                       ramp_h: float) -> None:
+        """Every room sensor lost while the rooms were let below the day target: boost now, until
+        the day start.
 
-        Without rooms nobody can say when they are back, so the boost's length is planned once,
-        pessimistically (the rooms kept cooling as in a coast since they were last heard); the boost
-        is then cut to its hold as after any boost, and the learned trim keeps acting on the curve.
-        A room that reports again ends the recovery: the ordinary plan takes over.
+        Without rooms nobody can say when they are back, and a boost planned from their last
+        readings is only as good as the heat-up rates learned on other mornings: a few hours of
+        too much heat is the price of a rare fault, a cold morning without feedback is not. At the
+        day start the boost is cut to its hold as after any boost, and the learned trim keeps
+        acting on the curve. A room that reports again ends the recovery: the ordinary plan takes
+        over.
         """
         if rooms.values or not rooms.total:
             self.blind_until = None
             return
         if self.blind_until is not None or not (night and self.setback_running):
             return
-        opt = self.settings.comfort.optimum_start
-        now_c = {name: room_now(value, (ctx.now - measured) / 3600.0,
-                                self.dynamics.rate_k_per_h(name, value, ctx.outdoor.value_c))
-                 for name, (value, measured) in self.dynamics.last.items()}
-        plan = self.optimum.plan(now_c, day_target, headroom, self.settings.building_time_constant_h,
-                                 opt.max_heatup_k_per_h, hours_left, 0.0)
-        boost_h = min(hours_left, plan.needed_h + opt.lead_h + ramp_h)
-        self.blind_until = ctx.now + boost_h * 3600.0
+        self.blind_until = ctx.now + hours_left * 3600.0
         if not self.optimum.active:
+            opt = self.settings.comfort.optimum_start
             self.optimum.begin({}, hours_left, headroom, self.settings.building_time_constant_h,
                                opt.max_heatup_k_per_h, ramp_h)
 
@@ -519,7 +520,6 @@ class Controller:
         self.timezone = timezone
         self.outdoor = OutdoorSupervisor(config.settings.outdoor)
         self.daily = DailyMeans()
-        self.recent = RecentLow()
         self.circuits: dict[str, CircuitController] = {}
         self._last: float | None = None
         self.config = config
@@ -572,7 +572,7 @@ class Controller:
         outdoor = self.outdoor.update(inputs.outdoor, inputs.dispatch_outdoor, now, inputs.primary_supply_c)
         self.daily.add(local.date(), outdoor.value_c, dt_s)
         mode, why = season_mode(local.date(), self.daily.complete, self.config.settings.season)
-        ctx = _Context(now, dt_s, local, mode, outdoor, inputs.offset, self.recent.add(now, outdoor.value_c))
+        ctx = _Context(now, dt_s, local, mode, outdoor, inputs.offset)
         signals: list[Signal] = list(outdoor.signals)
         setpoints: dict[str, float] = {}
         states: list[CircuitState] = []

@@ -154,15 +154,20 @@ class BoostCeiling:
 
 @dataclass
 class RecentLow:
-    """The coldest outdoor temperature of the last day (hourly minima): the night still to come
-    may be as cold as the coldest hours the station has just been through."""
+    """How cold the coming night may get, from the outdoor value the curve is read at: as cold
+    as the coldest hour of the last day, and colder by as much as the weather has cooled since
+    the same hour yesterday (a front coming in makes each night colder than the one before)."""
 
-    hours: dict[int, float] = field(default_factory=dict)
+    hours: dict[int, tuple[float, float]] = field(default_factory=dict)  # hour -> (first value, minimum)
 
     def add(self, now: float, outdoor_c: float) -> float:
-        """Record ``outdoor_c`` at ``now``; return the coldest of the last 24 hours."""
+        """Record ``outdoor_c`` at ``now``; return the outdoor value to plan the night's boost at."""
         hour = int(now // 3600)
-        self.hours[hour] = min(outdoor_c, self.hours.get(hour, outdoor_c))
-        for old in [h for h in self.hours if h <= hour - 24]:
+        first, low = self.hours.get(hour, (outdoor_c, outdoor_c))
+        self.hours[hour] = (first, min(low, outdoor_c))
+        for old in [h for h in self.hours if h < hour - 24]:
             del self.hours[old]
-        return min(self.hours.values())
+        coldest = min(low for h, (_, low) in self.hours.items() if h > hour - 24)
+        yesterday = self.hours.get(hour - 24)
+        cooling = 0.0 if yesterday is None else min(0.0, outdoor_c - yesterday[0])
+        return min(outdoor_c, coldest + cooling)
