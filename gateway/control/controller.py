@@ -22,9 +22,10 @@ their output can act (anti-windup against clamps, limiters, ramps and offsets).
 
 A night setback is a bet that the boost can undo it in time. It is refused (``setback_reason``)
 without a trustworthy outdoor temperature, without a room to plan with, or when the boost's
-headroom, measured against the supply the limiters really allow and the coldest outdoor of the
-last day, is too small. Losing every room sensor during a setback starts a safe boost sized from
-the rooms' last readings and their learned cooling, and the learned trim keeps acting on the curve.
+headroom, measured against the supply the limiters really allow, at the coldest curve input of
+the last day (colder by the weather's cooling trend), is too small; a setback under way that can
+no longer be undone later is ended with the boost at once. Losing every room sensor during a
+setback starts a safe boost until the day start, and the learned trim keeps acting on the curve.
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ class CircuitController:
             limiting = any(limiter.active for limiter in stages.limiters) or (stages.near_limit and ramp_limited)
             self.ceiling.observe(ctx.now, setpoint, limiting)
         self.dynamics.observe(inputs.rooms, rooms.values, ctx.now, ctx.outdoor.value_c, stages.coasting)
-        self.setback_running = heating and floor.floor_c < day_target - 1e-9 or floor.phase == "preheat"
+        self.setback_running = (heating and floor.floor_c < day_target - 1e-9) or floor.phase == "preheat"
         missed = [f"{name} {value:.1f} C" for name, value in sorted(rooms.values.items()) if value < floor.contract_c]
         if heating and missed:
             signals.append(Signal.COMFORT_TARGET_MISSED)
@@ -377,7 +378,7 @@ class CircuitController:
         # The boost: while the optimum start runs and the coldest room is short of the day target,
         # the full headroom (the circuit's maximum supply). Once the rooms are back the walls
         # still lag the air, so the boost fades with boost_decay_h instead of stopping. Without
-        # rooms, the safe boost runs for the time planned when they were lost.
+        # rooms, the safe boost runs until the day start (``_recover_blind``).
         opt = self.settings.comfort.optimum_start
         self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
         if rooms.value_c is None:
