@@ -247,7 +247,7 @@ class CircuitController:
             self.optimum.begin(rooms.values, hours_left, headroom, s.building_time_constant_h,
                                opt.max_heatup_k_per_h, ramp_h)
         self._recover_blind(rooms, ctx, night, headroom, hours_left, ramp_h)
-        if self.blind_until is not None:
+        if self.blind_until is not None and ctx.now < self.blind_until:
             signals.append(Signal.ROOMS_LOST_RECOVERY)
         self.optimum.observe(ctx.local, rooms.values, comfort)
         full_ramp_h = self._ramp_lead_h(self.curve.min_supply_c)  # a boost that starts from the minimum

@@ -37,9 +37,10 @@ _INTERVAL_DECAY = 0.1
 """The longest report interval seen decays this share of the way toward each new interval."""
 _CEILING_MEMORY_S = 86_400.0
 """A boost ceiling the limiters set is remembered for a day (a night later the weather, the
-network and the return temperatures have changed)."""
-_CEILING_RELEASE_K = 1.0
-"""The setpoint ran this far above the remembered ceiling with no limiter active: it no longer binds."""
+network and the return temperatures have changed). Not less: a return limiter acts a quarter of
+an hour after the boost has passed its ceiling, so a boost running freely for a while says
+nothing, and a ceiling that comes and goes within a night would teach the heat-up factors one
+headroom and plan the next boost with another."""
 
 
 def coast_band_k(rate_k_per_h: float, report_h: float, ramp_h: float, resolution_k: float) -> float:
@@ -136,7 +137,7 @@ class RoomDynamics:
 @dataclass
 class BoostCeiling:
     """The highest supply the boost can count on: what the limiters last allowed while they held
-    the setpoint down, remembered for a day, forgotten once the setpoint runs above it freely."""
+    the setpoint down, remembered for a day."""
 
     value_c: float | None = None
     seen_at: float = 0.0
@@ -144,8 +145,7 @@ class BoostCeiling:
     def observe(self, now: float, setpoint_c: float, limiting: bool) -> None:
         if limiting:
             self.value_c, self.seen_at = setpoint_c, now
-        elif self.value_c is not None and (now - self.seen_at > _CEILING_MEMORY_S
-                                           or setpoint_c > self.value_c + _CEILING_RELEASE_K):
+        elif self.value_c is not None and now - self.seen_at > _CEILING_MEMORY_S:
             self.value_c = None
 
     def ceiling(self, max_supply_c: float) -> float:
