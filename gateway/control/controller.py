@@ -323,9 +323,9 @@ class CircuitController:
         Without rooms nobody can say when they are back, and a boost planned from their last
         readings is only as good as the heat-up rates learned on other mornings: a few hours of
         too much heat is the price of a rare fault, a cold morning without feedback is not. At the
-        day start the boost is cut to its hold as after any boost, and the learned trim keeps
-        acting on the curve. A room that reports again ends the recovery: the ordinary plan takes
-        over.
+        day start the boost is cut to its hold as after any boost, which stays while the rooms are
+        lost, and the learned trim keeps acting on the curve. A room that reports again ends the
+        recovery: the ordinary plan takes over.
         """
         if rooms.values or not rooms.total:
             self.blind_until = None
@@ -378,9 +378,11 @@ class CircuitController:
         # The boost: while the optimum start runs and the coldest room is short of the day target,
         # the full headroom (the circuit's maximum supply). Once the rooms are back the walls
         # still lag the air, so the boost fades with boost_decay_h instead of stopping. Without
-        # rooms, the safe boost runs until the day start (``_recover_blind``).
+        # rooms, the safe boost runs until the day start (``_recover_blind``) and its hold then
+        # stays: nothing says the rooms no longer need it.
         opt = self.settings.comfort.optimum_start
-        self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
+        if self.blind_until is None:
+            self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
         if rooms.value_c is None:
             behind = self.blind_until is not None and ctx.now < self.blind_until
         else:
