@@ -17,6 +17,7 @@ station (``StationParams()``) written out.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import math
 import re
@@ -284,7 +285,7 @@ def _parse_month_day(text: str) -> tuple[int, int]:
     if match is None:
         raise ValueError(f"expected MM-DD, got {text!r}")
     month, day = int(match[1]), int(match[2])
-    if not (1 <= month <= 12 and 1 <= day <= (29 if month == 2 else 31)):
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(2000, month)[1]):  # a leap year: 02-29 exists
         raise ValueError(f"no such day {text!r}")
     return month, day
 
