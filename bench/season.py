@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import multiprocessing
 import os
 import platform
@@ -57,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.control.controller import Controller  # noqa: E402
+from gateway.control.curve_cli import plot_curve  # noqa: E402
 from gateway.control.harness import REGISTER_STEP_C, inputs_from  # noqa: E402
 from gateway.control.loader import ControllerConfig, ControllerFile, resolve_curves  # noqa: E402
 from gateway.control.model import ControllerInputs, Reading  # noqa: E402
@@ -72,7 +74,7 @@ ROOM_TARGET_C = 18.0
 ROOM_MAX_AGE_S = 1800.0
 CURVE_ROOM_C = 18.0
 DEMO_STATION = ROOT / "config" / "stations" / "demo-beijing.yaml"
-LABELS = {"a": "(a) fixed curve", "b": "(b) ECL-style", "c": "(c) heatgw"}
+LABELS = {"a": "(a) fixed curve", "b": "(b) ECL-style", "c": "(c) heatgw", "a'": "(a') GB 50736 curve (reference)"}
 
 
 @dataclass(frozen=True)
@@ -97,16 +99,20 @@ class Result:
         return self.heat_gj / self.area_m2
 
 
-def circuit_curve(station: str, circuit: CircuitParams) -> Curve:
-    """The heating curve a circuit's design implies (what the station would file with dispatch)."""
+def circuit_curve(station: str, circuit: CircuitParams, room_c: float = CURVE_ROOM_C) -> Curve:
+    """The heating curve a circuit's design implies (what the station would file with dispatch).
+
+    ``room_c`` is the room temperature the curve serves at its design point: 18 C for the filed
+    curves, the station's design indoor temperature for the (a') reference.
+    """
     p = circuit.params
     floor = p.emitter.kind is EmitterKind.FLOOR
     return Curve(
         name=f"{station}-{circuit.name}", version=1, author="bench/season.py, from the station file",
-        date=date(2026, 10, 1), circuit=circuit.name, room_c=CURVE_ROOM_C,
+        date=date(2026, 10, 1), circuit=circuit.name, room_c=room_c,
         min_supply_c=22.0 if floor else 30.0,
         max_supply_c=p.design_supply_c + 5.0 if floor else min(90.0, p.design_supply_c + 10.0),
-        physical=PhysicalCurve(design_room_c=CURVE_ROOM_C, design_outdoor_c=p.design_outdoor_c,
+        physical=PhysicalCurve(design_room_c=room_c, design_outdoor_c=p.design_outdoor_c,
                                design_supply_c=p.design_supply_c, design_return_c=p.design_return_c,
                                exponent=p.radiator_exponent))
 
@@ -236,8 +242,11 @@ def with_radiators(plant: PlantParams, radiators: list[str]) -> PlantParams:
     return replace(plant, circuits=circuits)
 
 
-def run_strategy(station_file: Path, seed: int, key: str, args: argparse.Namespace) -> Result:
-    """Simulate one season of one station under one strategy."""
+Points = list[tuple[float, float]]
+
+
+def run_strategy(station_file: Path, seed: int, key: str, args: argparse.Namespace) -> tuple[Result, Points]:
+    """Simulate one season of one station under one strategy; also circuit 0's hourly (outdoor, setpoint)."""
     started = time.process_time()
     params = with_radiators(load_station_file(station_file), args.radiator)
     start, end = heating_season(args.year, params.utc_offset_h, params.season)
@@ -251,15 +260,19 @@ def run_strategy(station_file: Path, seed: int, key: str, args: argparse.Namespa
             tz = ZoneInfo("Asia/Shanghai") if params.utc_offset_h == 8.0 else UTC
             step = heatgw_strategy(Controller(config, tz), plant.circuit_names)
         else:
-            curves = [circuit_curve(params.name, c) for c in params.circuits]
+            room_c = params.circuits[0].params.design_indoor_c if key == "a'" else CURVE_ROOM_C
+            curves = [circuit_curve(params.name, c, room_c) for c in params.circuits]
             ranges = [WRITE_RANGE_C[c.params.emitter.kind] for c in params.circuits]
             step = curve_strategy(curves, ranges, ecl=key == "b")
         heat0 = plant.ledger.primary_in
         n = int(round((end - start).total_seconds() / args.cycle))
         rooms = np.empty((n, len(names)))
         local_hour = np.empty(n)
+        points: Points = []
         for i in range(n):
             step(plant)
+            if i % int(3600 / args.cycle) == 0:
+                points.append((plant.weather(plant.time_s), plant.plc.supply_setpoint_c))
             plant.step(args.cycle)
             rooms[i] = list(plant.rooms_c().values())
             local_hour[i] = (plant.time_s / 3600.0 + params.utc_offset_h) % 24.0
@@ -288,13 +301,13 @@ def run_strategy(station_file: Path, seed: int, key: str, args: argparse.Namespa
         tiers=(tiers[0], tiers[1], tiers[2]), room_days=room_days,
         min_room_c=float(rooms.min()), coldest_room=names[int(np.argmin(rooms.min(axis=0)))],
         cpu_s=time.process_time() - started,
-    )
+    ), points
 
 
-def _run(job: tuple[Path, int, str, argparse.Namespace]) -> Result:
-    result = run_strategy(*job)
+def _run(job: tuple[Path, int, str, argparse.Namespace]) -> tuple[Result, Points]:
+    result, points = run_strategy(*job)
     print(row(result), flush=True)  # as each season finishes, so a cut-short run still has its rows
-    return result
+    return result, points
 
 
 HEADER = (
@@ -318,12 +331,15 @@ def main() -> None:
                         help="comma-separated weather seeds (default: each file's seed and the next one)")
     parser.add_argument("--year", type=int, default=2026, help="the season starting in YEAR")
     parser.add_argument("--cycle", type=float, default=60.0, help="control cycle, simulated s")
-    parser.add_argument("--strategies", default="a,b,c", help="comma-separated subset of a,b,c")
+    parser.add_argument("--strategies", default="a,b,c", help="comma-separated subset of a,b,c,a'")
     parser.add_argument("--controller", type=Path, default=ROOT / "config" / "controller.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a controller setting for (c), e.g. circuits.radiators.comfort.margin_k=0.2")
     parser.add_argument("--radiator", action="append", default=[], metavar="ROOM=FACTOR",
                         help="a changed station: ROOM's radiator capacity as a factor of its design need")
+    parser.add_argument("--png", type=Path, default=ROOT / "docs" / "season-operating-points.png",
+                        help="plot of (c)'s hourly operating points of the first station and seed, circuit 0")
+    parser.add_argument("--points", type=Path, default=None, help="also write those points as CSV")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     keys = [k.strip() for k in args.strategies.split(",") if k.strip()]
@@ -337,13 +353,33 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
           + (f", radiators changed: {', '.join(args.radiator)}" if args.radiator else ""), flush=True)
     with multiprocessing.get_context("fork").Pool(min(args.jobs, len(jobs))) as pool:
-        results = pool.map(_run, jobs, chunksize=1)
+        outcomes = pool.map(_run, jobs, chunksize=1)
+    results = [r for r, _ in outcomes]
     print(f"\nwall {time.monotonic() - wall:.0f} s; CPU per season: "
           + ", ".join(f"{r.station}/{r.seed}/{r.key} {r.cpu_s:.0f} s" for r in results))
     print()
     print(HEADER)
     for r in results:
         print(row(r))
+    first_c = next(((job, points) for job, (r, points) in zip(jobs, outcomes, strict=True) if r.key == "c"), None)
+    if first_c is not None:
+        plot_points(first_c[0][0], first_c[1], args)
+
+
+def plot_points(station_file: Path, points: Points, args: argparse.Namespace) -> None:
+    """(c)'s hourly setpoints against circuit 0's curve (and as CSV with ``--points``)."""
+    params = load_station_file(station_file)
+    start, end = heating_season(args.year, params.utc_offset_h, params.season)
+    outdoor = np.array([p[0] for p in points])
+    setpoint = np.array([p[1] for p in points])
+    plot_curve(circuit_curve(params.name, params.circuits[0]), args.png, (outdoor, setpoint),
+               title=f"heatgw season {start.date()} - {end.date()}: setpoints written (hourly) vs the curve")
+    print(f"\nplot of (c)'s operating points ({params.name}): {args.png}")
+    if args.points is not None:
+        with args.points.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["outdoor_c", "setpoint_c"])
+            writer.writerows(points)
 
 
 if __name__ == "__main__":
