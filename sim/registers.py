@@ -595,7 +595,7 @@ def circuit_markdown_table() -> str:
             address = f"{row.address - stride}+{stride}c"
         if row.words == 2:
             address += " (2 words)"
-        name = row.name.replace("c1_", "c<c>_", 1)
+        name = row.name.replace("c1_", "c{c}_", 1)
         lines.append(_table_line(row, address, name, row.description.replace("circuit 1", "circuit c", 1)))
     return "\n".join(lines)
 
