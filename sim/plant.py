@@ -29,6 +29,7 @@ from sim.weather import Climate, OutdoorProfile, SeasonDates
 
 _SENSOR_SEED_STRIDE = 7919
 _SHARED_SENSORS = frozenset({"outdoor", "primary_supply", "meter_supply", "meter_return"})
+_SHARED_FLAGS = frozenset({"primary_loss", "pit_flooding"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +113,19 @@ class PlantFaults:
             c.faults.pit_flooding()
 
     def clear(self, name: str | None = None) -> None:
-        for c in self._circuits:
-            c.faults.clear(name)
+        """Clear a fault by its ``active()`` name (``c1.pump_trip``, ``M5-1``, ``outdoor``), or all."""
+        if name is None:
+            self.clear_all()
+            return
+        prefix, _, rest = name.partition(".")
+        if rest and prefix[:1] == "c" and prefix[1:].isdigit():
+            self._circuits[int(prefix[1:])].faults.clear(rest)
+        elif name in _SHARED_SENSORS or name in _SHARED_FLAGS:
+            for c in self._circuits:
+                c.faults.clear(name)
+        else:
+            for f in self._for_sensor(name, 0):
+                f.clear(name)
 
     def clear_all(self) -> None:
         for c in self._circuits:

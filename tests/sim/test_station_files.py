@@ -225,3 +225,18 @@ async def test_a_two_circuit_station_serves_each_circuit_and_takes_each_setpoint
     assert floor_inputs[11] == round(floor.secondary_flow_m3h * 10)
     temperatures = [r.temperature_c for r in plant.measurements().rooms]
     assert len(temperatures) == 12 and rooms[22] == round(temperatures[11] * 10)
+
+
+def test_faults_go_to_the_circuit_they_belong_to() -> None:
+    plant = Plant(load_station_file(MIXED), start=JANUARY)
+    plant.faults.sensor_open("M5-1")  # a floor-heating room
+    plant.faults.pump_trip(circuit=1)
+    plant.faults.sensor_open("outdoor")
+    assert plant.faults.active() == {"outdoor": {"sensor": "open"}, "c1.M5-1": {"sensor": "open"},
+                                     "c1.outdoor": {"sensor": "open"}, "c1.pump_trip": True}
+    plant.step(60.0)
+    assert not plant.circuits[1].measurements().pump_running and plant.circuits[0].measurements().pump_running
+    plant.faults.clear("M5-1")
+    plant.faults.clear("c1.pump_trip")
+    plant.faults.clear("outdoor")
+    assert plant.faults.active() == {}
