@@ -343,11 +343,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     keys = [k.strip() for k in args.strategies.split(",") if k.strip()]
-    jobs = []
+    seeds = {}
     for path in args.station:
         own = load_station_file(path).climate.seed
-        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [own, own + 1]
-        jobs += [(path, seed, key, args) for seed in seeds for key in keys]
+        seeds[path] = [int(x) for x in args.seeds.split(",")] if args.seeds else [own, own + 1]
+    # Weather year by weather year, so a run cut short has every station on its first seed.
+    jobs = [(path, seeds[path][i], key, args)
+            for i in range(max(len(s) for s in seeds.values())) for path in args.station if i < len(seeds[path])
+            for key in keys]
     wall = time.monotonic()
     print(f"{len(jobs)} seasons, cycle {args.cycle:g} s, {platform.python_version()} on {platform.machine()}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
