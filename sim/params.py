@@ -2,8 +2,8 @@
 
 The demo station serves three residential buildings (37,000 m2, ~1.7 MW at design) in a
 Beijing-like climate from a district network. Every number is a default for a dataclass field,
-never a constant in the physics, so a test or a site file can build another station with
-``dataclasses.replace``. Where a number comes from is said next to it; "typical" means a value
+never a constant in the physics, so a test can build another station with
+``dataclasses.replace`` and a station file (``sim.station_file``) builds one per circuit. Where a number comes from is said next to it; "typical" means a value
 in the usual range of Chinese design practice and equipment catalogues, not a measured site.
 """
 
