@@ -298,7 +298,7 @@ def load_station_file(path: Path) -> PlantParams:
 
 
 def read_station_file(path: Path) -> StationFile:
-    """The validated file, before conversion (the bench reads design facts from it)."""
+    """The validated file as written, before it becomes the simulator's parameters."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
