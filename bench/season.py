@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python bench/season.py`` (the demo station, seeds 1 and 2) or
 ``.venv/bin/python bench/season.py --station config/stations/*.yaml`` for the matrix
-(``--help`` for options). A demo season takes 2-3 CPU minutes per strategy on the test machine.
+(``--help`` for options). A season takes 1-5 CPU minutes per strategy on the test machine
+(bench/RESULTS.md).
 
 Every station comes from a station file (``sim.station_file``): its buildings and circuits, its
 climate (weather seeded by ``--seeds``, default the file's seed and the next one) and its season
@@ -20,8 +21,8 @@ for floor heating):
 * (c) heatgw: ``gateway.control.Controller`` with the shipped ``config/controller.yaml`` for every
   station, only the site facts replaced (``site_controller_data``): the curves, the outdoor
   default (the design temperature), the season calendar, the rooms of each circuit, the
-  building time constant (area-weighted) and the return and power limit lines scaled to the
-  circuit's design; instruments as the gateway sees them (``gateway.control.harness.inputs_from``:
+  building time constant (area-weighted), the return and power limit lines scaled to the
+  circuit's design, and a floor circuit's off and frost supply at its curve's 22 C minimum; instruments as the gateway sees them (``gateway.control.harness.inputs_from``:
   rooms every 5-15 min, 0.1 K, some reports lost; each circuit's limiters read its own
   exchanger's branch).
 

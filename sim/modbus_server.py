@@ -396,7 +396,7 @@ class StationModbusServer:
         self._circuits = self._circuit_measurements()
         self._encode()
 
-    def plc(self, circuit: int) -> Plc:
+    def _plc(self, circuit: int) -> Plc:
         """The PLC loop of one circuit (circuit 0 is ``station.plc``)."""
         if circuit == 0:
             return self._station.plc
@@ -411,7 +411,7 @@ class StationModbusServer:
 
     def _encode(self) -> None:
         circuits = tuple(
-            Snapshot(m, plc_settings(self.plc(c))) for c, m in enumerate(self._circuits, start=1)
+            Snapshot(m, plc_settings(self._plc(c))) for c, m in enumerate(self._circuits, start=1)
         )
         snapshot = Snapshot(self._measurements, plc_settings(self._station.plc), circuits)
         self._images = {device: self._map.encode(device, snapshot, self._word_order) for device in Device}
@@ -483,14 +483,14 @@ class StationModbusServer:
             return None
         try:
             commands = self._map.decode_write(
-                device, block, address, values, lambda circuit, setting: self.plc(circuit).limits.bounds(setting)
+                device, block, address, values, lambda circuit, setting: self._plc(circuit).limits.bounds(setting)
             )
         except WriteRefused as exc:
             log.info("write refused", extra={"fields": {
                 "device": device, "block": block, "address": address, "code": int(exc.code), "reason": str(exc)}})
             return exc.code
         for command in commands:
-            apply_command(self.plc(command.circuit), command)
+            apply_command(self._plc(command.circuit), command)
             log.info("plc write", extra={"fields": {
                 "circuit": command.circuit, "setting": command.setting, "value": command.value}})
         self._encode()
