@@ -1,48 +1,56 @@
-"""Whole heating season in the simulator, three control strategies side by side (not run in CI).
+"""Whole heating seasons in the simulator: stations x weather seeds x control strategies (not run in CI).
 
-Run: ``.venv/bin/python bench/season.py`` (about 5 min on 2 cores; ``--help`` for options).
+Run: ``.venv/bin/python bench/season.py`` (the demo station, seeds 1 and 2) or
+``.venv/bin/python bench/season.py --station config/stations/*.yaml`` for the matrix
+(``--help`` for options). A season takes 1-5 CPU minutes per strategy on the test machine
+(bench/RESULTS.md).
 
-Strategies, all on the same station, the same seeded weather and the same start state, each
-writing the PLC's supply setpoint every ``--cycle`` seconds (rounded to the register's 0.1 K,
-clamped to the station file's writable range 30-90 C):
+Every station comes from a station file (``sim.station_file``): its buildings and circuits, its
+climate (weather seeded by ``--seeds``, default the file's seed and the next one) and its season
+dates. Each circuit gets a heating curve derived from its design, the physical form of
+``gateway.curves`` (75/50 at the design outdoor temperature for 18 C rooms, as the demo's filed
+``config/curves/radiators-75-50.yaml``; min 30 C, max design + 10 C, at most 90 C; floor heating
+min 22 C, max design + 5 C). Strategies, all on the same station, weather and start state, each
+writing every circuit's PLC supply setpoint every ``--cycle`` seconds (rounded to the register's
+0.1 K, clamped to the writable range: 30-90 C for radiators as the demo station file says, 22-55 C
+for floor heating):
 
-* (a) the fixed design curve: the filed curve ``config/curves/radiators-75-50.yaml`` read at the
-  measured outdoor temperature, nothing else;
+* (a) the fixed design curve, read at the measured outdoor temperature, nothing else;
 * (b) Danfoss-ECL style: the same curve shifted by a proportional room influence,
-  ``2.5 x curve slope x (18 C - coldest valid room)``, no integral (the domain brief's ECL
-  figure), no setback;
-* (c) heatgw: ``gateway.control.Controller`` with ``config/controller.yaml``, driven through the
-  same ``SimLoop`` the closed-loop tests use (instruments as the gateway sees them: rooms every
-  5-15 min, 0.1 K, some reports lost);
-* (a') for reference only: the station's GB 50736 design curve (75/50 C for 20 C rooms, the
-  curve the simulated PLC powers up with), read the same way as (a).
+  ``2.5 x curve slope x (18 C - coldest valid room of the circuit)``, no integral, no setback;
+* (c) heatgw: ``gateway.control.Controller`` with the shipped ``config/controller.yaml`` for every
+  station, only the site facts replaced (``site_controller_data``): the curves, the outdoor
+  default (the design temperature), the season calendar, the rooms of each circuit, the
+  building time constant (area-weighted), the return and power limit lines scaled to the
+  circuit's design, and a floor circuit's off and frost supply at its curve's 22 C minimum; instruments as the gateway sees them (``gateway.control.harness.inputs_from``:
+  rooms every 5-15 min, 0.1 K, some reports lost; each circuit's limiters read its own
+  exchanger's branch).
 
-Comfort is judged on the TRUE room temperatures (``station.truth``), not on what the sensors
-said, at every cycle: occupied hours are 06:00-21:00 site time (UTC+8). A room-day's refund tier
-uses that room's lowest hourly mean during the occupied hours of that day (Zibo rule tiers:
-16-18 C: 20 %, 12-16 C: 50 %, < 12 C: 100 %). Heat is what the primary side gave up in the
-exchanger (the simulator's energy ledger; the heat meter reads the same within its probes'
-rounding).
+Comfort is judged on the TRUE room temperatures at every cycle: occupied hours are 06:00-21:00
+site time. A room-day's refund tier uses that room's lowest hourly mean during the occupied hours
+of that day (Zibo rule tiers: 16-18 C: 20 %, 12-16 C: 50 %, < 12 C: 100 %). Heat is what the
+primary side gave up in the exchangers (the simulator's energy ledger).
 
 ``--radiator ROOM=FACTOR`` runs every strategy on a changed station instead, e.g.
-``--radiator A-top-corner=1.0`` for A's corner room with its radiator replaced by a correctly
-sized one: what a station change, not a controller, would be worth.
+``--radiator A-top-corner=1.0`` for the demo's corner room with a correctly sized radiator.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import multiprocessing
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import numpy as np
 import yaml
@@ -52,34 +60,30 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.control.controller import Controller  # noqa: E402
 from gateway.control.curve_cli import plot_curve  # noqa: E402
-from gateway.control.harness import SimLoop  # noqa: E402
-from gateway.control.loader import (  # noqa: E402
-    ControllerConfig,
-    ControllerFile,
-    load_controller_config,
-    resolve_curves,
-)
-from gateway.curves import Curve, PhysicalCurve, load_curve  # noqa: E402
-from sim.params import StationParams  # noqa: E402
-from sim.station import Station  # noqa: E402
+from gateway.control.harness import REGISTER_STEP_C, inputs_from  # noqa: E402
+from gateway.control.loader import ControllerConfig, ControllerFile, resolve_curves  # noqa: E402
+from gateway.control.model import ControllerInputs, Reading  # noqa: E402
+from gateway.curves import Curve, PhysicalCurve  # noqa: E402
+from sim.params import EmitterKind, StationParams  # noqa: E402
+from sim.plant import CircuitParams, Plant, PlantParams  # noqa: E402
+from sim.station_file import load_station_file  # noqa: E402
 from sim.weather import heating_season  # noqa: E402
 
-WRITE_RANGE_C = (30.0, 90.0)
+WRITE_RANGE_C = {EmitterKind.RADIATORS: (30.0, 90.0), EmitterKind.FLOOR: (22.0, 55.0)}
 ECL_INFLUENCE = 2.5
 ROOM_TARGET_C = 18.0
 ROOM_MAX_AGE_S = 1800.0
-LABELS = {
-    "a": "(a) fixed design curve",
-    "b": "(b) ECL-style, room influence",
-    "c": "(c) heatgw controller",
-    "a'": "(a') GB 50736 curve, 20 C rooms (reference)",
-}
+CURVE_ROOM_C = 18.0
+DEMO_STATION = ROOT / "config" / "stations" / "demo-beijing.yaml"
+LABELS = {"a": "(a) fixed curve", "b": "(b) ECL-style", "c": "(c) heatgw", "a'": "(a') GB 50736 curve (reference)"}
 
 
 @dataclass(frozen=True)
 class Result:
-    """One strategy's season."""
+    """One strategy's season on one station and weather seed."""
 
+    station: str
+    seed: int
     key: str
     heat_gj: float
     area_m2: float
@@ -87,8 +91,8 @@ class Result:
     hours_below_16: float
     tiers: tuple[int, int, int]  # room-days 16-18, 12-16, < 12
     room_days: int
-    mean_rooms_c: tuple[float, ...]
     min_room_c: float
+    coldest_room: str
     cpu_s: float
 
     @property
@@ -96,97 +100,183 @@ class Result:
         return self.heat_gj / self.area_m2
 
 
+def circuit_curve(station: str, circuit: CircuitParams, room_c: float = CURVE_ROOM_C) -> Curve:
+    """The heating curve a circuit's design implies (what the station would file with dispatch).
+
+    ``room_c`` is the room temperature the curve serves at its design point: 18 C for the filed
+    curves, the station's design indoor temperature for the (a') reference.
+    """
+    p = circuit.params
+    floor = p.emitter.kind is EmitterKind.FLOOR
+    return Curve(
+        name=f"{station}-{circuit.name}", version=1, author="bench/season.py, from the station file",
+        date=date(2026, 10, 1), circuit=circuit.name, room_c=room_c,
+        min_supply_c=22.0 if floor else 30.0,
+        max_supply_c=p.design_supply_c + 5.0 if floor else min(90.0, p.design_supply_c + 10.0),
+        physical=PhysicalCurve(design_room_c=room_c, design_outdoor_c=p.design_outdoor_c,
+                               design_supply_c=p.design_supply_c, design_return_c=p.design_return_c,
+                               exponent=p.radiator_exponent))
+
+
+def _month_day(pair: tuple[int, int], shift_days: int = 0) -> str:
+    moment = date(2026, *pair) + timedelta(days=shift_days)
+    return f"{moment.month:02d}-{moment.day:02d}"
+
+
+def site_controller_data(base: dict[str, Any], plant: PlantParams, curve_files: dict[str, Path]) -> dict[str, Any]:
+    """The shipped controller file with this station's site facts in place of the demo's.
+
+    Everything else (comfort, trims, optimum start, ramps, gains of the limiters) stays as
+    shipped: one controller configuration for every station.
+    """
+    data = copy.deepcopy(base)
+    ctl = data["controller"]
+    ctl["outdoor"]["default_c"] = plant.climate.design_outdoor_c
+    season = ctl["season"]
+    start, until = plant.season.heating_from, plant.season.heating_until
+    season["cold_circulation_from"] = _month_day(start, -14)
+    season["commissioning_from"] = _month_day(start, -7)
+    season["heating_from"] = _month_day(start)
+    season["heating_until"] = _month_day(until)
+    season["early_start"]["early_from"] = _month_day(start, -14)
+    season["early_start"]["extension_until"] = _month_day(until, 21)
+    template = next(iter(ctl["circuits"].values()))
+    circuits = {}
+    for index, c in enumerate(plant.circuits):
+        p = c.params
+        circuit = copy.deepcopy(template)
+        circuit["curve"] = str(curve_files[c.name])
+        prefix = f"c{index}_" if index else ""  # the register names of sim.registers
+        circuit["setpoint_tag"] = prefix + "supply_setpoint"
+        circuit["supply_tag"] = prefix + "secondary_supply_temp"
+        circuit["rooms"] = {f"{b.name}-{r.name}": {"temp_tag": f"t{i}_{j}", "age_tag": f"a{i}_{j}"}
+                            for i, b in enumerate(p.buildings) for j, r in enumerate(b.rooms)}
+        area = sum(b.floor_area_m2 for b in p.buildings)
+        circuit["building_time_constant_h"] = round(
+            sum(b.floor_area_m2 * b.time_constant_h for b in p.buildings) / area, 1)
+        design_return = p.design_return_c + p.heat_exchanger.approach_k  # the primary return at design
+        design = p.design_outdoor_c
+        circuit["return_limit"]["line"] = [{"outdoor_c": design - 7.4, "value": design_return + 9},
+                                           {"outdoor_c": design, "value": design_return + 5},
+                                           {"outdoor_c": 15, "value": design_return - 7}]
+        load_kw = sum(b.floor_area_m2 * b.design_load_w_m2 for b in p.buildings) / 1000.0
+        circuit["power_limit"]["line"] = [{"outdoor_c": 0, "value": round(1.37 * load_kw, -1)}]
+        if p.emitter.kind is EmitterKind.FLOOR:
+            circuit["off_supply_c"] = 22
+            circuit["frost"]["supply_c"] = 22
+        circuits[c.name] = circuit
+    ctl["circuits"] = circuits
+    return data
+
+
+def controller_config(path: Path, plant: PlantParams, curve_dir: Path, overrides: list[str]) -> ControllerConfig:
+    """(c)'s configuration: the shipped file, this station's facts, ``--set dotted.key=value`` overrides."""
+    curve_files = {}
+    for c in plant.circuits:
+        curve_files[c.name] = curve_dir / f"{c.name}.yaml"
+        curve = circuit_curve(plant.name, c)
+        curve_files[c.name].write_text(yaml.safe_dump({"curve": curve.model_dump(mode="json", exclude_none=True)}))
+    data = site_controller_data(yaml.safe_load(path.read_text()), plant, curve_files)
+    for override in overrides:
+        key, _, value = override.partition("=")
+        node = data["controller"]
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = yaml.safe_load(value)
+    return resolve_curves(ControllerFile.model_validate(data).controller, curve_dir, path)
+
+
 def _register(value: float) -> float:
     return round(value, 1)
 
 
-def _clamp(value: float) -> float:
-    return min(WRITE_RANGE_C[1], max(WRITE_RANGE_C[0], value))
+Strategy = Callable[[Plant], None]
 
 
-def curve_strategy(curve: Curve) -> Callable[[Station], None]:
-    """(a): the curve at the measured outdoor temperature."""
-    def step(station: Station) -> None:
-        m = station.measurements()
-        station.plc.supply_setpoint_c = _register(_clamp(float(curve.supply_at(_register(m.outdoor_c)))))
+def curve_strategy(curves: list[Curve], ranges: list[tuple[float, float]], ecl: bool) -> Strategy:
+    """(a) every circuit on its curve at the measured outdoor temperature; (b) plus ECL's room influence."""
+    def step(plant: Plant) -> None:
+        for station, curve, (low, high) in zip(plant.circuits, curves, ranges, strict=True):
+            m = station.measurements()
+            outdoor = _register(m.outdoor_c)
+            value = float(curve.supply_at(outdoor))
+            rooms = [r.temperature_c for r in m.rooms if r.temperature_c is not None and r.age_s <= ROOM_MAX_AGE_S]
+            if ecl and rooms:
+                slope = float(curve.supply_at(outdoor - 0.5) - curve.supply_at(outdoor + 0.5))
+                value += ECL_INFLUENCE * slope * (ROOM_TARGET_C - min(rooms))
+            station.plc.supply_setpoint_c = _register(min(high, max(low, value)))
     return step
 
 
-def ecl_strategy(curve: Curve) -> Callable[[Station], None]:
-    """(b): the curve plus 2.5 x slope x (target - coldest valid room), proportional only."""
-    def step(station: Station) -> None:
-        m = station.measurements()
-        outdoor = _register(m.outdoor_c)
-        rooms = [r.temperature_c for r in m.rooms if r.temperature_c is not None and r.age_s <= ROOM_MAX_AGE_S]
-        value = float(curve.supply_at(outdoor))
-        if rooms:
-            slope = float(curve.supply_at(outdoor - 0.5) - curve.supply_at(outdoor + 0.5))
-            value += ECL_INFLUENCE * slope * (ROOM_TARGET_C - min(rooms))
-        station.plc.supply_setpoint_c = _register(_clamp(value))
+def heatgw_strategy(controller: Controller, names: tuple[str, ...]) -> Strategy:
+    """(c) the controller deciding every circuit at once, as ``SimLoop`` does for one."""
+    def step(plant: Plant) -> None:
+        each = [station.measurements() for station in plant.circuits]
+        settings = controller.config.settings
+        circuits = {name: inputs_from(m, settings.circuits[name], station.plc.supply_setpoint_c)
+                    for name, m, station in zip(names, each, plant.circuits, strict=True)}
+        outdoor = round(round(each[0].outdoor_c / REGISTER_STEP_C) * REGISTER_STEP_C, 6)
+        decision = controller.step(ControllerInputs(Reading(outdoor), circuits), each[0].timestamp)
+        for name, station in zip(names, plant.circuits, strict=True):
+            station.plc.supply_setpoint_c = round(decision.setpoints[name] / REGISTER_STEP_C) * REGISTER_STEP_C
     return step
 
 
-def design_curve(station: Station) -> Curve:
-    """The station's own design curve (the one its PLC powers up with), as a curve file would state it."""
-    p = station.params
-    return Curve(name="station-design", version=1, author="sim.params", date=datetime(2026, 10, 1).date(),
-                 room_c=p.design_indoor_c, min_supply_c=WRITE_RANGE_C[0], max_supply_c=85.0,
-                 physical=PhysicalCurve(design_room_c=p.design_indoor_c, design_outdoor_c=p.design_outdoor_c,
-                                        design_supply_c=p.design_supply_c, design_return_c=p.design_return_c,
-                                        exponent=p.radiator_exponent))
-
-
-def station_params(radiators: list[str]) -> StationParams:
-    """The demo station, with ``ROOM=FACTOR`` radiator changes (``A-top-corner=1.0``)."""
-    params = StationParams()
+def with_radiators(plant: PlantParams, radiators: list[str]) -> PlantParams:
+    """The station with ``ROOM=FACTOR`` radiator changes (``A-top-corner=1.0``)."""
     factors = {}
     for item in radiators:
         room, _, factor = item.partition("=")
         factors[room] = float(factor)
-    buildings = tuple(
-        replace(b, rooms=tuple(replace(r, radiator_factor=factors.pop(f"{b.name}-{r.name}", r.radiator_factor))
-                               for r in b.rooms))
-        for b in params.buildings)
+
+    def changed(params: StationParams) -> StationParams:
+        buildings = tuple(
+            replace(b, rooms=tuple(replace(r, radiator_factor=factors.pop(f"{b.name}-{r.name}", r.radiator_factor))
+                                   for r in b.rooms))
+            for b in params.buildings)
+        return replace(params, buildings=buildings)
+
+    circuits = tuple(replace(c, params=changed(c.params)) for c in plant.circuits)
     if factors:
         raise SystemExit(f"--radiator: no such room {', '.join(factors)}")
-    return replace(params, buildings=buildings)
+    return replace(plant, circuits=circuits)
 
 
-def run_strategy(key: str, args: argparse.Namespace) -> tuple[Result, list[tuple[float, float]]]:
-    """Simulate the season under one strategy; returns the result and hourly (outdoor, setpoint) points."""
+Points = list[tuple[float, float]]
+
+
+def run_strategy(station_file: Path, seed: int, key: str, args: argparse.Namespace) -> tuple[Result, Points]:
+    """Simulate one season of one station under one strategy; also circuit 0's hourly (outdoor, setpoint)."""
     started = time.process_time()
-    start, end = heating_season(args.year)
-    station = Station(station_params(args.radiator), start=start.astimezone(UTC), seed=args.seed)
-    names = station.room_names
-    curve = load_curve(args.curve)
-    loop: SimLoop | None = None
-    step: Callable[[Station], None] | None = None
-    if key == "c":
-        config = controller_config(args.controller, args.set)
-        loop = SimLoop(station, Controller(config, ZoneInfo("Asia/Shanghai")), "radiators", cycle_s=args.cycle)
-    elif key == "b":
-        step = ecl_strategy(curve)
-    else:
-        step = curve_strategy(curve if key == "a" else design_curve(station))
-    heat0 = station.ledger.primary_in
-    offset_h = station.params.site_utc_offset_h
-    n = int(round((end - start).total_seconds() / args.cycle))
-    rooms = np.empty((n, len(names)))
-    local_hour = np.empty(n)
-    points: list[tuple[float, float]] = []
-    for i in range(n):
-        if loop is not None:
-            loop.cycle()
+    params = with_radiators(load_station_file(station_file), args.radiator)
+    start, end = heating_season(args.year, params.utc_offset_h, params.season)
+    plant = Plant(params, start=start.astimezone(UTC), seed=seed)
+    names = plant.room_names
+    with tempfile.TemporaryDirectory() as curve_dir:
+        if key == "c":
+            from zoneinfo import ZoneInfo
+
+            config = controller_config(args.controller, params, Path(curve_dir), args.set)
+            tz = ZoneInfo("Asia/Shanghai") if params.utc_offset_h == 8.0 else UTC
+            step = heatgw_strategy(Controller(config, tz), plant.circuit_names)
         else:
-            assert step is not None
-            step(station)
-        if i % int(3600 / args.cycle) == 0:
-            points.append((station.weather(station.time_s), station.plc.supply_setpoint_c))
-        station.step(args.cycle)
-        rooms[i] = list(station.truth.rooms_c.values())
-        local_hour[i] = (station.time_s / 3600.0 + offset_h) % 24.0
-    heat_gj = (station.ledger.primary_in - heat0) / 1e9
-    area = sum(b.floor_area_m2 for b in station.params.buildings)
+            room_c = params.circuits[0].params.design_indoor_c if key == "a'" else CURVE_ROOM_C
+            curves = [circuit_curve(params.name, c, room_c) for c in params.circuits]
+            ranges = [WRITE_RANGE_C[c.params.emitter.kind] for c in params.circuits]
+            step = curve_strategy(curves, ranges, ecl=key == "b")
+        heat0 = plant.ledger.primary_in
+        n = int(round((end - start).total_seconds() / args.cycle))
+        rooms = np.empty((n, len(names)))
+        local_hour = np.empty(n)
+        points: Points = []
+        for i in range(n):
+            step(plant)
+            if i % int(3600 / args.cycle) == 0:
+                points.append((plant.weather(plant.time_s), plant.plc.supply_setpoint_c))
+            plant.step(args.cycle)
+            rooms[i] = list(plant.rooms_c().values())
+            local_hour[i] = (plant.time_s / 3600.0 + params.utc_offset_h) % 24.0
     occupied = (local_hour >= 6.0) & (local_hour < 21.0)
     coldest = rooms.min(axis=1)
     per_hour = int(round(3600 / args.cycle))
@@ -204,101 +294,96 @@ def run_strategy(key: str, args: argparse.Namespace) -> tuple[Result, list[tuple
         tiers[0] += int(np.sum((lowest >= 16.0) & (lowest < 18.0)))
         tiers[1] += int(np.sum((lowest >= 12.0) & (lowest < 16.0)))
         tiers[2] += int(np.sum(lowest < 12.0))
-    result = Result(
-        key=key, heat_gj=heat_gj, area_m2=area,
+    return Result(
+        station=params.name, seed=seed, key=key,
+        heat_gj=(plant.ledger.primary_in - heat0) / 1e9, area_m2=params.floor_area_m2,
         occupied_share=float(np.mean(coldest[occupied] >= 18.0)),
         hours_below_16=float(np.sum(coldest < 16.0) * args.cycle / 3600.0),
         tiers=(tiers[0], tiers[1], tiers[2]), room_days=room_days,
-        mean_rooms_c=tuple(float(x) for x in rooms.mean(axis=0)), min_room_c=float(rooms.min()),
+        min_room_c=float(rooms.min()), coldest_room=names[int(np.argmin(rooms.min(axis=0)))],
         cpu_s=time.process_time() - started,
-    )
+    ), points
+
+
+def _run(job: tuple[Path, int, str, argparse.Namespace]) -> tuple[Result, Points]:
+    result, points = run_strategy(*job)
+    print(row(result), flush=True)  # as each season finishes, so a cut-short run still has its rows
     return result, points
 
 
-def controller_config(path: Path, overrides: list[str]) -> ControllerConfig:
-    """The controller file, with ``--set dotted.key=yaml-value`` overrides for sensitivity runs."""
-    if not overrides:
-        return load_controller_config(path)
-    data = yaml.safe_load(path.read_text())
-    for override in overrides:
-        key, _, value = override.partition("=")
-        node = data["controller"]
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = yaml.safe_load(value)
-    return resolve_curves(ControllerFile.model_validate(data).controller, path.parent, path)
+HEADER = (
+    "| station | seed | strategy | heat GJ | GJ/m² | occupied time, every room ≥ 18 °C | hours < 16 °C "
+    "| room-days 16-18 / 12-16 / < 12 °C | coldest room, min °C |\n"
+    "|---|---:|---|---:|---:|---:|---:|---|---|"
+)
 
 
-def _run(job: tuple[str, argparse.Namespace]) -> tuple[Result, list[tuple[float, float]]]:
-    return run_strategy(*job)
-
-
-def table(results: dict[str, Result], names: tuple[str, ...]) -> str:
-    """The comparison as a Markdown table, with (c)'s savings against (a) and (b)."""
-    lines = [
-        "| strategy | heat GJ | GJ/m² | occupied time, every room ≥ 18 °C | hours < 16 °C | room-days 16-18 / 12-16 / < 12 °C | mean room °C (" + ", ".join(names) + ") |",
-        "|---|---:|---:|---:|---:|---|---|",
-    ]
-    for key, r in results.items():
-        lines.append(
-            f"| {LABELS[key]} | {r.heat_gj:,.0f} | {r.gj_per_m2:.3f} | {100 * r.occupied_share:.2f} % | "
-            f"{r.hours_below_16:.1f} | {r.tiers[0]} / {r.tiers[1]} / {r.tiers[2]} (of {r.room_days}) | "
-            + ", ".join(f"{t:.1f}" for t in r.mean_rooms_c) + " |")
-    c = results.get("c")
-    if c is not None:
-        lines.append("")
-        for key in ("a", "b", "a'"):
-            if key in results:
-                saving = 1.0 - c.heat_gj / results[key].heat_gj
-                lines.append(f"(c) uses {100 * saving:.1f} % less heat than {LABELS[key]}.")
-    return "\n".join(lines)
+def row(r: Result) -> str:
+    return (f"| {r.station} | {r.seed} | {LABELS[r.key]} | {r.heat_gj:,.0f} | {r.gj_per_m2:.3f} | "
+            f"{100 * r.occupied_share:.2f} % | {r.hours_below_16:.1f} | "
+            f"{r.tiers[0]} / {r.tiers[1]} / {r.tiers[2]} (of {r.room_days}) | {r.coldest_room} {r.min_room_c:.1f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--year", type=int, default=2026, help="season 15 Nov YEAR - 15 Mar YEAR+1")
-    parser.add_argument("--seed", type=int, default=1, help="weather and room-sensor seed (same for all)")
+    parser.add_argument("--station", type=Path, nargs="+", default=[DEMO_STATION],
+                        help="station files (default: the demo, config/stations/demo-beijing.yaml)")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated weather seeds (default: each file's seed and the next one)")
+    parser.add_argument("--year", type=int, default=2026, help="the season starting in YEAR")
     parser.add_argument("--cycle", type=float, default=60.0, help="control cycle, simulated s")
-    parser.add_argument("--strategies", default="a,b,c,a'", help="comma-separated subset of a,b,c,a'")
-    parser.add_argument("--curve", type=Path, default=ROOT / "config" / "curves" / "radiators-75-50.yaml")
+    parser.add_argument("--strategies", default="a,b,c", help="comma-separated subset of a,b,c,a'")
     parser.add_argument("--controller", type=Path, default=ROOT / "config" / "controller.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a controller setting for (c), e.g. circuits.radiators.comfort.margin_k=0.2")
     parser.add_argument("--radiator", action="append", default=[], metavar="ROOM=FACTOR",
-                        help="a changed station: ROOM's radiator capacity as a factor of its design need, "
-                             "e.g. A-top-corner=1.0 (shipped 0.92)")
-    parser.add_argument("--png", type=Path, default=ROOT / "docs" / "season-operating-points.png")
-    parser.add_argument("--points", type=Path, default=None, help="also write (c)'s hourly operating points as CSV")
+                        help="a changed station: ROOM's radiator capacity as a factor of its design need")
+    parser.add_argument("--png", type=Path, default=ROOT / "docs" / "season-operating-points.png",
+                        help="plot of (c)'s hourly operating points of the first station and seed, circuit 0")
+    parser.add_argument("--points", type=Path, default=None, help="also write those points as CSV")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     keys = [k.strip() for k in args.strategies.split(",") if k.strip()]
+    seeds = {}
+    for path in args.station:
+        own = load_station_file(path).climate.seed
+        seeds[path] = [int(x) for x in args.seeds.split(",")] if args.seeds else [own, own + 1]
+    # Weather year by weather year, so a run cut short has every station on its first seed.
+    jobs = [(path, seeds[path][i], key, args)
+            for i in range(max(len(s) for s in seeds.values())) for path in args.station if i < len(seeds[path])
+            for key in keys]
     wall = time.monotonic()
-    with multiprocessing.get_context("fork").Pool(min(args.jobs, len(keys))) as pool:
-        outcomes = pool.map(_run, [(key, args) for key in keys])
-    results = {r.key: r for r, _ in outcomes}
-    points = {r.key: p for r, p in outcomes}
-    start, end = heating_season(args.year)
-    names = Station(station_params(args.radiator), start=start.astimezone(UTC), seed=args.seed).room_names
-    print(f"season {start.date()} - {end.date()} (site UTC+8), seed {args.seed}, cycle {args.cycle:g} s, "
-          f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
-          + (f"radiators changed: {', '.join(args.radiator)}, " if args.radiator else "")
-          + f"wall {time.monotonic() - wall:.0f} s (CPU per strategy: "
-          + ", ".join(f"{k} {r.cpu_s:.0f} s" for k, r in results.items()) + ")")
+    print(f"{len(jobs)} seasons, cycle {args.cycle:g} s, {platform.python_version()} on {platform.machine()}, "
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+          + (f", radiators changed: {', '.join(args.radiator)}" if args.radiator else ""), flush=True)
+    with multiprocessing.get_context("fork").Pool(min(args.jobs, len(jobs))) as pool:
+        outcomes = pool.map(_run, jobs, chunksize=1)
+    results = [r for r, _ in outcomes]
+    print(f"\nwall {time.monotonic() - wall:.0f} s; CPU per season: "
+          + ", ".join(f"{r.station}/{r.seed}/{r.key} {r.cpu_s:.0f} s" for r in results))
     print()
-    print(table(results, names))
-    if "c" in points:
-        outdoor = np.array([p[0] for p in points["c"]])
-        setpoint = np.array([p[1] for p in points["c"]])
-        curve = load_curve(args.curve)
-        plot_curve(curve, args.png, (outdoor, setpoint),
-                   title=f"heatgw season {start.date()} - {end.date()}: setpoints written (hourly) vs the filed curve")
-        print(f"\nplot of (c)'s operating points: {args.png.relative_to(ROOT) if args.png.is_relative_to(ROOT) else args.png}")
-        if args.points is not None:
-            with args.points.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["outdoor_c", "setpoint_c"])
-                writer.writerows(points["c"])
+    print(HEADER)
+    for r in results:
+        print(row(r))
+    first_c = next(((job, points) for job, (r, points) in zip(jobs, outcomes, strict=True) if r.key == "c"), None)
+    if first_c is not None:
+        plot_points(first_c[0][0], first_c[1], args)
+
+
+def plot_points(station_file: Path, points: Points, args: argparse.Namespace) -> None:
+    """(c)'s hourly setpoints against circuit 0's curve (and as CSV with ``--points``)."""
+    params = load_station_file(station_file)
+    start, end = heating_season(args.year, params.utc_offset_h, params.season)
+    outdoor = np.array([p[0] for p in points])
+    setpoint = np.array([p[1] for p in points])
+    plot_curve(circuit_curve(params.name, params.circuits[0]), args.png, (outdoor, setpoint),
+               title=f"heatgw season {start.date()} - {end.date()}: setpoints written (hourly) vs the curve")
+    print(f"\nplot of (c)'s operating points ({params.name}): {args.png}")
+    if args.points is not None:
+        with args.points.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["outdoor_c", "setpoint_c"])
+            writer.writerows(points)
 
 
 if __name__ == "__main__":

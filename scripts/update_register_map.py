@@ -10,16 +10,17 @@ import re
 import sys
 from pathlib import Path
 
-from sim.registers import Device, markdown_table
+from sim.registers import Device, circuit_markdown_table, markdown_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def render(text: str) -> str:
     """README text with every ``register-map:<device>`` section replaced by the current table."""
-    for device in Device:
-        pattern = re.compile(rf"(<!-- register-map:{device.value} -->\n).*?(<!-- /register-map:{device.value} -->)", re.S)
-        text = pattern.sub(lambda m, d=device: m[1] + markdown_table(d) + "\n" + m[2], text)
+    tables = {device.value: markdown_table(device) for device in Device} | {"circuits": circuit_markdown_table()}
+    for section, table in tables.items():
+        pattern = re.compile(rf"(<!-- register-map:{section} -->\n).*?(<!-- /register-map:{section} -->)", re.S)
+        text = pattern.sub(lambda m, t=table: m[1] + t + "\n" + m[2], text)
     return text
 
 

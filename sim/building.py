@@ -16,7 +16,12 @@ slow eigenvalue of this pair is exactly -1/tau of the building's ``time_constant
 air node's ~10-25 min transient, a room cools toward To + G/H with that time constant.
 Radiators obey Q = Q_n (dT_lm / dT_lm_n)^n; each room gets a fixed share of the circulation
 (hydraulic balance: proportional to its radiator, times the building's ``flow_balance``).
-Solar gains are not modelled.
+Floor heating adds a third node per room, the slab (``EmitterParams``)::
+
+    C_s dTs/dt = Q_water(Ts) - H_sa (Ts - Ta)       Q_rad in the air equation becomes H_sa (Ts - Ta)
+
+with the same emitter law written against the slab temperature, so the water's return and the
+energy ledger are computed exactly as for radiators. Solar gains are not modelled.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.faults import Faults
-from sim.params import RoomSensorParams, StationParams
+from sim.params import EmitterKind, RoomSensorParams, StationParams
 from sim.physics import CP_WATER, FloatArray, log_mean_dt, radiator_return
 from sim.readings import RoomReading
 
@@ -53,6 +58,9 @@ class RoomConstants:
     dt_lm_nominal: float
     exponent: float
     design_dt_k: float  # design indoor - design outdoor temperature
+    h_slab_air: FloatArray | None = None  # W/K, floor heating only: slab surface to room air
+    c_slab: FloatArray | None = None  # J/K, floor heating only
+    slab_design_c: float = 0.0  # slab temperature at design (floor heating)
 
     @property
     def h_total(self) -> FloatArray:
@@ -102,9 +110,10 @@ def room_constants(params: StationParams) -> RoomConstants:
     c_mass = _mass_capacity(a["tau"], c_air, h_air_out, h_air_mass, h_mass_out)
     q_nominal = a["radiator"] * a["h"] * design_dt
     share = q_nominal * a["balance"]
-    dt_lm_nominal = log_mean_dt(
-        params.design_supply_c - params.design_indoor_c, params.design_return_c - params.design_indoor_c
-    )
+    emitter = params.emitter
+    floor = emitter.kind is EmitterKind.FLOOR
+    receiving_c = params.design_indoor_c + (emitter.slab_overtemperature_k if floor else 0.0)
+    dt_lm_nominal = log_mean_dt(params.design_supply_c - receiving_c, params.design_return_c - receiving_c)
     return RoomConstants(
         names=tuple(names),
         buildings=tuple(buildings),
@@ -121,6 +130,9 @@ def room_constants(params: StationParams) -> RoomConstants:
         dt_lm_nominal=dt_lm_nominal,
         exponent=params.radiator_exponent,
         design_dt_k=design_dt,
+        h_slab_air=q_nominal / emitter.slab_overtemperature_k if floor else None,
+        c_slab=emitter.slab_capacity_j_m2k * a["area"] if floor else None,
+        slab_design_c=receiving_c,
     )
 
 
@@ -150,6 +162,9 @@ class Rooms:
         n = len(self.constants.names)
         self.air_c: FloatArray = np.full(n, params.design_indoor_c)
         self.mass_c: FloatArray = np.full(n, params.design_indoor_c)
+        self.slab_c: FloatArray | None = (
+            None if self.constants.c_slab is None else np.full(n, self.constants.slab_design_c)
+        )
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -166,7 +181,7 @@ class Rooms:
         k = self.constants
         return radiator_return(
             np.full_like(self.air_c, t_supply),
-            self.air_c,
+            self.air_c if self.slab_c is None else self.slab_c,
             k.flow_share * m_total,
             k.q_nominal,
             k.dt_lm_nominal,
@@ -174,10 +189,19 @@ class Rooms:
         )
 
     def advance(self, dt_s: float, q_rad: FloatArray, gains: FloatArray, t_out: float) -> None:
-        """Explicit Euler step of both nodes (dt_s well below the ~10 min air-node time constant)."""
+        """Explicit Euler step of every node (dt_s well below the ~10 min air-node time constant).
+
+        ``q_rad`` is what the water gives up; with floor heating it goes into the slab, and the
+        room air gets what the slab's surface passes on.
+        """
         k = self.constants
+        to_air = q_rad
+        if self.slab_c is not None:
+            assert k.h_slab_air is not None and k.c_slab is not None
+            to_air = k.h_slab_air * (self.slab_c - self.air_c)
+            self.slab_c = self.slab_c + dt_s * (q_rad - to_air) / k.c_slab
         to_mass = k.h_air_mass * (self.air_c - self.mass_c)
-        d_air = (q_rad + gains - k.h_air_out * (self.air_c - t_out) - to_mass) / k.c_air
+        d_air = (to_air + gains - k.h_air_out * (self.air_c - t_out) - to_mass) / k.c_air
         d_mass = (to_mass - k.h_mass_out * (self.mass_c - t_out)) / k.c_mass
         self.air_c = self.air_c + dt_s * d_air
         self.mass_c = self.mass_c + dt_s * d_mass
@@ -186,7 +210,8 @@ class Rooms:
         """Put every room in steady state for a constant supply, flow and outdoor temperature.
 
         Solves Q_rad(Ta) + G = H (Ta - To) per room by bisection (the left side falls and the
-        right side rises with Ta), with the daily-mean internal gains.
+        right side rises with Ta), with the daily-mean internal gains. With floor heating the
+        emitter works against the slab, which in steady state sits Q / H_sa above the air.
         """
         k = self.constants
         h = k.h_total
@@ -196,11 +221,14 @@ class Rooms:
         supply = np.full_like(h, t_supply)
         for _ in range(60):
             mid = 0.5 * (low + high)
-            _, q = radiator_return(supply, mid, m, k.q_nominal, k.dt_lm_nominal, k.exponent)
+            receiving = mid if k.h_slab_air is None else mid + (h * (mid - t_out) - k.gains_w) / k.h_slab_air
+            _, q = radiator_return(supply, receiving, m, k.q_nominal, k.dt_lm_nominal, k.exponent)
             surplus = q + k.gains_w - h * (mid - t_out)
             low = np.where(surplus > 0.0, mid, low)
             high = np.where(surplus > 0.0, high, mid)
         self.air_c = 0.5 * (low + high)
+        if k.h_slab_air is not None:
+            self.slab_c = self.air_c + (h * (self.air_c - t_out) - k.gains_w) / k.h_slab_air
         self.mass_c = (k.h_air_mass * self.air_c + k.h_mass_out * t_out) / (k.h_air_mass + k.h_mass_out)
 
     def return_enthalpy_rate(self, t_return: FloatArray, m_total: float) -> float:

@@ -13,6 +13,7 @@ import logging
 import signal
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from sim.modbus_server import SerialLine
 from sim.runner import JsonObject, SimRunner, send_control
+from sim.weather import SeasonDates, heating_season
 
 log = logging.getLogger(__name__)
 
@@ -57,25 +59,52 @@ def run(
     speed: Annotated[float, typer.Option(help="simulated seconds per wall-clock second")] = 600.0,
     tick: Annotated[float, typer.Option(help="wall-clock seconds between physics steps")] = 0.2,
     control_port: Annotated[int, typer.Option(help="JSON-lines control port on the same host")] = DEFAULT_CONTROL_PORT,
-    seed: Annotated[int, typer.Option(help="seed for weather, noise and sensor timing")] = 1,
+    seed: Annotated[int | None, typer.Option(
+        help="seed for weather, noise and sensor timing (default: the station file's, else 1)")] = None,
+    station_file: Annotated[Path | None, typer.Option(
+        "--station", help="a station file (config/stations/*.yaml): its buildings, circuits, climate and "
+                          "season; default: the demo station")] = None,
     start: Annotated[str | None, typer.Option(
         help="simulated start time, ISO 8601 (naive = UTC); default 2026-01-10T00:00Z, a January day")] = None,
     season: Annotated[bool, typer.Option(
-        help="start instead at the beginning of the heating season (15 Nov) that --start falls in")] = False,
+        help="start instead at the beginning of the heating season (the station's, 15 Nov by default) "
+             "that --start falls in")] = False,
 ) -> None:
     """Run the station until Ctrl-C or SIGTERM."""
-    from sim.station import DEFAULT_START, Station  # the physics is only needed here
+    from sim.plant import Plant, PlantParams  # the physics is only needed here
+    from sim.params import StationParams
+    from sim.registers import RegisterMap
+    from sim.station import DEFAULT_START, Station
+    from sim.station_file import StationFileError, load_station_file
 
     try:
         start_at = _parse_start(start) if start is not None else DEFAULT_START
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--start") from None
+    plant_params: PlantParams | None = None
+    if station_file is not None:
+        try:
+            plant_params = load_station_file(station_file)
+        except StationFileError as exc:
+            for message in exc.messages:
+                errors.print(message, markup=False, highlight=False)
+            raise typer.Exit(2) from None
     if season:
-        start_at = _season_start(start_at)
-    station = Station(start=start_at, seed=seed)
+        if plant_params is not None:
+            start_at = _season_start(start_at, plant_params.utc_offset_h, plant_params.season)
+        else:
+            start_at = _season_start(start_at, StationParams().site_utc_offset_h)
+    station: Station | Plant
+    if plant_params is None:
+        station = Station(start=start_at, seed=1 if seed is None else seed)
+        register_map = RegisterMap()
+    else:
+        station = Plant(plant_params, start=start_at, seed=seed)
+        register_map = RegisterMap(station.layout)
     runner = SimRunner(
         station, host=host, port=port, meter_port=meter_port, meter_word_order=meter_word_order.value,
-        meter_serial=SerialLine(meter_serial, meter_baudrate) if meter_serial else None, speed=speed, tick_s=tick, control_port=control_port,
+        meter_serial=SerialLine(meter_serial, meter_baudrate) if meter_serial else None, speed=speed, tick_s=tick,
+        control_port=control_port, register_map=register_map,
     )
     try:
         asyncio.run(_serve(runner))
@@ -222,13 +251,10 @@ def _parse_start(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _season_start(moment: datetime) -> datetime:
+def _season_start(moment: datetime, utc_offset_h: float, dates: SeasonDates = SeasonDates()) -> datetime:
     """First day (site local midnight) of the heating season ``moment`` falls in; in summer, the coming one."""
-    from sim.params import StationParams
-    from sim.weather import heating_season
-
     first_year = moment.year if moment.month >= 7 else moment.year - 1
-    return heating_season(first_year, StationParams().site_utc_offset_h)[0].astimezone(UTC)
+    return heating_season(first_year, utc_offset_h, dates)[0].astimezone(UTC)
 
 
 def _parse_kwargs(tokens: list[str]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from sim.plc import Plc, ValveMode
 from sim.readings import Measurements
 from sim.registers import (
+    DEFAULT_MAP,
     FUNCTION_BLOCKS,
     METER_UNIT,
     PLC_UNIT,
@@ -41,13 +42,10 @@ from sim.registers import (
     Image,
     PlcCommand,
     PlcSettings,
+    RegisterMap,
     Snapshot,
     WordOrder,
     WriteRefused,
-    check_request,
-    decode_write,
-    encode,
-    rows,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +61,17 @@ class StationLike(Protocol):
     def plc(self) -> Plc: ...
 
     def measurements(self) -> Measurements: ...
+
+
+class CircuitsLike(StationLike, Protocol):
+    """The part of ``sim.plant.Plant`` a server with more than one circuit needs besides."""
+
+    @property
+    def plcs(self) -> tuple[Plc, ...]: ...
+
+    def circuit_measurements(self) -> tuple[Measurements, ...]:
+        """Circuits 1.. (circuit 0's are ``measurements()``)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +151,15 @@ class _Gate:
     what this particular port serves.
     """
 
-    def __init__(self, units: dict[int, Device], faults: dict[int, CommFaults], counts: Counter[tuple[int, int]]):
+    def __init__(
+        self,
+        units: dict[int, Device],
+        faults: dict[int, CommFaults],
+        counts: Counter[tuple[int, int]],
+        register_map: RegisterMap,
+    ) -> None:
         self.units = units
+        self.register_map = register_map
         self.faults = faults
         self.counts = counts
         self.in_flight: set[asyncio.Task[Any]] = set()
@@ -162,7 +178,7 @@ class _Gate:
         address, count = request_span(pdu)
         if any(r.overlaps(pdu.function_code, address, count) for r in self.faults_for(pdu.dev_id).exception_ranges):
             return ExcCodes.ILLEGAL_ADDRESS
-        return check_request(device, pdu.function_code, address, count)
+        return self.register_map.check_request(device, pdu.function_code, address, count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +269,8 @@ class StationModbusServer:
 
     Call ``update(measurements)`` whenever the station has moved; reads always answer from the
     latest snapshot plus the PLC's current settings, writes go straight to ``station.plc``.
+    A station with more than one circuit (``register_map.layout.circuits > 1``) must be
+    ``CircuitsLike``: each circuit's registers show its own instruments and write to its own PLC.
     """
 
     def __init__(
@@ -264,6 +282,7 @@ class StationModbusServer:
         meter_port: int | None = None,
         meter_word_order: WordOrder = "big",
         meter_serial: SerialLine | None = None,
+        register_map: RegisterMap = DEFAULT_MAP,
     ) -> None:
         if meter_word_order not in ("big", "little"):
             raise ValueError(f"meter_word_order must be 'big' or 'little', got {meter_word_order!r}")
@@ -271,6 +290,7 @@ class StationModbusServer:
             raise ValueError("the meter is served either on its own TCP port or on a serial line, not both")
         self._meter_serial = meter_serial
         self._station = station
+        self._map = register_map
         self._host = host
         self._ports: dict[Device, int] = {Device.PLC: port}
         if meter_port is not None:
@@ -279,6 +299,7 @@ class StationModbusServer:
         self._faults: dict[int, CommFaults] = {}
         self._counts: Counter[tuple[int, int]] = Counter()
         self._measurements = station.measurements()
+        self._circuits = self._circuit_measurements()
         self._images: dict[Device, dict[Block, Image]] = {}
         self._listeners: list[_GatedTcpServer | _GatedSerialServer] = []
         self._encode()
@@ -292,7 +313,7 @@ class StationModbusServer:
         try:
             for device, port in list(self._ports.items()):
                 units = self._units_on(device)
-                gate = _Gate(units, self._faults, self._counts)
+                gate = _Gate(units, self._faults, self._counts, self._map)
                 listener = _GatedTcpServer(
                     [self._sim_device(unit, dev) for unit, dev in units.items()],
                     address=(self._host, port),
@@ -314,7 +335,7 @@ class StationModbusServer:
     async def _serve_meter_serial(self, line: SerialLine) -> None:
         units = {METER_UNIT: Device.METER}
         listener = _GatedSerialServer([self._sim_device(METER_UNIT, Device.METER)], line=line,
-                                      gate=_Gate(units, self._faults, self._counts))
+                                      gate=_Gate(units, self._faults, self._counts, self._map))
         await listener.serve_forever(background=True)
         self._listeners.append(listener)
         log.info("modbus RTU meter listening", extra={"fields": {"serial": line.path, "baudrate": line.baudrate}})
@@ -370,13 +391,30 @@ class StationModbusServer:
         return self._measurements
 
     def update(self, measurements: Measurements) -> None:
-        """Publish a new snapshot of the station's instruments."""
+        """Publish a new snapshot of the station's instruments (circuits 1.. read from the station)."""
         self._measurements = measurements
+        self._circuits = self._circuit_measurements()
         self._encode()
 
+    def _plc(self, circuit: int) -> Plc:
+        """The PLC loop of one circuit (circuit 0 is ``station.plc``)."""
+        if circuit == 0:
+            return self._station.plc
+        station: CircuitsLike = self._station  # type: ignore[assignment]  # checked by the layout
+        return station.plcs[circuit]
+
+    def _circuit_measurements(self) -> tuple[Measurements, ...]:
+        if self._map.layout.circuits == 1:
+            return ()
+        station: CircuitsLike = self._station  # type: ignore[assignment]
+        return station.circuit_measurements()
+
     def _encode(self) -> None:
-        snapshot = Snapshot(self._measurements, plc_settings(self._station.plc))
-        self._images = {device: encode(device, snapshot, self._word_order) for device in Device}
+        circuits = tuple(
+            Snapshot(m, plc_settings(self._plc(c))) for c, m in enumerate(self._circuits, start=1)
+        )
+        snapshot = Snapshot(self._measurements, plc_settings(self._station.plc), circuits)
+        self._images = {device: self._map.encode(device, snapshot, self._word_order) for device in Device}
 
     # --- faults and statistics ---
 
@@ -414,11 +452,11 @@ class StationModbusServer:
         """Memory laid out from the register map; the gate has already rejected anything else."""
         action = partial(self._action, device)
         if device is Device.METER:
-            return SimDevice(id=unit, simdata=_registers(Block.HOLDING, device), action=action)
+            return SimDevice(id=unit, simdata=_registers(self._map, Block.HOLDING, device), action=action)
         return SimDevice(
             id=unit,
-            simdata=(_bits(Block.COIL), _bits(Block.DISCRETE_INPUT),
-                     _registers(Block.HOLDING, device), _registers(Block.INPUT, device)),
+            simdata=(_bits(self._map, Block.COIL), _bits(self._map, Block.DISCRETE_INPUT),
+                     _registers(self._map, Block.HOLDING, device), _registers(self._map, Block.INPUT, device)),
             action=action,
         )
 
@@ -444,27 +482,30 @@ class StationModbusServer:
                 _fill(registers, start_address, self._images[device].get(block, {}), bits=block in _BIT_BLOCKS)
             return None
         try:
-            commands = decode_write(device, block, address, values, self._station.plc.limits.bounds)
+            commands = self._map.decode_write(
+                device, block, address, values, lambda circuit, setting: self._plc(circuit).limits.bounds(setting)
+            )
         except WriteRefused as exc:
             log.info("write refused", extra={"fields": {
                 "device": device, "block": block, "address": address, "code": int(exc.code), "reason": str(exc)}})
             return exc.code
         for command in commands:
-            apply_command(self._station.plc, command)
-            log.info("plc write", extra={"fields": {"setting": command.setting, "value": command.value}})
+            apply_command(self._plc(command.circuit), command)
+            log.info("plc write", extra={"fields": {
+                "circuit": command.circuit, "setting": command.setting, "value": command.value}})
         self._encode()
         return None
 
 
-def _registers(block: Block, device: Device) -> list[SimData]:
+def _registers(register_map: RegisterMap, block: Block, device: Device) -> list[SimData]:
     return [
         SimData(row.address, count=row.words, datatype=DataType.REGISTERS, readonly=not row.writable)
-        for row in rows(device, block)
+        for row in register_map.rows(device, block)
     ]
 
 
-def _bits(block: Block) -> list[SimData]:
-    size = max(row.address for row in rows(Device.PLC, block)) + 1
+def _bits(register_map: RegisterMap, block: Block) -> list[SimData]:
+    size = max(row.address for row in register_map.rows(Device.PLC, block)) + 1
     return [SimData(0, values=[False] * size, datatype=DataType.BITS)]
 
 

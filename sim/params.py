@@ -2,14 +2,15 @@
 
 The demo station serves three residential buildings (37,000 m2, ~1.7 MW at design) in a
 Beijing-like climate from a district network. Every number is a default for a dataclass field,
-never a constant in the physics, so a test or a site file can build another station with
-``dataclasses.replace``. Where a number comes from is said next to it; "typical" means a value
+never a constant in the physics, so a test can build another station with
+``dataclasses.replace`` and a station file (``sim.station_file``) builds one per circuit. Where a number comes from is said next to it; "typical" means a value
 in the usual range of Chinese design practice and equipment catalogues, not a measured site.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from sim.plc import PlcLimits, PlcParams
 
@@ -116,6 +117,32 @@ class SecondaryParams:
     """Dry-run protection: the make-up pump locks out at this tank level..."""
     tank_restart_pct: float = 20.0
     """...and is released when the softener has refilled the tank to this level."""
+
+
+class EmitterKind(StrEnum):
+    """How a circuit's heat reaches the rooms."""
+
+    RADIATORS = "radiators"
+    FLOOR = "floor"
+
+
+@dataclass(frozen=True, slots=True)
+class EmitterParams:
+    """The emitters of a circuit: radiators (no mass of their own) or floor heating in a slab.
+
+    Radiators exchange with the room air directly. Floor-heating pipes sit in a screed slab: the
+    water heats the slab (EN 1264 law, ``Q = Q_n (dT_lm / dT_lm_n)^n`` against the *slab*
+    temperature) and the slab heats the room through its surface, ``Q = H (T_slab - T_air)``.
+    At design the slab is ``slab_overtemperature_k`` above the room (JGJ 142 caps the floor
+    surface at 29 degC in living rooms: 9 K over a 20 degC room). ``slab_capacity_j_m2k`` is the
+    screed above and around the pipes per m2 of floor (50-70 mm of cement screed, ~2000 kg/m3 at
+    ~0.9 kJ/kgK, plus the pipe water: ~100-130 kJ/m2K), which gives a slab time constant of a few
+    hours: what makes floor heating slow to answer a setpoint change.
+    """
+
+    kind: EmitterKind = EmitterKind.RADIATORS
+    slab_capacity_j_m2k: float = 110e3
+    slab_overtemperature_k: float = 9.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +276,8 @@ class StationParams:
     design_supply_c: float = 75.0
     design_return_c: float = 50.0
     radiator_exponent: float = 1.3
+    """The emitters' exponent n (radiators ~1.3 per EN 442, floor heating ~1.1 per EN 1264)."""
+    emitter: EmitterParams = EmitterParams()
     primary: PrimaryParams = PrimaryParams()
     valve: ValveParams = ValveParams()
     heat_exchanger: HeatExchangerParams = HeatExchangerParams()

@@ -1,9 +1,15 @@
 """The station's Modbus register map, as data, and the pure functions that use it.
 
-``REGISTER_MAP`` is the single source of truth: the Modbus server builds its memory layout from
-it, encodes every ``Measurements`` snapshot through it, validates every request and write
-against it, and the README prints it (``markdown_table``). Nothing here does I/O, so the map
-can be tested without sockets and a change to it shows up everywhere at once.
+``RegisterMap`` is the single source of truth: the Modbus server builds its memory layout from
+it, encodes every ``Snapshot`` through it, validates every request and write against it, and
+the README prints it (``markdown_table``). Nothing here does I/O, so the map can be tested
+without sockets and a change to it shows up everywhere at once.
+
+The map is generated from the station's ``Layout`` (circuits and rooms). Circuit 0 and the
+station-wide values keep the one-circuit layout (``REGISTER_MAP``, the demo station's); every
+further circuit c repeats circuit 0's own rows at a fixed offset (``circuit_address``), and room
+slots grow past ``ROOM_SLOTS`` when a station has more rooms, so a gateway's tag file for a
+smaller station stays valid on a larger one.
 
 Conventions: ``raw * scale`` is the engineering value. 16-bit registers are big-endian as Modbus
 requires. 32-bit PLC values are high word first; the heat meter's float32/uint32 follow its
@@ -15,7 +21,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import Literal
 
@@ -28,6 +34,14 @@ PLC_UNIT = 1
 METER_UNIT = 2
 ROOM_SLOTS = 20
 ROOM_BASE_ADDRESS = 20
+CIRCUIT_INPUT_BASE = 1000
+"""Circuit c >= 1 repeats input registers 0..19 at 1000 + 20 (c - 1) + j (rooms stay below 1000)."""
+CIRCUIT_INPUT_STRIDE = 20
+CIRCUIT_HOLDING_STRIDE = 10
+"""Circuit c repeats holding registers 100..106 at 100 + 10 c + j."""
+CIRCUIT_BIT_STRIDE = 10
+"""Circuit c repeats coils 0..2 and discrete inputs 0..7 at 10 c + j."""
+MAX_ROOMS = (CIRCUIT_INPUT_BASE - ROOM_BASE_ADDRESS) // 2
 NO_READING = 32767  # room temperature register (the int16 maximum) before the sensor has ever reported
 
 WordOrder = Literal["big", "little"]
@@ -98,13 +112,22 @@ class PlcSettings:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything the registers are encoded from, at one instant."""
+    """Everything the registers are encoded from, at one instant.
+
+    ``measurements`` and ``plc`` are circuit 0's (its rooms are every room of the station and its
+    meter the station's heat meter); ``circuits`` holds circuits 1.. the same way.
+    """
 
     measurements: Measurements
     plc: PlcSettings
+    circuits: tuple[Snapshot, ...] = ()
+
+    def circuit(self, index: int) -> Snapshot:
+        return self if index == 0 else self.circuits[index - 1]
 
 
 Value = float | int | bool
+Image = dict[int, int]  # address -> 16-bit word (registers) or 0/1 (coils, discrete inputs)
 Source = Callable[[Snapshot], Value]
 
 
@@ -140,6 +163,7 @@ class Register:
     limits: Limits | None = None
     command: str | None = None  # the PLC setting a write changes (see PlcCommand)
     meter_word_order: bool = False  # 32-bit value that follows the meter's configurable word order
+    circuit: int = 0  # the heating circuit whose PLC loop a write goes to
 
     @property
     def words(self) -> int:
@@ -160,6 +184,7 @@ class PlcCommand:
 
     setting: str
     value: float | bool
+    circuit: int = 0
 
 
 class WriteRefused(Exception):
@@ -235,7 +260,7 @@ def _pressure(address: int, name: str, attribute: str, description: str) -> Regi
     return _ir(address, name, DType.UINT16, 0.001, "MPa", _m(attribute), description)
 
 
-def _plc_input_registers() -> list[Register]:
+def _plc_input_registers(room_slots: int) -> list[Register]:
     table = [
         _temp(0, "outdoor_temperature", "outdoor_c", "outdoor temperature (850.0 = open sensor)"),
         _temp(1, "primary_supply_temperature", "primary_supply_c", "primary supply temperature"),
@@ -258,7 +283,7 @@ def _plc_input_registers() -> list[Register]:
         _ir(18, "unused_18", DType.UINT16, 1, "", _zero, "unused, reads 0"),
         _ir(19, "unused_19", DType.UINT16, 1, "", _zero, "unused, reads 0"),
     ]
-    for i in range(ROOM_SLOTS):
+    for i in range(room_slots):
         base = ROOM_BASE_ADDRESS + 2 * i
         table.append(_ir(base, f"room_{i}_temperature", DType.INT16, 0.1, "°C", _room_temperature(i),
                          f"room {i} temperature, station order ({NO_READING} = no reading yet)"))
@@ -329,9 +354,56 @@ def _meter_registers() -> list[Register]:
     ]
 
 
-REGISTER_MAP: tuple[Register, ...] = tuple(
-    _plc_input_registers() + _plc_holding_registers() + _plc_bits() + _meter_registers()
-)
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What the map is generated from: the station's heating circuits and representative rooms."""
+
+    circuits: int = 1
+    rooms: int = ROOM_SLOTS
+
+    def __post_init__(self) -> None:
+        if self.circuits < 1:
+            raise ValueError("a station has at least one circuit")
+        if not 0 <= self.rooms <= MAX_ROOMS:
+            raise ValueError(f"the room block holds at most {MAX_ROOMS} rooms, got {self.rooms}")
+
+    @property
+    def room_slots(self) -> int:
+        """Never fewer than ``ROOM_SLOTS``: a smaller station keeps the demo's addresses."""
+        return max(ROOM_SLOTS, self.rooms)
+
+
+def circuit_address(block: Block, address: int, circuit: int) -> int:
+    """Where circuit ``circuit`` has the value circuit 0 has at ``address`` (the rule the README states)."""
+    if circuit == 0:
+        return address
+    if block is Block.INPUT:
+        return CIRCUIT_INPUT_BASE + CIRCUIT_INPUT_STRIDE * (circuit - 1) + address
+    if block is Block.HOLDING:
+        return address + CIRCUIT_HOLDING_STRIDE * circuit
+    return address + CIRCUIT_BIT_STRIDE * circuit
+
+
+def _for_circuit(row: Register, circuit: int) -> Register:
+    """Circuit ``circuit``'s copy of one of circuit 0's rows: same value, read from that circuit."""
+    source = row.source
+    return replace(
+        row,
+        address=circuit_address(row.block, row.address, circuit),
+        name=f"c{circuit}_{row.name}",
+        description=f"circuit {circuit}: {row.description}",
+        source=lambda snap: source(snap.circuit(circuit)),
+        circuit=circuit,
+    )
+
+
+def build_map(layout: Layout) -> tuple[Register, ...]:
+    """Every row of a station with ``layout``: circuit 0, the rooms and the meter, then circuits 1.."""
+    plc_inputs = _plc_input_registers(layout.room_slots)
+    per_circuit = [r for r in plc_inputs if r.address < ROOM_BASE_ADDRESS] + _plc_holding_registers() + _plc_bits()
+    table = plc_inputs + _plc_holding_registers() + _plc_bits() + _meter_registers()
+    table += [_for_circuit(row, c) for c in range(1, layout.circuits) for row in per_circuit]
+    return tuple(table)
 
 
 def _index(table: Iterable[Register]) -> dict[tuple[Device, Block, int], Register]:
@@ -339,93 +411,109 @@ def _index(table: Iterable[Register]) -> dict[tuple[Device, Block, int], Registe
     return {(row.device, row.block, address): row for row in table for address in row.addresses}
 
 
-_BY_ADDRESS = _index(REGISTER_MAP)
+class RegisterMap:
+    """The map of one station: its rows, the requests they allow, and their encoding."""
+
+    def __init__(self, layout: Layout = Layout()) -> None:
+        self.layout = layout
+        self.table = build_map(layout)
+        self._by_address = _index(self.table)
+
+    def rows(self, device: Device, block: Block | None = None, circuit: int | None = None) -> tuple[Register, ...]:
+        """The map's rows for one device (optionally one block, one circuit), in address order."""
+        selected = (
+            r for r in self.table
+            if r.device is device and (block is None or r.block is block) and (circuit is None or r.circuit == circuit)
+        )
+        return tuple(sorted(selected, key=lambda r: (list(Block).index(r.block), r.address)))
+
+    def lookup(self, device: Device, block: Block, address: int) -> Register | None:
+        """The row covering ``address`` (either word of a 32-bit value), or ``None`` outside the map."""
+        return self._by_address.get((device, block, address))
+
+    def check_request(self, device: Device, function_code: int, address: int, count: int) -> ExcCodes | None:
+        """Answer a real device would give before touching any value, or ``None`` to go ahead.
+
+        Unsupported function -> 01; any address outside the map, or a write touching a read-only
+        address -> 02. Value limits are checked later, by ``decode_write``.
+        """
+        block = FUNCTION_BLOCKS.get(function_code)
+        if block is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        covered = [self.lookup(device, block, a) for a in range(address, address + count)]
+        if not covered or any(row is None for row in covered):
+            return ExcCodes.ILLEGAL_ADDRESS
+        if function_code in WRITE_FUNCTIONS and not all(row.writable for row in covered if row):
+            return ExcCodes.ILLEGAL_ADDRESS
+        return None
+
+    def decode_write(
+        self,
+        device: Device,
+        block: Block,
+        address: int,
+        values: Sequence[int] | Sequence[bool],
+        plc_bounds: Callable[[int, str], tuple[float, float]],
+    ) -> tuple[PlcCommand, ...]:
+        """Turn a coil/register write into PLC commands, all-or-nothing.
+
+        ``plc_bounds(circuit, setting)`` gives that circuit's PLC (low, high) for rows whose
+        limits are ``PLC_LIMITS``. Raises ``WriteRefused`` (02 read-only or outside the map, 03
+        out of limits) before returning any command, so a multi-register write with one bad
+        value changes nothing. Every writable register is a single word.
+        """
+        commands: list[PlcCommand] = []
+        for offset, raw in enumerate(values):
+            row = self.lookup(device, block, address + offset)
+            if row is None or not row.writable or row.command is None:
+                raise WriteRefused(ExcCodes.ILLEGAL_ADDRESS, f"{block} {address + offset} is not writable")
+            if row.dtype is DType.BIT:
+                if row.command == "reset_alarms":
+                    if raw:
+                        commands.append(PlcCommand("reset_alarms", True, row.circuit))
+                else:
+                    commands.append(PlcCommand(row.command, bool(raw), row.circuit))
+                continue
+            value = decode(row, [int(raw)])
+            low, high = _resolve(row, plc_bounds)
+            if not low <= value <= high:
+                raise WriteRefused(ExcCodes.ILLEGAL_VALUE, f"{row.name}={value:g} outside {low:g}..{high:g}")
+            commands.append(PlcCommand(row.command, value, row.circuit))
+        return tuple(commands)
+
+    def encode(self, device: Device, snapshot: Snapshot, word_order: WordOrder = "big") -> dict[Block, Image]:
+        """The four tables of one device as the wire shows them."""
+        images: dict[Block, Image] = {}
+        for row in self.rows(device):
+            words = encode_value(row, row.source(snapshot), word_order)
+            images.setdefault(row.block, {}).update(zip(row.addresses, words, strict=True))
+        return images
+
+
+DEFAULT_MAP = RegisterMap()
+"""The one-circuit map with ``ROOM_SLOTS`` rooms: the demo station's."""
+REGISTER_MAP: tuple[Register, ...] = DEFAULT_MAP.table
 
 
 def rows(device: Device, block: Block | None = None) -> tuple[Register, ...]:
-    """The map's rows for one device (and optionally one block), in address order."""
-    selected = (r for r in REGISTER_MAP if r.device is device and (block is None or r.block is block))
-    return tuple(sorted(selected, key=lambda r: (list(Block).index(r.block), r.address)))
+    """The default map's rows for one device (and optionally one block), in address order."""
+    return DEFAULT_MAP.rows(device, block)
 
 
 def lookup(device: Device, block: Block, address: int) -> Register | None:
-    """The row covering ``address`` (either word of a 32-bit value), or ``None`` outside the map."""
-    return _BY_ADDRESS.get((device, block, address))
+    """The default map's row covering ``address``, or ``None`` outside the map."""
+    return DEFAULT_MAP.lookup(device, block, address)
 
 
-# --- requests -------------------------------------------------------------------------------
-
-def check_request(device: Device, function_code: int, address: int, count: int) -> ExcCodes | None:
-    """Answer a real device would give before touching any value, or ``None`` to go ahead.
-
-    Unsupported function -> 01; any address outside the map, or a write touching a read-only
-    address -> 02. Value limits are checked later, by ``decode_write``.
-    """
-    block = FUNCTION_BLOCKS.get(function_code)
-    if block is None:
-        return ExcCodes.ILLEGAL_FUNCTION
-    covered = [lookup(device, block, a) for a in range(address, address + count)]
-    if not covered or any(row is None for row in covered):
-        return ExcCodes.ILLEGAL_ADDRESS
-    if function_code in WRITE_FUNCTIONS and not all(row.writable for row in covered if row):
-        return ExcCodes.ILLEGAL_ADDRESS
-    return None
-
-
-def decode_write(
-    device: Device,
-    block: Block,
-    address: int,
-    values: Sequence[int] | Sequence[bool],
-    plc_bounds: Callable[[str], tuple[float, float]],
-) -> tuple[PlcCommand, ...]:
-    """Turn a coil/register write into PLC commands, all-or-nothing.
-
-    ``plc_bounds(setting)`` gives the PLC's (low, high) for rows whose limits are ``PLC_LIMITS``
-    (pass ``plc.limits.bounds``). Raises ``WriteRefused`` (02 read-only or outside the map, 03 out
-    of limits) before returning any command, so a multi-register write with one bad value
-    changes nothing. Every writable register is a single word.
-    """
-    commands: list[PlcCommand] = []
-    for offset, raw in enumerate(values):
-        row = lookup(device, block, address + offset)
-        if row is None or not row.writable or row.command is None:
-            raise WriteRefused(ExcCodes.ILLEGAL_ADDRESS, f"{block} {address + offset} is not writable")
-        if row.dtype is DType.BIT:
-            if row.command == "reset_alarms":
-                if raw:
-                    commands.append(PlcCommand("reset_alarms", True))
-            else:
-                commands.append(PlcCommand(row.command, bool(raw)))
-            continue
-        value = decode(row, [int(raw)])
-        low, high = _resolve(row, plc_bounds)
-        if not low <= value <= high:
-            raise WriteRefused(ExcCodes.ILLEGAL_VALUE, f"{row.name}={value:g} outside {low:g}..{high:g}")
-        commands.append(PlcCommand(row.command, value))
-    return tuple(commands)
-
-
-def _resolve(row: Register, plc_bounds: Callable[[str], tuple[float, float]]) -> tuple[float, float]:
+def _resolve(row: Register, plc_bounds: Callable[[int, str], tuple[float, float]]) -> tuple[float, float]:
     limits = row.limits or PLC_LIMITS
     if limits.low is not None and limits.high is not None:
         return limits.low, limits.high
     assert row.command is not None
-    return plc_bounds(row.command)
+    return plc_bounds(row.circuit, row.command)
 
 
 # --- encoding -------------------------------------------------------------------------------
-
-Image = dict[int, int]  # address -> 16-bit word (registers) or 0/1 (coils, discrete inputs)
-
-
-def encode(device: Device, snapshot: Snapshot, word_order: WordOrder = "big") -> dict[Block, Image]:
-    """The four tables of one device as the wire shows them."""
-    images: dict[Block, Image] = {}
-    for row in rows(device):
-        words = encode_value(row, row.source(snapshot), word_order)
-        images.setdefault(row.block, {}).update(zip(row.addresses, words, strict=True))
-    return images
 
 
 def encode_value(row: Register, value: Value, word_order: WordOrder = "big") -> list[int]:
@@ -476,18 +564,14 @@ def decode(row: Register, words: Sequence[int], word_order: WordOrder = "big") -
 # --- documentation --------------------------------------------------------------------------
 
 def markdown_table(device: Device, *, all_rooms: bool = False) -> str:
-    """The map of one device as a Markdown table for the README.
+    """The one-circuit map of one device as a Markdown table for the README.
 
     Rooms 1..19 repeat room 0's layout, so unless ``all_rooms`` they are folded into room 0's
     rows with the address written as ``20+2i`` / ``21+2i``.
     """
-    lines = [
-        "| Table | Address | Name | Type | Scale | Unit | Access | Limits | Description |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows(device):
-        address = f"{row.address}-{row.address + 1}" if row.words == 2 else str(row.address)
-        name, description = row.name, row.description
+    lines = list(_TABLE_HEADER)
+    for row in DEFAULT_MAP.rows(device):
+        address, name, description = _address_text(row), row.name, row.description
         if row.name.startswith("room_") and not all_rooms:
             if not row.name.startswith("room_0_"):
                 continue
@@ -495,15 +579,46 @@ def markdown_table(device: Device, *, all_rooms: bool = False) -> str:
             address = f"{ROOM_BASE_ADDRESS + offset}+2i"
             name = row.name.replace("room_0_", "room_i_")
             description = row.description.replace("room 0", f"room i (i = 0..{ROOM_SLOTS - 1})")
-        dtype = f"{row.dtype} ({'meter word order' if row.meter_word_order else 'high word first'})" \
-            if row.words == 2 and row.dtype is not DType.BCD32 else str(row.dtype)
-        access = "read/write" if row.writable else "read"
-        allowed = FUNCTION_BLOCKS if row.writable else READ_FUNCTIONS
-        functions = "/".join(f"{fc:02d}" for fc, block in allowed.items() if block is row.block)
-        cells = [f"{row.block} (FC{functions})", address, name, dtype, f"{row.scale:g}", row.unit, access,
-                 _limits_text(row), description]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(_table_line(row, address, name, description))
     return "\n".join(lines)
+
+
+def circuit_markdown_table() -> str:
+    """The rows every circuit c >= 1 adds, with their addresses as functions of c (for the README)."""
+    lines = list(_TABLE_HEADER)
+    for row in RegisterMap(Layout(circuits=2)).rows(Device.PLC, circuit=1):
+        base = circuit_address(row.block, 0, 1)
+        if row.block is Block.INPUT:
+            address = f"{CIRCUIT_INPUT_BASE}+{CIRCUIT_INPUT_STRIDE}(c-1)+{row.address - base}"
+        else:
+            stride = CIRCUIT_HOLDING_STRIDE if row.block is Block.HOLDING else CIRCUIT_BIT_STRIDE
+            address = f"{row.address - stride}+{stride}c"
+        if row.words == 2:
+            address += " (2 words)"
+        name = row.name.replace("c1_", "c{c}_", 1)
+        lines.append(_table_line(row, address, name, row.description.replace("circuit 1", "circuit c", 1)))
+    return "\n".join(lines)
+
+
+_TABLE_HEADER = (
+    "| Table | Address | Name | Type | Scale | Unit | Access | Limits | Description |",
+    "|---|---|---|---|---|---|---|---|---|",
+)
+
+
+def _address_text(row: Register) -> str:
+    return f"{row.address}-{row.address + 1}" if row.words == 2 else str(row.address)
+
+
+def _table_line(row: Register, address: str, name: str, description: str) -> str:
+    dtype = f"{row.dtype} ({'meter word order' if row.meter_word_order else 'high word first'})" \
+        if row.words == 2 and row.dtype is not DType.BCD32 else str(row.dtype)
+    access = "read/write" if row.writable else "read"
+    allowed = FUNCTION_BLOCKS if row.writable else READ_FUNCTIONS
+    functions = "/".join(f"{fc:02d}" for fc, block in allowed.items() if block is row.block)
+    cells = [f"{row.block} (FC{functions})", address, name, dtype, f"{row.scale:g}", row.unit, access,
+             _limits_text(row), description]
+    return "| " + " | ".join(cells) + " |"
 
 
 def _limits_text(row: Register) -> str:

@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sim.modbus_server import UNITS, CommFaults, ExceptionRange, SerialLine, StationLike, StationModbusServer
-from sim.registers import WordOrder
+from sim.registers import DEFAULT_MAP, RegisterMap, WordOrder
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class SimRunner:
         speed: float = 600.0,
         tick_s: float = 0.2,
         control_port: int | None = 0,
+        register_map: RegisterMap = DEFAULT_MAP,
     ) -> None:
         if not (speed > 0 and math.isfinite(speed)):
             raise ValueError(f"speed must be a positive number, got {speed}")
@@ -88,7 +89,7 @@ class SimRunner:
         self._control_port = control_port
         self.server = StationModbusServer(
             station, host=host, port=port, meter_port=meter_port, meter_word_order=meter_word_order,
-            meter_serial=meter_serial,
+            meter_serial=meter_serial, register_map=register_map,
         )
         self._control: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()

@@ -150,7 +150,39 @@ def _catmull_rom(p0: float, p1: float, p2: float, p3: float, f: float) -> float:
     )
 
 
-def heating_season(first_year: int, utc_offset_h: float = 8.0) -> tuple[datetime, datetime]:
-    """15 Nov ``first_year`` 00:00 to 15 Mar of the next year 00:00, site local time, as aware datetimes."""
+@dataclass(frozen=True, slots=True)
+class SeasonDates:
+    """A city's heating season as (month, day) pairs: from ``heating_from`` (autumn) to ``heating_until``."""
+
+    heating_from: tuple[int, int] = (11, 15)
+    heating_until: tuple[int, int] = (3, 15)
+
+
+@dataclass(frozen=True, slots=True)
+class Climate:
+    """What a station file says about its city's weather (see ``SeasonProfile`` for the model)."""
+
+    design_outdoor_c: float = -7.6
+    monthly_means_c: tuple[float, ...] = BEIJING_MONTHLY_MEANS_C
+    daily_amplitude_k: float = 4.5
+    front_std_k: float = 3.0
+    seed: int = 1
+
+    def profile(self, seed: int | None = None, utc_offset_h: float = 8.0) -> SeasonProfile:
+        """The city's seeded season weather (``seed`` replaces the file's, for a second weather year)."""
+        return SeasonProfile(
+            seed=self.seed if seed is None else seed,
+            monthly_means_c=self.monthly_means_c,
+            daily_amplitude_k=self.daily_amplitude_k,
+            front_std_k=self.front_std_k,
+            utc_offset_h=utc_offset_h,
+        )
+
+
+def heating_season(
+    first_year: int, utc_offset_h: float = 8.0, dates: SeasonDates = SeasonDates()
+) -> tuple[datetime, datetime]:
+    """The season starting in ``first_year`` (15 Nov - 15 Mar by default), site local midnights, aware."""
     tz = timezone(timedelta(hours=utc_offset_h))
-    return datetime(first_year, 11, 15, tzinfo=tz), datetime(first_year + 1, 3, 15, tzinfo=tz)
+    (m0, d0), (m1, d1) = dates.heating_from, dates.heating_until
+    return datetime(first_year, m0, d0, tzinfo=tz), datetime(first_year + 1, m1, d1, tzinfo=tz)

@@ -19,6 +19,21 @@ def test_register_map_sections_match_sim_registers() -> None:
         sys.path.pop(0)
     assert render(README) == README, "README register map is stale: run scripts/update_register_map.py"
     assert "| input (FC04) | 0 | outdoor_temperature |" in README
+    assert "| holding (FC03/06/16) | 100+10c | c{c}_supply_setpoint |" in README
+
+
+def test_simulated_stations_section_documents_every_station_file_and_key() -> None:
+    from sim import station_file
+
+    section = README.split("## Simulated stations", 1)[1].split("\n## ", 1)[0]
+    shipped = sorted(p.name for p in (ROOT / "config" / "stations").glob("*.yaml"))
+    assert shipped and all(f"| `{name}` |" in section for name in shipped)
+    models = (station_file.StationFile, station_file.StationInfo, station_file.ClimateSection,
+              station_file.SeasonSection, station_file.PrimarySection, station_file.BuildingSection,
+              station_file.RoomSection, station_file.CircuitSection, station_file.SlabSection,
+              station_file.HydraulicsSection)
+    undocumented = {name for model in models for name in model.model_fields if f"`{name}`" not in section}
+    assert not undocumented - {"buildings", "circuits", "rooms"}, undocumented
 
 
 def test_quick_start_has_exactly_the_two_commands() -> None:
