@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
+from gateway.alarms.settings import AlarmSettings
 from gateway.config_base import Backoff, Strict
 from gateway.control.settings import ControllerSettings
 from gateway.mqtt.settings import MqttSettings
@@ -165,6 +166,7 @@ class GatewayConfig(Strict):
     devices: dict[Name, Device] = Field(min_length=1)
     mqtt: MqttSettings | None = None
     controller: ControllerSettings | None = None
+    alarms: AlarmSettings | None = None  # absent: only the controller's signals are alarms
 
     def tags(self) -> dict[str, tuple[str, TagConfig]]:
         """Every tag by name, with the device it belongs to."""
@@ -183,6 +185,8 @@ class GatewayConfig(Strict):
                 if tag.group not in self.groups:
                     known = ", ".join(sorted(self.groups))
                     found.append(((*path, "group"), f"unknown group {tag.group!r} (defined: {known})"))
+        if self.alarms is not None:
+            found.extend(self.alarms.problems({tag: device for tag, (device, _) in self.tags().items()}))
         return found
 
 

@@ -100,6 +100,7 @@ class Signal(str, enum.Enum):
     FROST_PROTECTION = "frost_protection"
     MORNING_TARGET_MISSED = "morning_target_missed"
     SETPOINT_NOT_WRITTEN = "setpoint_not_written"
+    CIRCULATION_LOST = "circulation_lost"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,239 @@
+"""The ``alarms:`` section of the station configuration: what is watched, how urgently, and what
+the operator is told.
+
+An alarm is declared once, under its id, with the condition that raises it (``kind``), its
+priority, the delays that keep a flickering value from raising it twenty times, and a message an
+operator at 3 a.m. understands (Chinese or English, UTF-8 end to end). Ids become MQTT topic
+levels (``<prefix>/<station>/alarms/<id>``) and historian tags, so they are lower-case identifiers.
+
+The controller's signals (outdoor sensor fault, limiter active for long, morning target missed,
+setpoint not written, circulation lost) are alarms too, with the defaults in
+``CONTROLLER_SIGNAL_DEFAULTS``; a station overrides one by declaring a ``signal`` alarm for the
+same signal, or turns them all off with ``controller_signals: false``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from gateway.config_base import Strict
+from gateway.control.model import Signal
+
+AlarmId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+TagName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+Message = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+FLOOD_ALARM_ID = "alarm_flood"
+"""The engine's own summary alarm while the station floods the operator; no station may use it."""
+
+RESERVED_IDS = frozenset({FLOOD_ALARM_ID, "open"})
+"""``open`` is the retained summary topic ``events/open``; ``alarm_flood`` is the flood summary."""
+
+
+class Priority(str, Enum):
+    """How fast someone must act (IEC 62682 priorities). Ordered: ``rank`` 0 is the most urgent."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.MEDIUM: 2, Priority.LOW: 3}
+
+
+class AlarmBase(Strict):
+    """What every alarm has, whatever raises it."""
+
+    priority: Priority
+    message: Message
+    on_delay_s: float = Field(default=0.0, ge=0, le=86_400, description="condition must hold this long")
+    off_delay_s: float = Field(default=0.0, ge=0, le=86_400, description="condition must be gone this long")
+    suppressed_by: tuple[AlarmId, ...] = Field(default=(), description="alarms whose activity explains this one")
+    out_of_service: bool = Field(default=False, description="taken out of service by configuration")
+
+
+class LimitAlarm(AlarmBase):
+    """An analogue value beyond a limit: ``hh``/``h`` above it, ``l``/``ll`` below it. It returns
+    only once the value is back by ``deadband`` (hysteresis), so a value resting on the limit raises
+    it once."""
+
+    kind: Literal["limit"]
+    tag: TagName
+    level: Literal["hh", "h", "l", "ll"]
+    limit: float
+    deadband: float = Field(default=0.0, ge=0)
+
+    @property
+    def high(self) -> bool:
+        return self.level in ("hh", "h")
+
+
+class DiscreteAlarm(AlarmBase):
+    """A bool tag in its abnormal state: pump fault, pit flooded, an interlock trip."""
+
+    kind: Literal["discrete"]
+    tag: TagName
+    abnormal: bool = True
+
+
+class RateAlarm(AlarmBase):
+    """A value changing faster than ``limit_per_min`` (either direction) between two good samples."""
+
+    kind: Literal["rate"]
+    tag: TagName
+    limit_per_min: float = Field(gt=0)
+    deadband: float = Field(default=0.0, ge=0)
+
+
+class DeviationAlarm(AlarmBase):
+    """A value away from its reference (secondary supply against its setpoint) by more than
+    ``limit`` in either direction; usually with a long ``on_delay_s`` (Samson: 10 K for 30 min)."""
+
+    kind: Literal["deviation"]
+    tag: TagName
+    reference: TagName
+    limit: float = Field(gt=0)
+    deadband: float = Field(default=0.0, ge=0)
+
+
+class QualityAlarm(AlarmBase):
+    """A tag without a good value (bad, stale, or no sample at all) for longer than ``after_s``."""
+
+    kind: Literal["quality"]
+    tag: TagName
+    after_s: float = Field(gt=0, le=86_400)
+
+
+class CommAlarm(AlarmBase):
+    """A device that stopped answering (``DeviceStatus`` from its poller). Every alarm on the
+    device's tags is suppressed by it automatically: one lost PLC is one alarm, not forty."""
+
+    kind: Literal["comm"]
+    device: TagName
+
+
+class SignalAlarm(AlarmBase):
+    """A condition the controller reports in its state (``ControllerState.signals``)."""
+
+    kind: Literal["signal"]
+    signal: Signal
+
+
+AlarmConfig = Annotated[LimitAlarm | DiscreteAlarm | RateAlarm | DeviationAlarm | QualityAlarm | CommAlarm
+                        | SignalAlarm, Field(discriminator="kind")]
+TagAlarm = LimitAlarm | DiscreteAlarm | RateAlarm | DeviationAlarm | QualityAlarm
+
+
+class FloodSettings(Strict):
+    """An alarm flood (ISA-18.2: more than 10 alarms in 10 minutes per operator) hides the alarm
+    that matters. Beyond ``max_activations`` in ``window_s``, activations below ``annunciate``
+    priority are summarised in one ``alarm_flood`` alarm and counted, never dropped: every
+    transition is still recorded and published on the events topic."""
+
+    max_activations: int = Field(default=10, ge=1, le=10_000)
+    window_s: float = Field(default=600.0, gt=0, le=86_400)
+    annunciate: Priority = Field(default=Priority.HIGH, description="this priority and above stay individual")
+
+
+class AlarmSettings(Strict):
+    """The station's ``alarms:`` section."""
+
+    flood: FloodSettings = FloodSettings()
+    max_shelve_s: float = Field(default=8 * 3600, gt=0, le=86_400, description="longest an operator may shelve")
+    controller_signals: bool = Field(default=True, description="raise the controller's signals as alarms")
+    definitions: dict[AlarmId, AlarmConfig] = Field(default_factory=dict)
+
+    def problems(self, tag_devices: Mapping[str, str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-references the models cannot check alone: tags, devices, suppressors, cycles."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        devices = set(tag_devices.values())
+        for alarm_id, alarm in self.definitions.items():
+            path: tuple[str | int, ...] = ("alarms", "definitions", alarm_id)
+            if alarm_id in RESERVED_IDS:
+                found.append((path, f"the id {alarm_id!r} is reserved"))
+            for name in ("tag", "reference"):
+                tag = getattr(alarm, name, None)
+                if tag is not None and tag not in tag_devices:
+                    found.append(((*path, name), f"unknown tag {tag!r}"))
+            if isinstance(alarm, CommAlarm) and alarm.device not in devices:
+                found.append(((*path, "device"), f"unknown device {alarm.device!r} (defined: {', '.join(sorted(devices))})"))
+            for index, other in enumerate(alarm.suppressed_by):
+                if other not in self.definitions:
+                    found.append(((*path, "suppressed_by", index), f"unknown alarm {other!r}"))
+        if not found and (cycle := _cycle({a: c.suppressed_by for a, c in self.definitions.items()})):
+            found.append((("alarms", "definitions", cycle[0], "suppressed_by"),
+                          "suppression cycle: " + " -> ".join(cycle)))
+        return found
+
+
+class SignalDefault(Strict):
+    """The alarm a controller signal raises unless the station declares its own."""
+
+    priority: Priority
+    message: Message
+    on_delay_s: float = 0.0
+
+
+CONTROLLER_SIGNAL_DEFAULTS: dict[Signal, SignalDefault] = {
+    Signal.OUTDOOR_SENSOR_FAULT: SignalDefault(priority=Priority.MEDIUM, on_delay_s=60,
+                                               message="Outdoor sensor faulty: controller uses a fallback"),
+    Signal.OUTDOOR_LAST_GOOD: SignalDefault(priority=Priority.MEDIUM, on_delay_s=60,
+                                            message="Outdoor temperature: using the last good value"),
+    Signal.OUTDOOR_DEFAULT: SignalDefault(priority=Priority.HIGH, on_delay_s=60,
+                                          message="Outdoor temperature unknown: controller runs on its default"),
+    Signal.ROOMS_NONE_VALID: SignalDefault(priority=Priority.MEDIUM, on_delay_s=1800,
+                                           message="No valid room temperature: no room trim"),
+    Signal.RETURN_LIMIT_ACTIVE: SignalDefault(priority=Priority.LOW, on_delay_s=6 * 3600,
+                                              message="Return limiter active for over 6 h"),
+    Signal.POWER_LIMIT_ACTIVE: SignalDefault(priority=Priority.LOW, on_delay_s=6 * 3600,
+                                             message="Power limiter active for over 6 h"),
+    Signal.FLOW_LIMIT_ACTIVE: SignalDefault(priority=Priority.LOW, on_delay_s=6 * 3600,
+                                            message="Flow limiter active for over 6 h"),
+    Signal.LIMITER_SENSOR_FAULT: SignalDefault(priority=Priority.LOW, on_delay_s=300,
+                                               message="A limiter's sensor is faulty: limiter off"),
+    Signal.FROST_PROTECTION: SignalDefault(priority=Priority.HIGH,
+                                           message="Frost protection active"),
+    Signal.MORNING_TARGET_MISSED: SignalDefault(priority=Priority.MEDIUM,
+                                                message="Rooms missed the morning comfort target"),
+    Signal.SETPOINT_NOT_WRITTEN: SignalDefault(priority=Priority.HIGH, on_delay_s=300,
+                                               message="Supply setpoint not written to the PLC"),
+    Signal.CIRCULATION_LOST: SignalDefault(priority=Priority.CRITICAL, on_delay_s=10,
+                                           message="Circulation lost: controller holds its last safe setpoint"),
+}
+"""Signals worth an operator's attention. Informational ones (outdoor from dispatch, a dispatch
+offset in force, one room sensor invalid) are in the control state, not alarms."""
+
+
+def signal_alarm_id(signal: Signal) -> str:
+    """The id of the default alarm for a controller signal (``ctl_setpoint_not_written``)."""
+    return f"ctl_{signal.value}"
+
+
+def _cycle(edges: Mapping[str, Iterable[str]]) -> list[str]:
+    """A suppression cycle (a -> b -> a) if there is one: it would hide both alarms for ever."""
+    done: set[str] = set()
+
+    def visit(node: str, trail: list[str]) -> list[str]:
+        if node in trail:
+            return [*trail[trail.index(node):], node]
+        if node in done:
+            return []
+        for nxt in edges.get(node, ()):
+            if found := visit(nxt, [*trail, node]):
+                return found
+        done.add(node)
+        return []
+
+    for start in edges:
+        if found := visit(start, []):
+            return found
+    return []
