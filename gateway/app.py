@@ -18,6 +18,10 @@ from pathlib import Path
 from types import TracebackType
 
 from drivers.modbus.link import ModbusLink
+from gateway.alarms.engine import AlarmEngine
+from gateway.alarms.service import AlarmService
+from gateway.alarms.settings import AlarmSettings
+from gateway.alarms.store import store_path
 from gateway.bus import Bus
 from gateway.config import GatewayConfig, load_gateway_config
 from gateway.control.loader import ControllerConfig, load_controller_config
@@ -69,6 +73,15 @@ class Gateway:
         elif config.mqtt is not None and state_dir is not None:
             # Built before the pollers start, so the outbox's bus subscription sees the first sample.
             self.mqtt = MqttService(config, self.bus, state_dir, self.commands, started=time.time())
+        # Subscribed before the pollers start, like the outbox: the first fault is seen.
+        tag_devices = {tag: device for tag, (device, _) in config.tags().items()}
+        engine = AlarmEngine(config.alarms or AlarmSettings(), tag_devices, controller=controller is not None,
+                             now=time.time())
+        self.alarms = AlarmService(
+            engine, self.bus, store_path=None if state_dir is None else store_path(state_dir, config.station.id),
+            outbox=None if self.mqtt is None else self.mqtt.outbox,
+            publisher=None if self.mqtt is None else self.mqtt.publisher)
+        self.alarms.provide_commands(self.commands)
         self.latest = LatestValues(config)
         self._latest_feed = self.bus.subscribe("latest-values", maxsize=4096)
         self.controller: ControllerTask | None = None
@@ -108,6 +121,8 @@ class Gateway:
     async def __aenter__(self) -> Gateway:
         if self.mqtt is not None:
             await self.mqtt.__aenter__()
+        await self.alarms.__aenter__()
+        self._tasks.append(asyncio.create_task(self.alarms.run(), name="alarms"))
         for name, poller in self.pollers.items():
             self._tasks.append(asyncio.create_task(poller.run(), name=f"poll:{name}"))
         self._tasks.append(asyncio.create_task(self.writes.run(), name="writes"))
@@ -121,6 +136,8 @@ class Gateway:
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         await _cancel(self._tasks)
         self._tasks.clear()
+        # Before the outbox closes: the transitions still queued are stored and sent.
+        await self.alarms.__aexit__(kind, exc, tb)
         if self.mqtt is not None:
             # After the pollers: the outbox stores everything they published before it closes.
             await self.mqtt.__aexit__(kind, exc, tb)

@@ -1,5 +1,5 @@
 """Every payload of the MQTT contract (README "MQTT contract"), in one place: telemetry, status,
-meta and command results. The contract is the gateway's public API; keeping its shapes together
+meta, command results, and alarm transitions and states. The contract is the gateway's public API; keeping its shapes together
 makes a change to it one reviewable diff.
 
 Telemetry is sized for cellular links: samples are positional arrays, the tag's unit and
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from drivers.base import Quality
+from gateway.alarms.engine import Transition
 from gateway.config import GatewayConfig, TagConfig
 from gateway.samples import Sample, Value
 
@@ -146,3 +147,30 @@ def result(command_id: str | None, ok: bool, reason: str, now: float, detail: Ma
         payload["result"] = dict(detail)
     payload["ts"] = round(now, 3)
     return _dumps(payload)
+
+
+def _time(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _alarm(transition: Transition) -> dict[str, object]:
+    record = transition.record
+    value = record.value
+    if isinstance(value, float) and not math.isfinite(value):
+        value = None
+    return {"ts": round(record.changed, 3), "kind": "alarm", "id": record.id, "state": record.state.value,
+            "previous": transition.previous.value, "priority": transition.priority.value, "value": value,
+            "limit": transition.limit, "message": transition.message, "activated": _time(record.activated),
+            "acknowledged": _time(record.acknowledged), "returned": _time(record.returned),
+            "origin": record.origin or None, "shelved_until": _time(record.shelved_until),
+            "note": record.note or None, "annunciated": transition.annunciate}
+
+
+def alarm_transition(seq: int, transition: Transition) -> bytes:
+    """One alarm transition on ``events`` (through the outbox: durable, in ``seq`` order)."""
+    return _dumps({"seq": seq, **_alarm(transition)})
+
+
+def alarm_state(transition: Transition) -> bytes:
+    """An alarm's current state, retained on ``alarms/<id>`` (the normal state too, once cleared)."""
+    return _dumps(_alarm(transition))

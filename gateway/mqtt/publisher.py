@@ -122,6 +122,7 @@ class Publisher:
         self._ack_lock = asyncio.Lock()
         self.connected = asyncio.Event()
         self._connection: MqttConnection | None = None
+        self._retained: dict[str, bytes] = {}  # current states (alarms), by topic below the station
         self.published_messages = 0  # acknowledged telemetry messages, for the benchmark and logs
 
     async def run(self) -> None:
@@ -166,6 +167,15 @@ class Publisher:
         self._connection.publish(self.topics.control, payload)
         return True
 
+    def publish_retained(self, suffix: str, payload: bytes) -> None:
+        """Publish a current state (an alarm's, the open events') retained on ``suffix`` below the
+        station, now if connected and again on every connection, so a dashboard that subscribes
+        later, or a broker that lost its retained store, sees the truth. Only the latest payload
+        per topic is kept: it is state, not history (history goes through the outbox)."""
+        self._retained[suffix] = payload
+        if self._connection is not None:
+            self._connection.publish(self.topics.of(suffix), payload, qos=1, retain=True)
+
     def stop(self) -> None:
         """Ask ``run()`` to publish the offline status, disconnect and return."""
         self._stopping.set()
@@ -187,6 +197,8 @@ class Publisher:
             status = birth(self.identity, self._clock(), stats.pending_messages, stats.dropped_messages)
             connection.publish(self.topics.status, status, retain=True)
             connection.publish(self.topics.meta, self._meta, retain=True)
+            for suffix, payload in self._retained.items():
+                connection.publish(self.topics.of(suffix), payload, retain=True)
             await connection.subscribe(self.topics.commands)
             log.info("mqtt connected", extra=kv(broker=f"{self.settings.host}:{self.settings.port}",
                                                 client_id=self._endpoint.client_id, backlog=stats.pending_messages,
