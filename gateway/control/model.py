@@ -62,6 +62,9 @@ class CircuitInputs:
     primary_return_c: Reading = NO_READING
     power_kw: Reading = NO_READING
     flow_m3h: Reading = NO_READING
+    pump_fault: Reading = NO_READING  # 1.0 tripped, 0.0 healthy
+    pump_running: Reading = NO_READING  # 1.0 running, 0.0 stopped
+    circulation_m3h: Reading = NO_READING
 
 
 @dataclass(frozen=True, slots=True)
