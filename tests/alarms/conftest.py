@@ -1,0 +1,3 @@
+"""The MQTT tests' broker and subscriber, for the alarm tests that run the whole chain."""
+
+from tests.mqtt.conftest import broker  # noqa: F401 - a fixture used here
