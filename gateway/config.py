@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from gateway.alarms.settings import AlarmSettings
+from gateway.alarms.settings import AlarmSettings, EventSettings
 from gateway.config_base import Backoff, Strict
 from gateway.control.settings import ControllerSettings
 from gateway.mqtt.settings import MqttSettings
@@ -167,6 +167,7 @@ class GatewayConfig(Strict):
     mqtt: MqttSettings | None = None
     controller: ControllerSettings | None = None
     alarms: AlarmSettings | None = None  # absent: only the controller's signals are alarms
+    events: EventSettings | None = None  # absent: no station events
 
     def tags(self) -> dict[str, tuple[str, TagConfig]]:
         """Every tag by name, with the device it belongs to."""
@@ -185,8 +186,11 @@ class GatewayConfig(Strict):
                 if tag.group not in self.groups:
                     known = ", ".join(sorted(self.groups))
                     found.append(((*path, "group"), f"unknown group {tag.group!r} (defined: {known})"))
+        tag_devices = {tag: device for tag, (device, _) in self.tags().items()}
         if self.alarms is not None:
-            found.extend(self.alarms.problems({tag: device for tag, (device, _) in self.tags().items()}))
+            found.extend(self.alarms.problems(tag_devices))
+        if self.events is not None:
+            found.extend(self.events.problems(tag_devices))
         return found
 
 

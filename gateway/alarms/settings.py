@@ -242,3 +242,93 @@ def _cycle(edges: Mapping[str, Iterable[str]]) -> list[str]:
         if found := visit(start, []):
             return found
     return []
+
+
+# --- station events (what the regulations count) --------------------------------------------------
+
+Clock = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class InterruptionSettings(Strict):
+    """A supply interruption: no heat reaches the users. It starts when any configured cause holds
+    for ``confirm_s`` (primary supply lost, circulation stopped, supply temperature collapsed) and is
+    escalated at each of ``escalations_h`` after its start (regulations: report within 1 h, notify
+    users at 8 h, fees reduced from 24 h); it ends after ``confirm_s`` without a cause."""
+
+    primary_lost_tag: TagName | None = None
+    pump_fault_tag: TagName | None = None
+    pump_running_tag: TagName | None = None
+    supply_temp_tag: TagName | None = None
+    supply_collapsed_below_c: float = Field(default=35.0, ge=0, le=100)
+    confirm_s: float = Field(default=60.0, ge=0, le=3600)
+    escalations_h: tuple[float, ...] = Field(default=(1.0, 8.0, 24.0), min_length=1)
+
+
+class MakeupSettings(Strict):
+    """Make-up water loss: the make-up volume over ``period_h`` against the system volume (the
+    site's definition); above ``limit_pct`` it is an event, escalated when not handled within
+    ``handle_within_h`` (the domain brief: 1 % and 6 h)."""
+
+    total_tag: TagName
+    system_volume_m3: float = Field(gt=0, le=1_000_000)
+    period_h: float = Field(default=24.0, gt=0, le=24 * 31)
+    limit_pct: float = Field(default=1.0, gt=0, le=100)
+    handle_within_h: float = Field(default=6.0, gt=0, le=24 * 31)
+
+
+class RefundTier(Strict):
+    """A room below ``below_c`` costs ``refund_pct`` of that day's fee (Zibo rule)."""
+
+    below_c: float = Field(ge=-10, le=30)
+    refund_pct: float = Field(ge=0, le=100)
+
+
+class RoomSettings(Strict):
+    """Representative rooms (测温点): below ``repair_below_c`` a fault must be fixed within
+    ``repair_within_h`` (any hour); below ``comfort_below_c`` during ``comfort_from``-``comfort_to``
+    in the station's time zone is a comfort event. Each carries the refund tier of the coldest
+    reading so far. ``confirm_s`` keeps one low radio report from starting an event."""
+
+    tags: tuple[TagName, ...] = Field(min_length=1)
+    repair_below_c: float = Field(default=16.0, ge=0, le=30)
+    repair_within_h: float = Field(default=2.0, gt=0, le=240)
+    comfort_below_c: float = Field(default=18.0, ge=0, le=30)
+    comfort_from: Clock = "06:00"
+    comfort_to: Clock = "21:00"
+    confirm_s: float = Field(default=600.0, ge=0, le=86_400)
+    refund_tiers: tuple[RefundTier, ...] = (RefundTier(below_c=18, refund_pct=20), RefundTier(below_c=16, refund_pct=50),
+                                            RefundTier(below_c=12, refund_pct=100))
+
+
+class EventSettings(Strict):
+    """The station's ``events:`` section; each rule is off until configured. ``trips`` maps an event
+    id to a bool tag (interlock trips, pit flooding) whose true state is an event."""
+
+    interruption: InterruptionSettings | None = None
+    makeup: MakeupSettings | None = None
+    rooms: RoomSettings | None = None
+    trips: dict[AlarmId, TagName] = Field(default_factory=dict)
+
+    def tag_refs(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Every tag this section names, with the path of the field naming it."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        if self.interruption is not None:
+            for name in ("primary_lost_tag", "pump_fault_tag", "pump_running_tag", "supply_temp_tag"):
+                if (tag := getattr(self.interruption, name)) is not None:
+                    found.append((("events", "interruption", name), tag))
+        if self.makeup is not None:
+            found.append((("events", "makeup", "total_tag"), self.makeup.total_tag))
+        if self.rooms is not None:
+            found.extend((("events", "rooms", "tags", index), tag) for index, tag in enumerate(self.rooms.tags))
+        found.extend((("events", "trips", event), tag) for event, tag in self.trips.items())
+        return found
+
+    def problems(self, tag_devices: Mapping[str, str]) -> list[tuple[tuple[str | int, ...], str]]:
+        found = [(path, f"unknown tag {tag!r}") for path, tag in self.tag_refs() if tag not in tag_devices]
+        found.extend((("events", "trips", event), f"the id {event!r} is reserved")
+                     for event in self.trips if event in RESERVED_EVENT_IDS)
+        return found
+
+
+RESERVED_EVENT_IDS = frozenset({"open", "interruption", "makeup_loss"})
+"""``open`` is the retained summary topic; the others are the rules' own event ids."""
