@@ -19,6 +19,7 @@ from types import TracebackType
 
 from drivers.modbus.link import ModbusLink
 from gateway.alarms.engine import AlarmEngine
+from gateway.alarms.events import EventEngine
 from gateway.alarms.service import AlarmService
 from gateway.alarms.settings import AlarmSettings
 from gateway.alarms.store import store_path
@@ -49,12 +50,14 @@ class Gateway:
 
     ``controller_clock`` and ``controller_time_scale`` put the controller on another time than the
     wall clock the pollers stamp samples with (the demo: the simulator's, 600 times faster); see
-    ``ControllerTask``. A station leaves both alone.
+    ``ControllerTask``. Alarms and station events are timed on ``alarm_clock`` (default: the
+    controller's clock), so an interruption escalates after a simulated hour. A station leaves
+    all of them alone.
     """
 
     def __init__(self, config: GatewayConfig, bus: Bus | None = None, *, state_dir: Path | None = None,
                  controller: ControllerConfig | None = None, controller_clock: Callable[[], float] = time.time,
-                 controller_time_scale: float = 1.0) -> None:
+                 controller_time_scale: float = 1.0, alarm_clock: Callable[[], float] | None = None) -> None:
         self.config = config
         self.bus = bus or Bus()
         links: dict[tuple[str, ...], ModbusLink] = {}
@@ -75,10 +78,13 @@ class Gateway:
             self.mqtt = MqttService(config, self.bus, state_dir, self.commands, started=time.time())
         # Subscribed before the pollers start, like the outbox: the first fault is seen.
         tag_devices = {tag: device for tag, (device, _) in config.tags().items()}
+        clock = alarm_clock or controller_clock
         engine = AlarmEngine(config.alarms or AlarmSettings(), tag_devices, controller=controller is not None,
-                             now=time.time())
+                             now=clock())
+        events = None if config.events is None else EventEngine(config.events, config.station.timezone)
         self.alarms = AlarmService(
-            engine, self.bus, store_path=None if state_dir is None else store_path(state_dir, config.station.id),
+            engine, self.bus, events=events, clock=clock,
+            store_path=None if state_dir is None else store_path(state_dir, config.station.id),
             outbox=None if self.mqtt is None else self.mqtt.outbox,
             publisher=None if self.mqtt is None else self.mqtt.publisher)
         self.alarms.provide_commands(self.commands)

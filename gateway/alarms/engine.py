@@ -213,7 +213,7 @@ class AlarmEngine:
                     continue
                 values[sample.tag] = sample
                 for watch in watches:
-                    self._raw(watch, self._detect(watch, sample), sample.value, now, changed)
+                    self._raw(watch, self._detect(watch, sample, now), sample.value, now, changed)
         elif isinstance(item, DeviceStatus):
             for watch in self._by_device.get(item.device, ()):
                 self._raw(watch, not item.online, item.reason or None, now, changed)
@@ -268,13 +268,14 @@ class AlarmEngine:
 
     # --- evaluation -------------------------------------------------------------------------------
 
-    def _detect(self, watch: Watch, sample: Sample) -> bool | None:
-        """The raw condition from one sample; None when the sample cannot tell (a bad value)."""
+    def _detect(self, watch: Watch, sample: Sample, now: float) -> bool | None:
+        """The raw condition from one sample; None when the sample cannot tell (a bad value).
+        Silence is timed on the engine's clock (``now``), rates on the samples' own times."""
         config = watch.config
         good = sample.quality is Quality.GOOD and sample.value is not None
         if isinstance(config, QualityAlarm):
             if good:
-                watch.last_time = sample.timestamp
+                watch.last_time = now
                 return False
             return None if watch.raw else True
         if not good:

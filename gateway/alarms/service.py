@@ -1,4 +1,4 @@
-"""The alarm engine at work in the gateway: a bus consumer, a timer, a store, and the way out.
+"""The alarm and event engines at work in the gateway: a bus consumer, a timer, a store, the way out.
 
 * **Bus**: subscribed lossless. An alarm missed because the engine fell behind is worse than a
   late poll, and evaluating costs microseconds per batch (bench/alarms.py); the slow part (disk,
@@ -6,8 +6,9 @@
   transitions' storage, never polling.
 * **Timers**: ``tick`` every ``tick_s``, for delays, shelving and silent tags.
 * **Way out**, per group of transitions, in this order: the store (synced; see ``store.py`` for why
-  first), the outbox (topic ``events``, one message per transition, the station's ``seq``), the
-  retained state (``alarms/<id>``), published now and on every reconnection.
+  first), the outbox (topic ``events``, one message per alarm transition or event update, the
+  station's ``seq``), the retained states (``alarms/<id>``, and ``events/open`` for the station
+  events not yet ended), published now and on every reconnection.
 * **Log**: every transition that is annunciated, one line each; during a flood the summarised
   ones go to debug, and the ``alarm_flood`` line says how many there were.
 * **Commands**: ``alarm_ack`` and ``alarm_shelve``, answered with the engine's reason when refused.
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import time
@@ -26,6 +28,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from gateway.alarms.engine import AlarmEngine, Transition
+from gateway.alarms.events import EventEngine, StationEvent
 from gateway.alarms.settings import Priority
 from gateway.alarms.state import AlarmRefused, AlarmState
 from gateway.alarms.store import AlarmStore
@@ -33,7 +36,7 @@ from gateway.bus import Bus
 from gateway.logs import kv
 from gateway.mqtt.commands import AlarmAckArgs, AlarmShelveArgs, Command, CommandRegistry, Refused
 from gateway.mqtt.outbox import AsyncOutbox
-from gateway.mqtt.payloads import alarm_state, alarm_transition
+from gateway.mqtt.payloads import alarm_state, alarm_transition, event_transition, open_events
 from gateway.mqtt.publisher import Publisher
 from gateway.samples import Value
 from gateway.yaml_source import ConfigError
@@ -48,12 +51,16 @@ EVENTS_TOPIC = "events"
 
 
 class AlarmService:
-    """Runs an ``AlarmEngine`` on the bus. ``async with`` for the store's lifetime, ``run()`` as a task."""
+    """Runs an ``AlarmEngine`` (and an ``EventEngine``) on the bus. ``async with`` for the store's
+    lifetime, ``run()`` as a task. ``clock`` is the time alarms and events are timed on: the wall
+    clock on a station, the simulator's in the demo and the accelerated tests."""
 
-    def __init__(self, engine: AlarmEngine, bus: Bus, *, store_path: Path | None = None,
+    def __init__(self, engine: AlarmEngine, bus: Bus, *, events: EventEngine | None = None,
+                 store_path: Path | None = None,
                  outbox: AsyncOutbox | None = None, publisher: Publisher | None = None,
                  clock: Callable[[], float] = time.time, tick_s: float = TICK_S) -> None:
         self.engine = engine
+        self.events = events
         self._bus = bus
         self._subscription = bus.subscribe("alarms", maxsize=BUS_QUEUE, lossless=True)
         self._store_path = store_path
@@ -63,7 +70,7 @@ class AlarmService:
         self._clock = clock
         self._tick_s = tick_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-store")
-        self._out: asyncio.Queue[list[Transition]] = asyncio.Queue()
+        self._out: asyncio.Queue[list[Transition | StationEvent]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.transitions = 0  # since start, for the benchmark and tests
 
@@ -72,16 +79,22 @@ class AlarmService:
             try:
                 self._store = await self._in_thread(AlarmStore, self._store_path)
                 stored = await self._in_thread(self._store.load)
+                stored_events = await self._in_thread(self._store.load_events)
             except (OSError, sqlite3.Error) as exc:
                 self._executor.shutdown(wait=False)
                 raise ConfigError([f"--state-dir: cannot open the alarm store {self._store_path}: {exc}"]) from None
             changed = self.engine.restore(stored, self._clock())
+            if self.events is not None:
+                self.events.restore(stored_events)
             log.info("alarm states restored", extra=kv(path=self._store_path, stored=len(stored),
-                                                       open=sum(r.state is not AlarmState.NORMAL for r in stored)))
+                                                       open=sum(r.state is not AlarmState.NORMAL for r in stored),
+                                                       open_events=len(stored_events)))
             self._emit(changed)
         if self._publisher is not None:
             for record in self.engine.records:
                 self._publisher.publish_retained(f"alarms/{record.id}", alarm_state(self.engine.describe(record.id)))
+            if self.events is not None:
+                self._publisher.publish_retained("events/open", open_events(self.events.open_events, self._clock()))
         self._writer = asyncio.create_task(self._write_forever(), name="alarm-writer")
         return self
 
@@ -109,9 +122,15 @@ class AlarmService:
             except TimeoutError:
                 item = None
             if item is not None:
-                self._emit(self.engine.on_item(item, self._clock()))
+                now = self._clock()
+                self._emit(self.engine.on_item(item, now))
+                if self.events is not None:
+                    self._emit(self.events.on_item(item, now))
             if loop.time() >= next_tick:
-                self._emit(self.engine.tick(self._clock()))
+                now = self._clock()
+                self._emit(self.engine.tick(now))
+                if self.events is not None:
+                    self._emit(self.events.tick(now))
                 next_tick = loop.time() + self._tick_s
 
     def provide_commands(self, commands: CommandRegistry) -> None:
@@ -137,13 +156,13 @@ class AlarmService:
         self._emit([transition])
         return transition
 
-    def _emit(self, transitions: list[Transition]) -> None:
+    def _emit(self, transitions: list[Transition] | list[StationEvent]) -> None:
         if not transitions:
             return
         self.transitions += len(transitions)
         for transition in transitions:
             _log(transition)
-        self._out.put_nowait(transitions)
+        self._out.put_nowait(list(transitions))
 
     async def _write_forever(self) -> None:
         while True:
@@ -152,25 +171,38 @@ class AlarmService:
                 await self._write(transitions)
             except Exception:  # noqa: BLE001 - one failing write must not stop the alarms behind it
                 log.exception("alarm transitions not stored or not queued for MQTT", extra=kv(
-                    alarms=",".join(t.record.id for t in transitions)))
+                    alarms=",".join(t.record.id if isinstance(t, Transition) else t.id for t in transitions)))
             finally:
                 self._out.task_done()
 
-    async def _write(self, transitions: list[Transition]) -> None:
+    async def _write(self, transitions: list[Transition | StationEvent]) -> None:
+        alarms = [t for t in transitions if isinstance(t, Transition)]
+        events = [t for t in transitions if isinstance(t, StationEvent)]
         if self._store is not None:
-            await self._in_thread(self._store.save, [t.record for t in transitions])
+            await self._in_thread(self._store.save, [t.record for t in alarms], events)
         for transition in transitions:
             if self._outbox is not None:
-                await self._outbox.append(lambda seq, t=transition: alarm_transition(seq, t), 0, topic=EVENTS_TOPIC)
-            if self._publisher is not None:
-                self._publisher.publish_retained(f"alarms/{transition.record.id}",
-                                                 alarm_state(self.engine.describe(transition.record.id)))
+                encode = (functools.partial(alarm_transition, transition=transition)
+                          if isinstance(transition, Transition) else
+                          functools.partial(event_transition, event=transition))
+                await self._outbox.append(encode, 0, topic=EVENTS_TOPIC)
+        if self._publisher is not None:
+            for alarm_id in dict.fromkeys(t.record.id for t in alarms):
+                self._publisher.publish_retained(f"alarms/{alarm_id}", alarm_state(self.engine.describe(alarm_id)))
+            if events and self.events is not None:
+                self._publisher.publish_retained("events/open", open_events(self.events.open_events, self._clock()))
 
     async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
 
-def _log(transition: Transition) -> None:
+def _log(transition: Transition | StationEvent) -> None:
+    if isinstance(transition, StationEvent):
+        log.warning("station event", extra=kv(
+            event=transition.id, state=transition.state.value, cause=transition.cause,
+            escalation_h=transition.escalation_h, deadline=transition.deadline, value=transition.value,
+            refund_pct=transition.refund_pct, duration_s=round(transition.duration_s), message=transition.message))
+        return
     record = transition.record
     fields = kv(alarm=record.id, state=record.state.value, previous=transition.previous.value,
                 priority=transition.priority.value, value=record.value, message=transition.message,

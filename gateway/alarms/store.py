@@ -1,4 +1,5 @@
-"""Alarm states on disk, so a restart neither forgets an alarm nor raises an acknowledged one again.
+"""Alarm states and open station events on disk, so a restart neither forgets an alarm nor raises an
+acknowledged one again, and an interruption that began before it keeps its start and escalates on time.
 
 SQLite in the state directory (``alarms-<station>.sqlite``), one row per alarm, written in one
 synced transaction per group of transitions: a crash leaves the states before or after that group,
@@ -18,9 +19,13 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from gateway.alarms.events import EventState, StationEvent
 from gateway.alarms.state import AlarmRecord, AlarmState
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS alarm_state (id TEXT PRIMARY KEY, record TEXT NOT NULL)"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarm_state (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS open_event (id TEXT PRIMARY KEY, event TEXT NOT NULL);
+"""
 
 
 def store_path(state_dir: Path, station: str) -> Path:
@@ -37,7 +42,7 @@ class AlarmStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(SCHEMA)
+        self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -54,19 +59,38 @@ class AlarmStore:
                 continue
         return records
 
-    def save(self, records: Iterable[AlarmRecord]) -> None:
-        """Store these records in one synced transaction."""
+    def load_events(self) -> list[StationEvent]:
+        """The station events that were open (started or escalated, not ended)."""
+        events = []
+        for (text,) in self._db.execute("SELECT event FROM open_event"):
+            try:
+                data = json.loads(text)
+                data["state"] = EventState(data["state"])
+                events.append(StationEvent(**data))
+            except (ValueError, TypeError, KeyError):
+                continue
+        return events
+
+    def save(self, records: Iterable[AlarmRecord], events: Iterable[StationEvent] = ()) -> None:
+        """Store these alarm records and event updates (an ended event is forgotten) in one synced
+        transaction."""
         rows = [(record.id, json.dumps(_plain(record), ensure_ascii=False)) for record in records]
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.executemany("INSERT OR REPLACE INTO alarm_state (id, record) VALUES (?, ?)", rows)
+            for event in events:
+                if event.state is EventState.ENDED:
+                    self._db.execute("DELETE FROM open_event WHERE id = ?", (event.id,))
+                else:
+                    self._db.execute("INSERT OR REPLACE INTO open_event (id, event) VALUES (?, ?)",
+                                     (event.id, json.dumps(_plain(event), ensure_ascii=False)))
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
 
 
-def _plain(record: AlarmRecord) -> dict[str, object]:
+def _plain(record: AlarmRecord | StationEvent) -> dict[str, object]:
     data = dataclasses.asdict(record)
     data["state"] = record.state.value
     return data

@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from drivers.base import Quality
 from gateway.alarms.engine import Transition
+from gateway.alarms.events import StationEvent
 from gateway.config import GatewayConfig, TagConfig
 from gateway.samples import Sample, Value
 
@@ -174,3 +175,21 @@ def alarm_transition(seq: int, transition: Transition) -> bytes:
 def alarm_state(transition: Transition) -> bytes:
     """An alarm's current state, retained on ``alarms/<id>`` (the normal state too, once cleared)."""
     return _dumps(_alarm(transition))
+
+
+def _event(event: StationEvent) -> dict[str, object]:
+    return {"ts": round(event.changed, 3), "kind": "event", "id": event.id, "rule": event.rule,
+            "state": event.state.value, "message": event.message, "cause": event.cause,
+            "started": round(event.started, 3), "escalation_h": event.escalation_h, "deadline": _time(event.deadline),
+            "ended": _time(event.ended), "duration_s": round(event.duration_s, 3), "value": event.value,
+            "refund_pct": event.refund_pct}
+
+
+def event_transition(seq: int, event: StationEvent) -> bytes:
+    """A station event's start, escalation or end on ``events`` (through the outbox)."""
+    return _dumps({"seq": seq, **_event(event)})
+
+
+def open_events(events: Sequence[StationEvent], now: float) -> bytes:
+    """The retained ``events/open`` summary: every station event not yet ended."""
+    return _dumps({"ts": round(now, 3), "open": [_event(event) for event in events]})
