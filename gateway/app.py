@@ -20,7 +20,7 @@ from types import TracebackType
 from drivers.modbus.link import ModbusLink
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import EventEngine
-from gateway.alarms.service import AlarmService
+from gateway.alarms.service import AlarmService, alarm_tick_s
 from gateway.alarms.settings import AlarmSettings
 from gateway.alarms.store import store_path
 from gateway.bus import Bus
@@ -83,7 +83,7 @@ class Gateway:
                              now=clock())
         events = None if config.events is None else EventEngine(config.events, config.station.timezone)
         self.alarms = AlarmService(
-            engine, self.bus, events=events, clock=clock,
+            engine, self.bus, events=events, clock=clock, tick_s=alarm_tick_s(controller_time_scale),
             store_path=None if state_dir is None else store_path(state_dir, config.station.id),
             outbox=None if self.mqtt is None else self.mqtt.outbox,
             publisher=None if self.mqtt is None else self.mqtt.publisher)

@@ -47,6 +47,13 @@ T = TypeVar("T")
 
 BUS_QUEUE = 4096
 TICK_S = 1.0
+MIN_TICK_S = 0.05
+
+
+def alarm_tick_s(time_scale: float) -> float:
+    """The timers' period: a second of the clock alarms are timed on (on accelerated time, a
+    twentieth of a wall second at most, so a 1 h escalation is at most a few simulated minutes late)."""
+    return max(MIN_TICK_S, TICK_S / time_scale)
 EVENTS_TOPIC = "events"
 
 

@@ -181,7 +181,8 @@ def _event(event: StationEvent) -> dict[str, object]:
     return {"ts": round(event.changed, 3), "kind": "event", "id": event.id, "rule": event.rule,
             "state": event.state.value, "message": event.message, "cause": event.cause,
             "started": round(event.started, 3), "escalation_h": event.escalation_h, "deadline": _time(event.deadline),
-            "ended": _time(event.ended), "duration_s": round(event.duration_s, 3), "value": event.value,
+            "ended": _time(event.ended), "duration_s": round(event.duration_s, 3),
+            "value": None if event.value is None else round(event.value, 3),
             "refund_pct": event.refund_pct}
 
 
