@@ -259,7 +259,7 @@ class Bridge:
 
     def _subscriptions(self) -> list[tuple[str, SubscribeOptions]]:
         topics = self.settings.topics
-        suffixes = {"telemetry": "telemetry", "control": "control", "alarms": "alarms/+", "events": "events/+"}
+        suffixes = {"telemetry": "telemetry", "control": "control", "alarms": "alarms/+", "events": "events"}
         return [
             (f"$share/{topics.share_group}/{self._prefix}/{station}/{suffixes[kind]}", SubscribeOptions(qos=1))
             for station in topics.stations for kind in topics.kinds
