@@ -192,5 +192,6 @@ def event_transition(seq: int, event: StationEvent) -> bytes:
 
 
 def open_events(events: Sequence[StationEvent], now: float) -> bytes:
-    """The retained ``events/open`` summary: every station event not yet ended."""
-    return _dumps({"ts": round(now, 3), "open": [_event(event) for event in events]})
+    """The retained ``events/open`` summary: every station event not yet ended (``count`` is what
+    the historian stores of it)."""
+    return _dumps({"ts": round(now, 3), "count": len(events), "open": [_event(event) for event in events]})

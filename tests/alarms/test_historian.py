@@ -11,7 +11,7 @@ from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import EventState, StationEvent
 from gateway.alarms.settings import AlarmSettings
 from gateway.historian.schema import Kind, LineEncoder, PayloadError, Topic, parse_topic
-from gateway.mqtt.payloads import alarm_transition, event_transition
+from gateway.mqtt.payloads import alarm_transition, event_transition, open_events
 from gateway.samples import Sample, SampleBatch
 
 STREAM = Topic(Kind.EVENT, "demo-01")
@@ -43,3 +43,11 @@ def test_a_station_event_update_is_an_event_point() -> None:
 def test_a_stream_message_without_an_id_is_refused() -> None:
     with pytest.raises(PayloadError, match="without a valid id"):
         LineEncoder("default").state(STREAM, None, json.dumps({"ts": 1.0, "kind": "alarm", "value": 1}).encode())
+
+
+def test_the_open_events_summary_is_stored_as_a_count() -> None:
+    event = StationEvent("pit_flooding", "trip", EventState.STARTED, 1000.0, 1000.0, "pit flooded")
+    topic = parse_topic("heatgw", "heatgw/demo-01/events/open")
+    assert topic == Topic(Kind.EVENT, "demo-01", "open")
+    encoded = LineEncoder("default").state(topic, None, open_events([event], 1001.0))
+    assert encoded.lines == ["event,event=open,site=default,station=demo-01 count=1.0 1001000"]
