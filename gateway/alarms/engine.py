@@ -41,6 +41,7 @@ from gateway.alarms.settings import (
     signal_alarm_id,
 )
 from gateway.alarms.state import (
+    OPEN_STATES,
     AlarmRecord,
     AlarmRefused,
     AlarmState,
@@ -176,6 +177,12 @@ class AlarmEngine:
 
     def record(self, alarm_id: str) -> AlarmRecord:
         return self._watch(alarm_id).record
+
+    def open_alarms(self) -> list[Transition]:
+        """The alarm list an operator works from: active, acknowledged and returned alarms, most
+        urgent first, then oldest first."""
+        open_ = [self._transition(w, w.record.state) for w in self._watches.values() if w.record.state in OPEN_STATES]
+        return sorted(open_, key=lambda t: (t.priority.rank, t.record.activated or 0.0))
 
     def describe(self, alarm_id: str) -> Transition:
         """The alarm's current state as a transition from itself (the retained state payload)."""
