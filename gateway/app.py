@@ -127,7 +127,12 @@ class Gateway:
     async def __aenter__(self) -> Gateway:
         if self.mqtt is not None:
             await self.mqtt.__aenter__()
-        await self.alarms.__aenter__()
+        try:
+            await self.alarms.__aenter__()  # after the outbox opens: restored transitions go out through it
+        except BaseException as exc:
+            if self.mqtt is not None:
+                await self.mqtt.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         self._tasks.append(asyncio.create_task(self.alarms.run(), name="alarms"))
         for name, poller in self.pollers.items():
             self._tasks.append(asyncio.create_task(poller.run(), name=f"poll:{name}"))

@@ -396,15 +396,16 @@ class AlarmEngine:
             window.popleft()
         record = self._flood.record
         count = len(window)
-        if count > flood.max_activations and record.state is AlarmState.NORMAL:
+        flooding = record.state in (AlarmState.ACTIVE, AlarmState.ACKNOWLEDGED)  # it may be acknowledged
+        if count > flood.max_activations and not flooding:
             return [self._apply(self._flood, dataclasses.replace(
                 record, state=AlarmState.ACTIVE, condition=True, changed=now, activated=now, returned=None,
                 value=count), annunciate=True)]
-        if count <= flood.max_activations and record.state is AlarmState.ACTIVE:
+        if count <= flood.max_activations and flooding:
             return [self._apply(self._flood, dataclasses.replace(
                 record, state=AlarmState.NORMAL, condition=False, changed=now, returned=now, value=count),
                 annunciate=True)]
-        if activations and record.state is AlarmState.ACTIVE:
+        if activations and flooding:
             record = dataclasses.replace(record, value=count)
             self._flood.record = record
         return []

@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 BUS_QUEUE = 4096
 TICK_S = 1.0
+STOP_TIMEOUT_S = 10.0
 MIN_TICK_S = 0.05
 
 
@@ -110,7 +111,11 @@ class AlarmService:
         """Store and hand to the outbox what is queued (the outbox is still open), then close."""
         self._bus.unsubscribe(self._subscription)
         if self._writer is not None:
-            await self._out.join()
+            try:
+                await asyncio.wait_for(self._out.join(), STOP_TIMEOUT_S)
+            except TimeoutError:  # a disk that hangs must not keep the gateway from stopping
+                log.error("alarm transitions still queued at stop were not stored", extra=kv(
+                    groups=self._out.qsize()))
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
         if self._store is not None:

@@ -236,3 +236,10 @@ def test_alarms_restored_after_a_restart_are_not_raised_again() -> None:
     assert after.restore(before.records, 100) == []
     assert after.on_item(batch(101, pump_fault=True), 101) == []
     assert states(after.on_item(batch(102, secondary_flow=50.0), 102)) == [("no_flow", "returned")]
+
+
+def test_an_acknowledged_flood_summary_still_ends_when_the_flood_does() -> None:
+    alarms = engine(many(12, "low"), flood={"max_activations": 10, "window_s": 600})
+    alarms.on_item(batch(0, supply_temp=100.0), 0)
+    assert alarms.acknowledge(FLOOD_ALARM_ID, 1, "op").record.state is AlarmState.ACKNOWLEDGED
+    assert states(alarms.tick(600)) == [(FLOOD_ALARM_ID, "normal")]
