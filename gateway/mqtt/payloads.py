@@ -1,6 +1,7 @@
 """Every payload of the MQTT contract (README "MQTT contract"), in one place: telemetry, status,
-meta, command results, and alarm transitions and states. The contract is the gateway's public API; keeping its shapes together
-makes a change to it one reviewable diff.
+meta, command results, alarm transitions and states, station event updates and the open events.
+The contract is the gateway's public API; keeping its shapes together makes a change to it one
+reviewable diff.
 
 Telemetry is sized for cellular links: samples are positional arrays, the tag's unit and
 description travel once in the retained ``meta`` message instead of in every sample, times are
