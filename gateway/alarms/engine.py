@@ -223,7 +223,7 @@ class AlarmEngine:
                     self._raw(watch, self._detect(watch, sample, now), sample.value, now, changed)
         elif isinstance(item, DeviceStatus):
             for watch in self._by_device.get(item.device, ()):
-                self._raw(watch, not item.online, item.reason or None, now, changed)
+                self._raw(watch, not item.online, None, now, changed)  # the reason is in the poller's log
         elif isinstance(item, ControllerState):
             signals = set(item.signals)
             for watch, signal in self._by_signal:

@@ -133,17 +133,20 @@ class AlarmService:
                     item = await queue.get()
             except TimeoutError:
                 item = None
-            if item is not None:
-                now = self._clock()
-                self._emit(self.engine.on_item(item, now))
-                if self.events is not None:
-                    self._emit(self.events.on_item(item, now))
-            if loop.time() >= next_tick:
-                now = self._clock()
-                self._emit(self.engine.tick(now))
-                if self.events is not None:
-                    self._emit(self.events.tick(now))
-                next_tick = loop.time() + self._tick_s
+            try:
+                if item is not None:
+                    now = self._clock()
+                    self._emit(self.engine.on_item(item, now))
+                    if self.events is not None:
+                        self._emit(self.events.on_item(item, now))
+                if loop.time() >= next_tick:
+                    next_tick = loop.time() + self._tick_s
+                    now = self._clock()
+                    self._emit(self.engine.tick(now))
+                    if self.events is not None:
+                        self._emit(self.events.tick(now))
+            except Exception:  # noqa: BLE001 - a bug on one item must not stop alarms, nor (lossless) polling
+                log.exception("alarm evaluation failed; item skipped", extra=kv(item=type(item).__name__))
 
     def provide_commands(self, commands: CommandRegistry) -> None:
         """``alarm_ack`` and ``alarm_shelve`` act on this engine from now on."""
