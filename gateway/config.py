@@ -173,6 +173,14 @@ class GatewayConfig(Strict):
         """Every tag by name, with the device it belongs to."""
         return {tag: (device, cfg) for device, dev in self.devices.items() for tag, cfg in dev.tags.items()}
 
+    def max_silence_s(self) -> dict[str, float]:
+        """How long each tag's samples may normally pause: twice its poll interval plus its
+        device's full timeout (``timeout_s`` x (1 + ``retries``)). Beyond that the value is stale,
+        and its device is known lost if the device stopped answering."""
+        return {tag: 2 * self.groups[cfg.group].interval_s + device.timeout_s * (1 + device.retries)
+                for device in self.devices.values() for tag, cfg in device.tags.items()
+                if cfg.group in self.groups}
+
     def problems(self) -> list[tuple[Path_, str]]:
         """Cross-reference checks that a single model cannot make on its own."""
         found: list[tuple[Path_, str]] = []
@@ -188,7 +196,7 @@ class GatewayConfig(Strict):
                     found.append(((*path, "group"), f"unknown group {tag.group!r} (defined: {known})"))
         tag_devices = {tag: device for tag, (device, _) in self.tags().items()}
         if self.alarms is not None:
-            found.extend(self.alarms.problems(tag_devices))
+            found.extend(self.alarms.problems(tag_devices, self.max_silence_s()))
         if self.events is not None:
             found.extend(self.events.problems(tag_devices))
         return found

@@ -5,10 +5,11 @@
   network) runs in a separate writer task behind an in-memory queue, so a slow disk delays the
   transitions' storage, never polling.
 * **Timers**: ``tick`` every ``tick_s``, for delays, shelving and silent tags.
-* **Way out**, per group of transitions, in this order: the store (synced; see ``store.py`` for why
-  first), the outbox (topic ``events``, one message per alarm transition or event update, the
-  station's ``seq``), the retained states (``alarms/<id>``, and ``events/open`` for the station
-  events not yet ended), published now and on every reconnection.
+* **Way out**, per group of transitions: the store (synced; see ``store.py`` for why first), the
+  outbox (topic ``events``, one message per alarm transition or event update, the
+  station's ``seq``), and the retained states (``alarms/<id>``, and ``events/open`` for the station
+  events not yet ended), published now and on every reconnection. The retained states go first,
+  so a transition seen on ``events`` is never older news than the retained state.
 * **Log**: every transition that is annunciated, one line each; during a flood the summarised
   ones go to debug, and the ``alarm_flood`` line says how many there were.
 * **Commands**: ``alarm_ack`` and ``alarm_shelve``, answered with the engine's reason when refused.
@@ -195,17 +196,19 @@ class AlarmService:
         events = [t for t in transitions if isinstance(t, StationEvent)]
         if self._store is not None:
             await self._in_thread(self._store.save, [t.record for t in alarms], events)
+        # The retained states first: whoever reacts to a transition on ``events`` by reading the
+        # retained state finds the state that transition led to, not the one before.
+        if self._publisher is not None:
+            for alarm_id in dict.fromkeys(t.record.id for t in alarms):
+                self._publisher.publish_retained(f"alarms/{alarm_id}", alarm_state(self.engine.describe(alarm_id)))
+            if events and self.events is not None:
+                self._publisher.publish_retained("events/open", open_events(self.events.open_events, self._clock()))
         for transition in transitions:
             if self._outbox is not None:
                 encode = (functools.partial(alarm_transition, transition=transition)
                           if isinstance(transition, Transition) else
                           functools.partial(event_transition, event=transition))
                 await self._outbox.append(encode, 0, topic=EVENTS_TOPIC)
-        if self._publisher is not None:
-            for alarm_id in dict.fromkeys(t.record.id for t in alarms):
-                self._publisher.publish_retained(f"alarms/{alarm_id}", alarm_state(self.engine.describe(alarm_id)))
-            if events and self.events is not None:
-                self._publisher.publish_retained("events/open", open_events(self.events.open_events, self._clock()))
 
     async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)

@@ -157,8 +157,10 @@ class AlarmSettings(Strict):
     controller_signals: bool = Field(default=True, description="raise the controller's signals as alarms")
     definitions: dict[AlarmId, AlarmConfig] = Field(default_factory=dict)
 
-    def problems(self, tag_devices: Mapping[str, str]) -> list[tuple[tuple[str | int, ...], str]]:
-        """Cross-references the models cannot check alone: tags, devices, suppressors, cycles."""
+    def problems(self, tag_devices: Mapping[str, str],
+                 max_silence_s: Mapping[str, float]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-references the models cannot check alone: tags, devices, suppressors, cycles, and
+        quality alarms that would fire on a tag's normal pause (``GatewayConfig.max_silence_s``)."""
         found: list[tuple[tuple[str | int, ...], str]] = []
         devices = set(tag_devices.values())
         for alarm_id, alarm in self.definitions.items():
@@ -169,6 +171,9 @@ class AlarmSettings(Strict):
                 tag = getattr(alarm, name, None)
                 if tag is not None and tag not in tag_devices:
                     found.append(((*path, name), f"unknown tag {tag!r}"))
+            if isinstance(alarm, QualityAlarm) and alarm.after_s <= max_silence_s.get(alarm.tag, 0.0):
+                found.append(((*path, "after_s"), f"must be longer than {max_silence_s[alarm.tag]:g} s, the longest "
+                              f"normal pause of {alarm.tag!r} (twice its poll interval plus its device's full timeout)"))
             if isinstance(alarm, CommAlarm) and alarm.device not in devices:
                 found.append(((*path, "device"), f"unknown device {alarm.device!r} (defined: {', '.join(sorted(devices))})"))
             for index, other in enumerate(alarm.suppressed_by):
