@@ -108,10 +108,10 @@ class DeviationAlarm(AlarmBase):
 class QualityAlarm(AlarmBase):
     """A tag without a good value (bad, stale, or no sample at all) for longer than ``after_s``.
 
-    Make ``after_s`` longer than the tag's poll interval plus its device's full timeout
-    (``timeout_s`` x (1 + ``retries``)): a device that stops answering is declared lost after that
-    time, and its communication alarm then suppresses this one; a shorter ``after_s`` raises the
-    silent tag before the device is known to be lost."""
+    ``after_s`` must be longer than the tag's normal pause (``GatewayConfig.max_silence_s``: twice
+    its poll interval plus its device's full timeout): a device that stops answering is declared
+    lost within that time, and its communication alarm then suppresses this one; a shorter
+    ``after_s`` would raise the silent tag before the device is known to be lost."""
 
     kind: Literal["quality"]
     tag: TagName
