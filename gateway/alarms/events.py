@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from drivers.base import Quality
 from gateway.alarms.settings import EventSettings, InterruptionSettings, MakeupSettings, RoomSettings
+from gateway.control.model import ControllerState
 from gateway.samples import Sample, SampleBatch, Value
 
 
@@ -130,6 +131,9 @@ class EventEngine:
         self._watched = {tag for _, tag in settings.tag_refs()}
         self._trackers: dict[str, _Tracker] = {}
         self._makeup: deque[tuple[float, float]] = deque()
+        # Heat is owed unless the controller says no circuit heats (summer, cut-out on a warm day,
+        # cold circulation): a cold supply or a stopped pump then interrupts nothing.
+        self._heat_owed = True
         if (interruption := settings.interruption) is not None:
             self._add("interruption", "interruption", "供热中断 Supply interruption", interruption.confirm_s,
                       interruption.escalations_h)
@@ -163,6 +167,12 @@ class EventEngine:
                 tracker.event, tracker.refund_pct, tracker.value = event, event.refund_pct, event.value
 
     def on_item(self, item: object, now: float) -> list[StationEvent]:
+        if isinstance(item, ControllerState):
+            owed = any(circuit.heating for circuit in item.circuits)
+            if owed == self._heat_owed:
+                return []
+            self._heat_owed = owed
+            return [] if self.settings.interruption is None else self._interruption(self.settings.interruption, now)
         if not isinstance(item, SampleBatch):
             return []
         seen = [s for s in item.samples if s.tag in self._watched]
@@ -197,6 +207,8 @@ class EventEngine:
 
     def _interruption(self, rule: InterruptionSettings, now: float) -> list[StationEvent]:
         causes, known = interruption_causes(rule, self._values)
+        if not self._heat_owed:
+            causes = []
         return self._trackers["interruption"].update(bool(causes) if known else None, now, ", ".join(causes))
 
     def _makeup_loss(self, rule: MakeupSettings, now: float) -> list[StationEvent]:

@@ -243,3 +243,4 @@ def test_an_acknowledged_flood_summary_still_ends_when_the_flood_does() -> None:
     alarms.on_item(batch(0, supply_temp=100.0), 0)
     assert alarms.acknowledge(FLOOD_ALARM_ID, 1, "op").record.state is AlarmState.ACKNOWLEDGED
     assert states(alarms.tick(600)) == [(FLOOD_ALARM_ID, "normal")]
+

@@ -12,6 +12,8 @@ import pytest
 from drivers.base import Quality
 from gateway.alarms.events import EventEngine, EventState, StationEvent
 from gateway.alarms.settings import EventSettings
+from gateway.control.model import CircuitState, ControllerState, OutdoorSource
+from gateway.control.settings import SeasonMode
 from gateway.samples import Sample, SampleBatch
 
 H = 3600.0
@@ -138,3 +140,21 @@ def test_an_open_event_survives_a_restart_and_escalates_on_time() -> None:
 def test_open_and_the_rule_ids_are_refused_as_trip_ids() -> None:
     settings = EventSettings.model_validate({"trips": {"open": "pit_flooded"}})
     assert settings.problems({"pit_flooded": "plc"}) == [(("events", "trips", "open"), "the id 'open' is reserved")]
+
+
+def circuit_state(heating: bool) -> CircuitState:
+    """A controller circuit state that only says whether it heats (for the event rules)."""
+    return CircuitState("radiators", "curve v1", heating, "heating" if heating else "cut-out", "day", 0.0, 0.0, 18.0,
+                        None, "", 0, 0, 60.0, 0.0, 0.0, 0.0, 0.0, 0.0, "", (), "", False, 60.0)
+
+
+def test_no_interruption_while_the_controller_heats_no_circuit() -> None:
+    events = engine(interruption={**INTERRUPTION, "confirm_s": 0})
+    summer = ControllerState(0.0, SeasonMode.OFF, "summer", 20.0, 20.0, OutdoorSource.SENSOR, "",
+                             (circuit_state(heating=False),), ())
+    assert events.on_item(summer, 0) == []
+    assert events.on_item(batch(1, secondary_supply_temp=25.0, pump_fault=False, primary_supply_lost=False), 1) == []
+    winter = ControllerState(2.0, SeasonMode.HEATING, "heating season", -5.0, -5.0, OutdoorSource.SENSOR, "",
+                             (circuit_state(heating=True),), ())
+    [started] = events.on_item(winter, 2)
+    assert started.cause == "supply 25.0 C below 35"
