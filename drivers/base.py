@@ -23,6 +23,7 @@ class Reason(str, Enum):
     TIMEOUT = "timeout"
     CONNECTION_LOST = "connection_lost"
     EXCEPTION = "exception"  # device answered with a protocol exception (code in the detail)
+    BAD_REPLY = "bad_reply"  # device answered, but not a reply to the request (what was wrong in the detail)
     DECODE_ERROR = "decode_error"
     OUT_OF_RANGE = "out_of_range"  # decoded fine but physically implausible (open sensor: 850 C)
     NO_VALUE = "no_value"  # device says the sensor has no reading (a sentinel raw value)

@@ -34,13 +34,19 @@ from gateway.control.model import ControllerState
 from gateway.control.task import ControllerTask
 from gateway.latest import LatestValues
 from gateway.logs import kv
+from gateway.metrics import GatewayCollector, MetricsServer, refresh_outbox
 from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
 from gateway.mqtt.service import MqttService
 from gateway.poller import DevicePoller
+from gateway.systemd_notify import Notifier, keep_alive
 from gateway.tagmap import link_key, make_link
 from gateway.writes import WriteQueue
 
 log = logging.getLogger(__name__)
+
+OUTBOX_PATIENCE_S = 60.0
+"""A call waiting this long on the outbox thread means a wedged disk: a commit takes milliseconds
+even on slow industrial flash (bench/outbox.py), so this never fires on a healthy station."""
 
 
 class Gateway:
@@ -81,7 +87,8 @@ class Gateway:
         clock = alarm_clock or controller_clock
         engine = AlarmEngine(config.alarms or AlarmSettings(), tag_devices, controller=controller is not None,
                              now=clock())
-        events = None if config.events is None else EventEngine(config.events, config.station.timezone)
+        events = None if config.events is None else EventEngine(config.events, config.station.timezone,
+                                                                config.report.refund_tiers)
         self.alarms = AlarmService(
             engine, self.bus, events=events, clock=clock, tick_s=alarm_tick_s(controller_time_scale),
             store_path=None if state_dir is None else store_path(state_dir, config.station.id),
@@ -100,6 +107,12 @@ class Gateway:
                                              sample_clock=time.time)
             self._provide_controller_commands(self.controller, controller_clock)
         self._tasks: list[asyncio.Task[None]] = []
+        self.metrics: GatewayCollector | None = None
+        self._metrics_server: MetricsServer | None = None
+        if config.metrics is not None:
+            self.metrics = GatewayCollector(self)
+            self._metrics_server = MetricsServer(config.metrics, self.metrics)
+        self._stopping = False
 
     def _provide_controller_commands(self, task: ControllerTask, clock: Callable[[], float]) -> None:
         """Dispatch's offset and outdoor value reach the controller through MQTT commands; the
@@ -140,11 +153,53 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._consume_bus(), name="latest-values"))
         if self.controller is not None:
             self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
+        for task in self._tasks:
+            task.add_done_callback(self._report_if_died)
+        if self._metrics_server is not None and self.metrics is not None:
+            if self.mqtt is not None:
+                self._tasks.append(asyncio.create_task(refresh_outbox(self.metrics, self.mqtt.outbox), name="metrics"))
+            self._metrics_server.__enter__()
         log.info("gateway started", extra=kv(station=self.config.station.id, devices=len(self.pollers),
                                              tags=sum(len(p.tags) for p in self.pollers.values())))
         return self
 
+    def stalled(self) -> list[str]:
+        """The parts that made no progress within their own patience (the systemd watchdog)."""
+        now = asyncio.get_running_loop().time()
+        parts = [f"poller:{name}" for name, poller in self.pollers.items() if poller.stalled(now)]
+        if self.mqtt is not None and self.mqtt.outbox.busy_s(now) > OUTBOX_PATIENCE_S:
+            parts.append("outbox")
+        if self.controller is not None and self.controller.stalled(now):
+            parts.append("controller")
+        parts.extend(f"task:{task.get_name()}" for task in self._tasks if task.done())
+        return parts
+
+    async def status_line(self) -> str:
+        """One line for ``systemctl status``: devices online, outbox backlog, controller phase."""
+        online = sum(1 for poller in self.pollers.values() if poller.online)
+        parts = [f"devices {online}/{len(self.pollers)} online"]
+        if self.mqtt is not None:
+            stats = await self.mqtt.outbox.stats()
+            link = "connected" if self.mqtt.publisher.connected.is_set() else "disconnected"
+            parts.append(f"mqtt {link}, outbox {stats.pending_messages} pending")
+        if self.controller is not None and (state := self.controller.state) is not None:
+            phases = ",".join(sorted({circuit.phase for circuit in state.circuits}))
+            parts.append(f"controller {state.season.value} {phases}")
+        return "; ".join(parts)
+
+    def _report_if_died(self, task: asyncio.Task[None]) -> None:
+        """Every task of the gateway runs until the gateway stops: one that ends by itself is a
+        defect that leaves the station without polling, writes or control, so it is logged at error
+        at once (and its exception with it), never found later by its silence."""
+        if task.cancelled() or (self._stopping and task.exception() is None):
+            return
+        log.error("gateway task stopped: the station runs without it until the gateway restarts",
+                  extra=kv(task=task.get_name()), exc_info=task.exception())
+
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stopping = True
+        if self._metrics_server is not None:
+            self._metrics_server.__exit__(kind, exc, tb)
         await _cancel(self._tasks)
         self._tasks.clear()
         # Before the outbox closes: the transitions still queued are stored and sent.
@@ -183,9 +238,6 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
         _, pending = await asyncio.wait(pending, timeout=0.1)
         for task in pending:
             task.cancel()
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task failed", extra=kv(task=task.get_name()), exc_info=task.exception())
 
 
 def tune_garbage_collector() -> None:
@@ -214,12 +266,54 @@ async def run_until_signalled(config_path: Path, state_dir: Path, controller_pat
         controller_path = config_path
     controller = load_controller_config(controller_path) if controller_path is not None else None
     stop = asyncio.Event()
+    notifier = Notifier.from_environment()
     with _signals_set(stop):
         async with Gateway(config, state_dir=state_dir, controller=controller) as gateway:
-            if gateway.controller is not None and controller_path is not None:
-                task, path = gateway.controller, controller_path
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: task.reload(path))
-            await stop.wait()
+            reloader = Reloader(gateway.controller, controller_path)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader)
+            notifier.ready(await gateway.status_line())
+            watchdog = asyncio.create_task(keep_alive(notifier, gateway.stalled, gateway.status_line), name="watchdog")
+            try:
+                await stop.wait()
+            finally:
+                notifier.stopping()
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+                await _cancel([watchdog])
+                await reloader.close()
+    notifier.close()
+
+
+class Reloader:
+    """SIGHUP: re-read the controller file off the event loop, one reload at a time.
+
+    The signal callback only starts a task, so it cannot fail; a SIGHUP during a reload asks for
+    one more reload after it (the file may have changed again), however many arrive. Without a
+    controller there is nothing to reload, and SIGHUP says so instead of ending the process.
+    """
+
+    def __init__(self, task: ControllerTask | None, path: Path | None) -> None:
+        self._task, self._path = task, path
+        self._running: asyncio.Task[None] | None = None
+        self._again = False
+
+    def __call__(self) -> None:
+        if self._task is None or self._path is None:
+            log.warning("reload: nothing to reload, no controller is configured")
+        elif self._running is not None and not self._running.done():
+            self._again = True
+        else:
+            self._running = asyncio.get_running_loop().create_task(self._run(self._task, self._path),
+                                                                    name="controller-reload")
+
+    async def _run(self, task: ControllerTask, path: Path) -> None:
+        self._again = True
+        while self._again:
+            self._again = False
+            await task.reload_off_loop(path)
+
+    async def close(self) -> None:
+        if self._running is not None:
+            await _cancel([self._running])
 
 
 @contextlib.contextmanager

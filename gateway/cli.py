@@ -45,8 +45,9 @@ def check(
 ) -> None:
     """Validate configuration files without running anything (exit 2 if any is invalid).
 
-    A file with a top-level ``curve:`` key is checked as a heating curve, anything else as a
-    station configuration.
+    A file with a top-level ``curve:`` key is checked as a heating curve, one with ``controller:``
+    and no ``devices:`` as controller settings (with its curves), one with ``influxdb:`` as
+    historian settings, anything else as a station configuration.
     """
     failed = False
     for path in files:
@@ -56,6 +57,10 @@ def check(
             failed = True
             for message in exc.messages:
                 errors.print(message, markup=False, highlight=False)
+        except Exception as exc:  # noqa: BLE001 - a bug in a check is still no reason for a traceback
+            failed = True
+            errors.print(f"{path}: cannot check: internal error {type(exc).__name__}: {exc} (please report)",
+                         markup=False, highlight=False)
     if failed:
         raise typer.Exit(EXIT_INVALID_CONFIG)
 
@@ -67,6 +72,11 @@ def _check_one(path: Path) -> str:
     if "curve" in top:
         heating_curve = validate_document(document, CurveFile).curve
         return f"curve {heating_curve.name!r} v{heating_curve.version} ({heating_curve.circuit}, {heating_curve.date})"
+    if "influxdb" in top and "devices" not in top:
+        from gateway.historian.settings import load_historian_settings
+
+        historian = load_historian_settings(path)
+        return f"historian {historian.instance!r}"
     if "controller" in top and "devices" not in top:
         from gateway.control.loader import load_controller_config
 
@@ -75,6 +85,60 @@ def _check_one(path: Path) -> str:
     config = check_gateway_document(document)
     tag_count = sum(len(device.tags) for device in config.devices.values())
     return f"station {config.station.id!r}: {len(config.devices)} devices, {tag_count} tags, {len(config.groups)} groups"
+
+
+@app.command()
+def report(
+    historian: Annotated[str, typer.Option(help="the historian's URL (VictoriaMetrics, e.g. http://127.0.0.1:8428)")],
+    start: Annotated[str, typer.Option("--from", help="first local day, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option("--to", help="last local day, YYYY-MM-DD (included)")],
+    config: Annotated[Path, typer.Option(help="the station file")] = Path("/etc/heatgw/station.yaml"),
+    controller: Annotated[Path | None, typer.Option(
+        help="controller settings: the rooms and comfort contract (default: the station file's controller: section)")] = None,
+    csv_dir: Annotated[Path | None, typer.Option("--csv", help="write rooms.csv, summary.csv, first-week.csv here")] = None,
+    html_file: Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML page with plots")] = None,
+) -> None:
+    """Report what the regulations count: each room's daily compliance and refund tier, the season
+    summary (heat, GJ/m², comfort share, refund room-days) and the first-week hourly report."""
+    import datetime as dt
+
+    from gateway.config import load_gateway_config
+    from gateway.control.loader import load_controller_config
+    from gateway.report.build import build_report
+    from gateway.report.historian import HistorianError, VictoriaMetricsHistorian
+    from gateway.report.render import print_report, write_csv, write_html
+
+    try:
+        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    except ValueError as exc:
+        errors.print(f"--from/--to: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID_CONFIG) from None
+    if last < first:
+        errors.print("--to is before --from", markup=False)
+        raise typer.Exit(EXIT_INVALID_CONFIG)
+    try:
+        station = load_gateway_config(config)
+        controller_path = controller or (config if station.controller is not None else None)
+        if controller_path is None:
+            raise ConfigError([f"{config}: no controller section and no --controller: the report needs the rooms"])
+        settings = load_controller_config(controller_path)
+    except ConfigError as exc:
+        for message in exc.messages:
+            errors.print(message, markup=False, highlight=False)
+        raise typer.Exit(EXIT_INVALID_CONFIG) from None
+    try:
+        result = build_report(station, settings, VictoriaMetricsHistorian(historian), first,
+                              last + dt.timedelta(days=1))
+    except HistorianError as exc:
+        errors.print(f"historian: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    print_report(result, console)
+    if csv_dir is not None:
+        for path in write_csv(result, csv_dir):
+            console.print(f"wrote {path}", highlight=False)
+    if html_file is not None:
+        write_html(result, html_file)
+        console.print(f"wrote {html_file}", highlight=False)
 
 
 @app.command()

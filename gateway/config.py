@@ -8,16 +8,20 @@ configuration reference printed in README.md.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
+from drivers.modbus.codec import engineering_range
+from drivers.modbus.points import DataType
 from gateway.alarms.settings import AlarmSettings, EventSettings
-from gateway.config_base import Backoff, Strict
+from gateway.config_base import Backoff, MetricsSettings, Strict, StrictTagged, plain_fields
 from gateway.control.settings import ControllerSettings
 from gateway.mqtt.settings import MqttSettings
+from gateway.report.settings import ReportSettings
 from gateway.validation import validate_document
 from gateway.yaml_source import ConfigError, Path_, YamlDocument, load_yaml
 
@@ -70,6 +74,8 @@ class WriteLimits(Strict):
     def _ordered(self) -> WriteLimits:
         if self.max <= self.min:
             raise ValueError("max must be greater than min")
+        if not math.isfinite(self.max - self.min):
+            raise ValueError("max - min must be a finite number: give the limits the process really has")
         return self
 
 
@@ -121,8 +127,12 @@ class TagConfig(Strict):
         return self
 
 
-class ModbusDeviceBase(Strict):
+class ModbusDeviceBase(StrictTagged):
     """Settings every Modbus device has, whatever the transport."""
+
+    _plain = plain_fields("unit_id", "timeout_s", "retries", "max_registers", "max_bits", "max_gap", "word_order",
+                          "byte_order", "backoff", "tags", "host", "port", "serial_port", "baudrate", "parity",
+                          "stopbits")
 
     unit_id: int = Field(default=1, ge=0, le=255)
     timeout_s: float = Field(default=1.0, gt=0, le=60)
@@ -166,6 +176,8 @@ class GatewayConfig(Strict):
     devices: dict[Name, Device] = Field(min_length=1)
     mqtt: MqttSettings | None = None
     controller: ControllerSettings | None = None
+    report: ReportSettings = ReportSettings()
+    metrics: MetricsSettings | None = None
     alarms: AlarmSettings | None = None  # absent: only the controller's signals are alarms
     events: EventSettings | None = None  # absent: no station events
 
@@ -194,12 +206,54 @@ class GatewayConfig(Strict):
                 if tag.group not in self.groups:
                     known = ", ".join(sorted(self.groups))
                     found.append(((*path, "group"), f"unknown group {tag.group!r} (defined: {known})"))
+                if (capacity := _capacity_problem(tag)) is not None:
+                    found.append(((*path, "writable"), capacity))
+        report_tags: list[tuple[Path_, str | None]] = [(("report", "energy_tag"), self.report.energy_tag)]
+        report_tags += [(("report", "first_week_tags", index), tag) for index, tag in enumerate(self.report.first_week_tags)]
+        for where, tag in report_tags:
+            if tag is not None and tag not in owner:
+                found.append((where, f"unknown tag {tag!r}"))
         tag_devices = {tag: device for tag, (device, _) in self.tags().items()}
         if self.alarms is not None:
             found.extend(self.alarms.problems(tag_devices, self.max_silence_s()))
         if self.events is not None:
             found.extend(self.events.problems(tag_devices))
+        return found + self._overlapping_writes()
+
+    def _overlapping_writes(self) -> list[tuple[Path_, str]]:
+        """A register (or coil) written by two tags: the second tag's limits would let a write bypass
+        the first one's. Counted per physical device (same host and port, or serial line, and unit
+        id) and over every register a multi-register value occupies; bits of one status word may be
+        written by one tag each."""
+        found: list[tuple[Path_, str]] = []
+        writers: dict[tuple[object, ...], tuple[str, int | None]] = {}
+        for device_name, device in self.devices.items():
+            where = ((device.host, device.port) if isinstance(device, ModbusTcpDevice) else (device.serial_port,))
+            for tag_name, tag in device.tags.items():
+                if tag.writable is None:
+                    continue
+                width = 1 if tag.bit is not None or tag.function in BIT_FUNCTIONS else DataType(tag.data_type).registers
+                for address in range(tag.address, tag.address + width):
+                    key = (*where, device.unit_id, tag.function, address)
+                    other = writers.get(key)
+                    if other is not None and (other[1] is None or tag.bit is None or other[1] == tag.bit):
+                        found.append((("devices", device_name, "tags", tag_name, "address"),
+                                      f"{tag.function} {address} is already written by tag {other[0]!r}, within its "
+                                      "own limits: one writable tag per register"))
+                        break
+                    writers.setdefault(key, (tag_name, tag.bit))
         return found
+
+
+def _capacity_problem(tag: TagConfig) -> str | None:
+    """Writable limits the tag's register cannot hold (3300..3630 on an int16 scaled by 0.1)."""
+    if tag.writable is None or tag.bit is not None or tag.function not in REGISTER_FUNCTIONS:
+        return None
+    low, high = engineering_range(DataType(tag.data_type), tag.scale, tag.offset)
+    if low <= tag.writable.min and tag.writable.max <= high:
+        return None
+    return (f"limits [{tag.writable.min:g}, {tag.writable.max:g}] do not fit the register: {tag.data_type} "
+            f"with scale {tag.scale:g} and offset {tag.offset:g} holds {low:g} to {high:g}")
 
 
 def load_gateway_config(path: Path) -> GatewayConfig:

@@ -2,13 +2,82 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import datetime as dt
+import re
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+_SHORT_TIME = re.compile(r"^[0-9]:[0-5][0-9](?::[0-5][0-9])?$")
 
 
 class Strict(BaseModel):
-    """Base for every config model: unknown keys are errors, values are immutable once loaded."""
+    """Base for every config model: unknown keys are errors, values are immutable once loaded, and
+    nothing is silently turned into something else: NaN and infinity are refused wherever a number
+    is configured (a NaN limit makes every comparison false), ``true`` is not the number 1, and a
+    number is not a time or a date (``450`` is not 00:07:30). See ``plain_value``.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A model with a discriminator field (pydantic refuses a validator on it) derives from
+    ``StrictTagged`` and names its other fields with ``plain_fields``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_silent_conversion(cls, value: Any, info: ValidationInfo) -> Any:
+        return _checked(cls, value, info)
+
+
+class StrictTagged(BaseModel):
+    """``Strict`` for the members of a tagged union: the same rules, on the fields ``plain_fields`` names."""
+
+    model_config = Strict.model_config
+
+
+def _checked(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    field = cls.model_fields.get(info.field_name or "")
+    return value if field is None else plain_value(field.annotation, value)
+
+
+def plain_fields(*names: str) -> Any:
+    """A validator applying ``Strict``'s rules to ``names`` (of this model or of its subclasses)."""
+    return field_validator(*names, mode="before", check_fields=False)(classmethod(_checked))
+
+
+def _kinds(annotation: Any) -> set[Any]:
+    """The plain types an annotation accepts (unions flattened, ``X | None`` included)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return {kind for member in typing.get_args(annotation) for kind in _kinds(member)}
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _kinds(typing.get_args(annotation)[0])
+    return {annotation}
+
+
+def plain_value(annotation: Any, value: Any) -> Any:
+    """``value`` for a field of type ``annotation``, or ValueError if pydantic's lax mode would turn it
+    into something else than what the file says."""
+    kinds = _kinds(annotation)
+    if isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
+        raise ValueError("expected a number, not true or false")
+    if isinstance(value, int | float) and not isinstance(value, bool) and kinds & {dt.time, dt.date} \
+            and not kinds & {int, float}:
+        kind = "time" if dt.time in kinds else "date"
+        example = '"06:00"' if kind == "time" else '"2026-10-20"'
+        raise ValueError(f"expected a {kind}, not a number: write it in quotes, e.g. {example}")
+    if isinstance(value, str) and dt.time in kinds and _SHORT_TIME.match(value):
+        return "0" + value  # "7:30" is 07:30, as a person reads it
+    if bool in kinds and not kinds & {int, float, str} and (isinstance(value, str) or
+                                                        isinstance(value, int | float) and not isinstance(value, bool)):
+        raise ValueError("expected true or false")
+    for kind in kinds:
+        items = {item for item in typing.get_args(kind) if item is not Ellipsis}
+        if typing.get_origin(kind) in (tuple, list) and len(items) == 1 and isinstance(value, list):
+            (item,) = items
+            return [plain_value(item, element) for element in value]
+    return value
 
 
 class Backoff(Strict):
@@ -24,3 +93,11 @@ class Backoff(Strict):
         if self.max_s < self.initial_s:
             raise ValueError("max_s must be at least initial_s")
         return self
+
+
+class MetricsSettings(Strict):
+    """An opt-in Prometheus endpoint (``/metrics``). Loopback by default: exposing it on the station
+    network is a decision to write down, with the firewall rule that goes with it."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65_535)

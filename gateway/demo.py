@@ -31,17 +31,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.live import Live
 
 from gateway.app import Gateway
 from gateway.bus import Subscription
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, check_gateway_document
 from gateway.control.loader import ControllerConfig
 from gateway.control.model import ControllerState
 from gateway.control.task import ORIGIN as CONTROLLER_ORIGIN
 from gateway.demo_logs import throttled
 from gateway.demo_stack import DispatchSide, dispatch_side
+from gateway.yaml_source import load_yaml
 from gateway.demo_view import DemoState, render
 from gateway.logs import kv
 from gateway.sim_clock import SimClock, keep_anchored, sim_clock
@@ -65,7 +65,9 @@ def demo_config(config_path: Path, port: int, mqtt_port: int, speed: float) -> G
     sensors it reads would be older than the controller's ``max_age_s`` (30 minutes) most of the
     time. At speed 1 nothing changes.
     """
-    data: dict[str, Any] = copy.deepcopy(yaml.safe_load(config_path.read_text()))
+    document = load_yaml(config_path)
+    check_gateway_document(document)  # the file as written: its mistakes reported with file:line
+    data: dict[str, Any] = copy.deepcopy(document.data)
     for device in data["devices"].values():
         if device.get("protocol") == "modbus_tcp":
             device["host"], device["port"] = "127.0.0.1", port

@@ -185,7 +185,7 @@ def _circuit_rows(grid: Table, c: CircuitState) -> None:
     grid.add_row("Limiters", ", ".join(_limiter(limiter) for limiter in c.limiters) or "none configured")
     held = [word for word, on in ((f"clamped at {c.clamped}", bool(c.clamped)), ("ramp-limited", c.ramp_limited)) if on]
     written = "-" if c.written_c is None else f"{c.written_c:.1f} °C"
-    colour = "red" if c.write_status.startswith("refused") else "green" if c.write_status == "written" else "dim"
+    colour = "red" if c.write_status.startswith(("refused", "failed")) else "green" if c.write_status == "written" else "dim"
     grid.add_row("Setpoint", f"decided {c.setpoint_c:.2f} °C{' (' + ', '.join(held) + ')' if held else ''}, "
                              f"written {written} [{colour}]{escape(c.write_status)}[/]")
 

@@ -1,4 +1,5 @@
-"""The dispatch side on one machine: a Mosquitto broker and a VictoriaMetrics TSDB on loopback.
+"""The dispatch side on one machine: a Mosquitto broker, a VictoriaMetrics TSDB and a Prometheus
+server on loopback.
 
 The demo runs the whole chain with them, and the tests use them as the real services they are.
 Nothing is mocked: the broker is Debian's mosquitto with a config file of the test's own (TLS,
@@ -23,6 +24,7 @@ from pathlib import Path
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 VICTORIA_METRICS = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 def free_port() -> int:
@@ -173,3 +175,50 @@ class VictoriaMetrics(_ChildProcess):
         query = urllib.parse.urlencode({"match[]": match, "start": "0"})
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=30) as reply:
             return [json.loads(line) for line in reply.read().decode().splitlines() if line.strip()]
+
+
+@dataclass
+class Prometheus(_ChildProcess):
+    """A private Prometheus scraping ``targets`` (``host:port`` of /metrics endpoints) every second."""
+
+    directory: Path
+    targets: list[str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "prometheus.yml"
+        config.write_text(json.dumps({
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "heatgw", "static_configs": [{"targets": self.targets}]}],
+        }))
+        log = (self.directory / "prometheus.log").open("ab")
+        self.process = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}",
+             f"--storage.tsdb.path={self.directory / 'data'}", "--log.level=warn"],
+            stdout=log, stderr=log,
+        )
+        wait_for_port(self.port, self.process, "prometheus", timeout_s=30)
+        deadline = time.monotonic() + 30
+        while True:  # listening comes before the storage is open: /-/ready says 503 until then
+            try:
+                urllib.request.urlopen(f"{self.url}/-/ready", timeout=2).read()
+                return
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("prometheus did not become ready") from None
+                time.sleep(0.1)
+
+    def query(self, expression: str) -> list[dict[str, object]]:
+        """The instant vector ``expression`` evaluates to now (``[]`` when nothing matches)."""
+        query = urllib.parse.urlencode({"query": expression})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{query}", timeout=10) as reply:
+            answer = json.loads(reply.read())
+        if answer.get("status") != "success":
+            raise RuntimeError(f"prometheus query {expression!r} failed: {answer}")
+        return list(answer["data"]["result"])

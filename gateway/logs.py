@@ -9,6 +9,8 @@ so ``grep device=plc`` works.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import time
 from typing import Any
@@ -21,10 +23,26 @@ def kv(**fields: Any) -> dict[str, dict[str, Any]]:
     return {"fields": fields}
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: any of them in a
+# value from outside (a device's reply, a command's origin, a message's name) could end the line or
+# forge another one; lone surrogates would not encode at all.
+_NEEDS_QUOTES = re.compile('[ ="\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]')
+_TO_ESCAPE = re.compile('[\\\\"\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]')
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
 def _quote(value: Any) -> str:
+    """One ``key=value`` value: quoted when it holds a space, ``=``, a quote or a control character,
+    and then with every backslash, quote and control character escaped, so whatever it holds, the
+    record stays one line and no text in it can pass for another field or another record."""
     text = f"{value:.6g}" if isinstance(value, float) else str(value)
-    if text == "" or any(c in text for c in ' ="\n\t'):
-        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if text == "" or _NEEDS_QUOTES.search(text):
+        text = '"' + _TO_ESCAPE.sub(_escape, text) + '"'
     return text
 
 
@@ -48,6 +66,30 @@ class LogfmtFormatter(logging.Formatter):
         return line
 
 
+SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+
+def stderr_is_journal() -> bool:
+    """Whether stderr is connected to journald (systemd sets ``JOURNAL_STREAM`` to its device and
+    inode; a child whose stderr was redirected elsewhere inherits the variable but not the stream)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        device, inode = (int(part) for part in stream.split(":"))
+        status = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (status.st_dev, status.st_ino) == (device, inode)
+
+
+class JournalPriorityFormatter(LogfmtFormatter):
+    """Logfmt with the ``<N>`` syslog-priority prefix journald reads from a service's stderr, so
+    ``journalctl -u heatgw -p warning`` shows warnings and worse; the line itself is unchanged."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = SYSLOG_PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
+        return f"<{priority}>" + super().format(record)
+
+
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a record is emitted, not when logging was set up.
 
@@ -63,7 +105,7 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def setup_logging(level: str = "info") -> None:
     """Route every logger (ours and the libraries') through one logfmt handler on stderr."""
     handler = _CurrentStderrHandler()
-    handler.setFormatter(LogfmtFormatter())
+    handler.setFormatter(JournalPriorityFormatter() if stderr_is_journal() else LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

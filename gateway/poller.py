@@ -14,6 +14,7 @@ does not reconnect in lock-step after a network blip.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import random
 import time
@@ -22,9 +23,9 @@ from dataclasses import dataclass, field
 
 from drivers.base import Quality, Reason
 from drivers.modbus.codec import BlockDecoder, Decoded, Fault
-from drivers.modbus.link import ExceptionReply, LinkDown, LinkError, LinkTimeout, ModbusLink
+from drivers.modbus.link import BadReply, ExceptionReply, LinkDown, LinkError, LinkTimeout, ModbusLink
 from drivers.modbus.planner import ReadBlock, plan_reads, split_block
-from drivers.modbus.points import Point
+from drivers.modbus.points import Function, Point
 from gateway.bus import Bus
 from gateway.config import Backoff, ModbusDeviceBase, PollGroup, TagConfig
 from gateway.logs import kv
@@ -36,15 +37,31 @@ log = logging.getLogger(__name__)
 ILLEGAL_DATA_ADDRESS = 2
 
 
+RTT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""Round-trip time buckets (upper bounds): loopback and a LAN PLC answer in milliseconds, a
+serial meter at 9600 baud in tens, a struggling cellular link in seconds."""
+
+
 @dataclass
 class PollStats:
-    """Counters a benchmark or a metrics endpoint reads; cheap to keep."""
+    """Counters a benchmark or the metrics endpoint reads; cheap to keep, plain numbers only so the
+    poller knows nothing of who reads them."""
 
     polls: int = 0
     requests: int = 0
     failures: int = 0
     values: int = 0
     lateness_s: list[float] = field(default_factory=list)  # start time minus deadline, per poll
+    errors: dict[str, int] = field(default_factory=dict)  # bad blocks and lost links, by reason
+    rtt_counts: list[int] = field(default_factory=lambda: [0] * (len(RTT_BUCKETS_S) + 1))  # last: +Inf
+    rtt_sum_s: float = 0.0
+
+    def record_error(self, reason: Reason) -> None:
+        self.errors[reason.value] = self.errors.get(reason.value, 0) + 1
+
+    def record_rtt(self, seconds: float) -> None:
+        self.rtt_sum_s += seconds
+        self.rtt_counts[bisect.bisect_left(RTT_BUCKETS_S, seconds)] += 1
 
     def record_lateness(self, seconds: float, keep: int = 10_000) -> None:
         if len(self.lateness_s) >= keep:
@@ -93,8 +110,11 @@ class DevicePoller:
         self.link = link
         self.bus = bus
         self.backoff: Backoff = device.backoff
+        self._timeout_s, self._retries = device.timeout_s, device.retries
         self.online: bool | None = None  # None until the first connection attempt tells
         self.stats = PollStats()
+        self.progressed: float | None = None  # event-loop time of the run loop's last step (the watchdog)
+        self._bad_replies: set[tuple[str, int, Function]] = set()  # blocks whose last reply was bad
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
         self.tags: dict[str, TagConfig] = dict(device.tags)
@@ -107,6 +127,19 @@ class DevicePoller:
             for group in sorted({cfg.group for cfg in device.tags.values()})
         ]
 
+    def patience_s(self) -> float:
+        """The longest the run loop may legitimately go without a step: the slowest group's
+        interval, then a poll of its most requests each answered just before the time-out, or a
+        connection attempt and the longest backoff. Past that, the poller is stuck (the watchdog)."""
+        budget = self._timeout_s * (self._retries + 1)
+        slowest_poll = max((g.interval_s + len(g.blocks) * budget for g in self._groups), default=0.0)
+        longest_backoff = self.backoff.max_s * (1 + self.backoff.jitter)
+        return slowest_poll + budget + longest_backoff
+
+    def stalled(self, now: float) -> bool:
+        """Whether the run loop has made no step within ``patience_s`` (event-loop time ``now``)."""
+        return self.progressed is not None and now - self.progressed > self.patience_s()
+
     def planned_requests(self) -> dict[str, int]:
         """Requests one poll of each group costs with the current plan."""
         return {group.name: len(group.blocks) for group in self._groups}
@@ -114,12 +147,15 @@ class DevicePoller:
     async def run(self) -> None:
         """Poll forever (until cancelled): connect, poll on schedule, back off when lost."""
         failures = 0
+        loop = asyncio.get_running_loop()
         try:
             while True:
+                self.progressed = loop.time()
                 if not self.link.connected:
                     try:
                         await self.link.connect()
                     except LinkError as exc:
+                        self.stats.record_error(Reason.CONNECTION_LOST)
                         await self._mark_lost(Reason.CONNECTION_LOST, str(exc))
                         failures += 1
                         await asyncio.sleep(self._backoff_delay(failures))
@@ -161,10 +197,12 @@ class DevicePoller:
             except (LinkTimeout, LinkDown) as exc:
                 reason = Reason.TIMEOUT if isinstance(exc, LinkTimeout) else Reason.CONNECTION_LOST
                 self.stats.failures += 1
+                self.stats.record_error(reason)
                 self.link.close()
                 await self._mark_lost(reason, str(exc))
                 return answered
             answered = True
+            self.progressed = loop.time()
             # Online means answering, not merely accepting a TCP connection.
             await self._mark_online()
             await self.bus.publish(batch)
@@ -183,18 +221,39 @@ class DevicePoller:
 
     async def _read_block(self, group: _Group, block: ReadBlock, decoder: BlockDecoder) -> list[Sample]:
         self.stats.requests += 1
+        started = time.perf_counter()
         try:
             raw = await self.link.read(self.unit, block.function, block.start, block.count)
         except ExceptionReply as exc:
+            self.stats.record_rtt(time.perf_counter() - started)
             if exc.code == ILLEGAL_DATA_ADDRESS and len(block.points) > 1:
                 return await self._isolate(group, block)
+            self.stats.record_error(Reason.EXCEPTION)
             return self._bad(block.points, Reason.EXCEPTION, str(exc))
+        except BadReply as exc:  # this block is bad, the link was reset; the other blocks go on
+            self.stats.failures += 1
+            self.stats.record_error(Reason.BAD_REPLY)
+            self._note_bad_reply(group, block, exc)
+            return self._bad(block.points, Reason.BAD_REPLY, str(exc))
+        self._bad_replies.discard((group.name, block.start, block.function))
+        self.stats.record_rtt(time.perf_counter() - started)
         timestamp = self._wall_clock()
         try:
             decoded = decoder.decode(raw)
         except ValueError as exc:  # a reply of the wrong length: this block is bad, the rest goes on
+            self.stats.record_error(Reason.DECODE_ERROR)
             return self._bad(block.points, Reason.DECODE_ERROR, str(exc))
         return [self._sample(key, result, timestamp) for key, result in decoded.items()]
+
+    def _note_bad_reply(self, group: _Group, block: ReadBlock, exc: BadReply) -> None:
+        """Log a block whose replies cannot be believed once, when it starts, not every poll."""
+        key = (group.name, block.start, block.function)
+        if key in self._bad_replies:
+            return
+        self._bad_replies.add(key)
+        log.warning("device sent a reply that does not answer the request; the block is bad and the "
+                    "connection reset", extra=kv(device=self.name, group=group.name, function=block.function.name.lower(),
+                                                start=block.start, count=block.count, reason=str(exc)))
 
     async def read_tag(self, tag: str) -> Sample:
         """Read one tag on its own (write read-back, current value before a write)."""

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from drivers.base import Quality
+from drivers.base import Quality, Reason
 from drivers.modbus.codec import encode_write
-from drivers.modbus.link import LinkError
+from drivers.modbus.link import BadReply, LinkError
 from gateway.logs import kv
 from gateway.poller import DevicePoller
 from gateway.samples import Value
@@ -76,35 +76,81 @@ class WriteQueue:
         return await done
 
     async def run(self) -> None:
-        """Process requests one at a time, forever (until cancelled)."""
-        while True:
-            request = await self._queue.get()
-            result = await self._execute(request)
-            if result.accepted:
-                log.info("write done", extra=kv(tag=request.tag, value=request.value, origin=request.origin,
-                                                readback=result.readback))
-            else:
-                log.warning("write refused", extra=kv(tag=request.tag, value=request.value, origin=request.origin,
-                                                      reason=result.reason))
+        """Process requests one at a time, forever (until cancelled).
+
+        Nothing a device sends or a driver raises may end this task: the controller and dispatch
+        would go on asking and nothing would ever be written again. Every request is answered,
+        also when the task is cancelled with requests still waiting.
+        """
+        request: _Request | None = None
+        try:
+            while True:
+                request = await self._queue.get()
+                if request.done.done():  # its requester gave up waiting (a bounded await timed out)
+                    log.warning("write dropped: its requester stopped waiting", extra=kv(
+                        tag=request.tag, value=request.value, origin=request.origin))
+                    continue
+                try:
+                    result = await self._execute(request)
+                except Exception as exc:  # noqa: BLE001 - a driver's surprise fails one write, not the queue
+                    log.exception("write failed on an unexpected error", extra=kv(
+                        tag=request.tag, value=request.value, origin=request.origin))
+                    result = WriteResult(request.tag, request.value, request.origin, False,
+                                         f"write failed: internal error {type(exc).__name__}: {exc}")
+                else:
+                    self._log_outcome(request, result)
+                if not request.done.done():
+                    request.done.set_result(result)
+                request = None
+        finally:
+            self._answer_waiting(request)
+
+    def _answer_waiting(self, current: _Request | None) -> None:
+        """On the way out, tell every requester still waiting that its write was not made."""
+        waiting = [current] if current is not None else []
+        while not self._queue.empty():
+            waiting.append(self._queue.get_nowait())
+        for request in waiting:
             if not request.done.done():
-                request.done.set_result(result)
+                request.done.set_result(WriteResult(request.tag, request.value, request.origin, False,
+                                                    "write queue stopped"))
+
+    @staticmethod
+    def _log_outcome(request: _Request, result: WriteResult) -> None:
+        if result.accepted:
+            log.info("write done", extra=kv(tag=request.tag, value=request.value, origin=request.origin,
+                                            readback=result.readback))
+        else:
+            log.warning("write refused", extra=kv(tag=request.tag, value=request.value, origin=request.origin,
+                                                  reason=result.reason))
 
     async def _execute(self, request: _Request) -> WriteResult:
+        def failed(reason: str, readback: Value = None) -> WriteResult:
+            return WriteResult(request.tag, request.value, request.origin, False, reason, readback)
+
         try:
             poller, raw = await self._check(request.tag, request.value)
         except WriteRefused as exc:
-            return WriteResult(request.tag, request.value, request.origin, False, str(exc))
+            return failed(str(exc))
+        except BadReply as exc:
+            return failed(f"current value unreadable: {Reason.BAD_REPLY.value}: {exc}")
         except LinkError as exc:
-            return WriteResult(request.tag, request.value, request.origin, False, f"device unreachable: {exc}")
+            return failed(f"device unreachable: {exc}")
         try:
             await poller.write_raw(request.tag, raw)
-            self._last_write[request.tag] = self._clock()
-            readback = await poller.read_tag(request.tag)
+        except BadReply as exc:
+            return failed(f"write failed: {Reason.BAD_REPLY.value}: {exc}")
         except LinkError as exc:
-            return WriteResult(request.tag, request.value, request.origin, False, f"write failed: {exc}")
+            return failed(f"write failed: {exc}")
+        self._last_write[request.tag] = self._clock()
+        try:
+            readback = await poller.read_tag(request.tag)
+        except BadReply as exc:
+            return failed(f"read-back failed: {Reason.BAD_REPLY.value}: {exc}")
+        except LinkError as exc:
+            return failed(f"read-back failed: {exc}")
         if readback.quality is not Quality.GOOD or not _same(readback.value, request.value, poller, request.tag):
-            return WriteResult(request.tag, request.value, request.origin, False,
-                               f"read-back mismatch: device holds {readback.value!r}", readback.value)
+            return failed(f"read-back mismatch: device holds {readback.value!r}", readback.value)
         return WriteResult(request.tag, request.value, request.origin, True, "", readback.value)
 
     async def _check(self, tag: str, value: Value) -> tuple[DevicePoller, list[int] | bool]:

@@ -10,6 +10,7 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
     sudo_cmd=()
@@ -17,7 +18,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
     # The packages enable their own services; ours start private instances on free ports instead.
-    for unit in mosquitto victoria-metrics; do
+    for unit in mosquitto victoria-metrics prometheus prometheus-node-exporter; do
         "${sudo_cmd[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
     done
 fi

@@ -40,6 +40,7 @@ def install_config(etc: Path) -> list[str]:
 
 def unit_command(key: str, etc: Path, state: Path) -> list[str]:
     (command,) = directives(UNIT)[key]
+    command = command.lstrip("-@:+!")  # systemd's prefixes: how a failure counts, not the command
     command = command.replace(INSTALL_PREFIX, sys.prefix).replace("/etc/heatgw", str(etc))
     return shlex.split(command.replace("${STATE_DIRECTORY}", str(state)))
 

@@ -81,6 +81,16 @@ def test_gateway_unit_can_write_only_its_state_and_reload_with_sighup() -> None:
     assert any("heatgw check" in cmd for cmd in d["ExecStartPre"])
 
 
+def test_a_configuration_error_never_restart_loops_the_gateway_unit() -> None:
+    """systemd tests RestartPreventExitStatus against the main process only: an ExecStartPre that
+    failed with exit 2 would be restarted every RestartSec. So the check's failure is ignored ("-")
+    and ``heatgw run`` itself exits 2 on the same files, which the unit does not restart."""
+    d = directives(ROOT / "systemd" / "heatgw.service")
+    assert d["RestartPreventExitStatus"] == ["2"]
+    assert all(cmd.startswith("-") for cmd in d["ExecStartPre"] if "heatgw check" in cmd)
+    assert "--config /etc/heatgw/station.yaml --controller /etc/heatgw/controller.yaml" in d["ExecStart"][0]
+
+
 def test_simulator_unit_binds_loopback_only() -> None:
     d = directives(ROOT / "systemd" / "heatgw-sim.service")
     assert "--host 127.0.0.1" in d["ExecStart"][0]

@@ -86,6 +86,14 @@ _RANGES: dict[DataType, tuple[float, float]] = {
 }
 
 
+def engineering_range(data_type: DataType, scale: float, offset: float) -> tuple[float, float]:
+    """The lowest and highest engineering values a point of ``data_type`` can hold, with its scaling
+    (``raw * scale + offset``); infinite for float64."""
+    low, high = _RANGES.get(data_type, (-math.inf, math.inf))
+    ends = sorted((low * scale + offset, high * scale + offset))
+    return ends[0], ends[1]
+
+
 class _BitGroup:
     """Register bits (status words) of one block: gather each register, shift, mask."""
 

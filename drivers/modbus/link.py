@@ -1,58 +1,65 @@
 """One Modbus transport (a TCP connection or an RS-485 line) and the requests sent over it.
 
-pymodbus does the framing; this module gives the rest of the driver three things pymodbus does not:
+pymodbus does the framing; this module gives the rest of the driver what pymodbus does not:
 
-* typed failures (``LinkTimeout``, ``LinkDown``, ``ExceptionReply``) instead of a mix of error
-  responses and exceptions, so callers can set the right quality reason;
+* typed failures (``LinkTimeout``, ``LinkDown``, ``ExceptionReply``, ``BadReply``) instead of a mix
+  of error responses and exceptions, so callers can set the right quality reason;
+* every reply checked against its request before it is believed (``drivers.modbus.replies``):
+  function code, byte and register/bit count, write echo, and on TCP the MBAP header (protocol id,
+  length, transaction id, unit id);
+* a connection that is reset after a reply it could not believe or a request that timed out, and
+  reopened before the next request, so a stale or half-read reply can never be taken for the
+  answer to a later request;
 * one request at a time per link, because an RS-485 line is a shared wire and a serial-to-Ethernet
   converter usually is too;
 * no hidden reconnect loop: pymodbus's own is disabled so the poller decides when to retry, with
-  backoff and jitter, and knows the device is down meanwhile.
+  backoff and jitter, and knows the device is down meanwhile. The one reopen after a reset is a
+  single attempt; if it fails, the request fails with ``LinkDown``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest, WriteSingleCoilRequest
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersRequest,
+    ReadInputRegistersRequest,
+    WriteMultipleRegistersRequest,
+    WriteSingleRegisterRequest,
+)
 
+from drivers.modbus.errors import (
+    EXCEPTION_NAMES,
+    BadReply,
+    ExceptionReply,
+    LinkDown,
+    LinkError,
+    LinkTimeout,
+)
 from drivers.modbus.points import Function
+from drivers.modbus.replies import RawDecoder, RawReply, StrictSocketFramer, parse_reply, request_pdu
 
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "device failure",
-    5: "acknowledge",
-    6: "device busy",
-    10: "gateway path unavailable",
-    11: "gateway target failed to respond",
+__all__ = [
+    "EXCEPTION_NAMES", "BadReply", "ExceptionReply", "LinkDown", "LinkError", "LinkTimeout", "ModbusLink",
+    "SerialEndpoint", "TcpEndpoint",
+]
+
+_READ_REQUESTS = {
+    Function.HOLDING: ReadHoldingRegistersRequest,
+    Function.INPUT: ReadInputRegistersRequest,
+    Function.COIL: ReadCoilsRequest,
+    Function.DISCRETE: ReadDiscreteInputsRequest,
 }
 
 
-class LinkError(Exception):
-    """A request did not produce data."""
-
-
-class LinkTimeout(LinkError):
-    """The device did not answer within its timeout (after the configured retries)."""
-
-
-class LinkDown(LinkError):
-    """No connection (refused, reset, serial port gone)."""
-
-
-class ExceptionReply(LinkError):
-    """The device answered with a Modbus exception."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
-        self.code = code
+class _ClosedByDevice(ConnectionException):
+    """The device closed the connection while a request waited for its reply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +82,23 @@ class ModbusLink:
     def __init__(self, endpoint: TcpEndpoint | SerialEndpoint, *, timeout_s: float, retries: int) -> None:
         self.endpoint = endpoint
         self._lock = asyncio.Lock()
+        self._in_flight = False
+        self._reopen = False  # the link reset itself: reopen before the next request
+        self._patience_s = timeout_s * (1 + retries)
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
         if isinstance(endpoint, TcpEndpoint):
             self._client = AsyncModbusTcpClient(
-                endpoint.host, port=endpoint.port, timeout=timeout_s, retries=retries, reconnect_delay=0
+                endpoint.host, port=endpoint.port, timeout=timeout_s, retries=retries, reconnect_delay=0,
+                trace_connect=self._connection_changed,
             )
+            self._client.ctx.framer = StrictSocketFramer()
         else:
             self._client = AsyncModbusSerialClient(
                 endpoint.port, baudrate=endpoint.baudrate, parity=endpoint.parity,
                 stopbits=endpoint.stopbits, timeout=timeout_s, retries=retries, reconnect_delay=0,
+                trace_connect=self._connection_changed,
             )
+            self._client.ctx.framer.decoder = RawDecoder()
 
     @property
     def connected(self) -> bool:
@@ -93,62 +107,85 @@ class ModbusLink:
     async def connect(self) -> None:
         """Open the connection; raise LinkDown when the device cannot be reached."""
         async with self._lock:
-            if self._client.connected:
-                return
-            try:
-                ok = await self._client.connect()
-            except (OSError, ModbusException) as exc:
-                raise LinkDown(str(exc) or type(exc).__name__) from exc
-            if not ok:
-                raise LinkDown(f"cannot connect to {self.describe()}")
+            if not self._client.connected:
+                await self._open()
+
+    async def _open(self) -> None:
+        try:
+            ok = await self._client.connect()
+        except (OSError, ModbusException) as exc:
+            raise LinkDown(str(exc) or type(exc).__name__) from exc
+        if not ok:
+            raise LinkDown(f"cannot connect to {self.describe()}")
+        self._reopen = False
 
     def close(self) -> None:
+        self._reopen = False
         self._client.close()
 
+    def _reset(self) -> None:
+        """Drop a connection whose conversation is in an unknown state; reopen at the next request."""
+        self._client.close()
+        self._reopen = True
+
+    def _connection_changed(self, connected: bool) -> None:
+        """pymodbus leaves a request waiting for its whole timeout when the device closes the
+        connection mid-reply; fail it at once instead."""
+        waiting = self._client.ctx.response_future
+        if not connected and self._in_flight and not waiting.done():
+            waiting.set_exception(_ClosedByDevice())
+
     async def read(self, unit: int, function: Function, address: int, count: int) -> list[int] | list[bool]:
-        """Read ``count`` registers (or bits) starting at ``address``."""
-        calls = {
-            Function.HOLDING: self._client.read_holding_registers,
-            Function.INPUT: self._client.read_input_registers,
-            Function.COIL: self._client.read_coils,
-            Function.DISCRETE: self._client.read_discrete_inputs,
-        }
-        reply = await self._request(lambda: calls[function](address, count=count, device_id=unit))
-        if function in (Function.COIL, Function.DISCRETE):
-            return list(reply.bits[:count])
-        return list(reply.registers)
+        """Read exactly ``count`` registers (or bits) starting at ``address``."""
+        data = await self._request(_READ_REQUESTS[function](address=address, count=count, dev_id=unit))
+        assert data is not None  # parse_reply returns data for every read
+        return data
 
     async def write_registers(self, unit: int, address: int, values: list[int]) -> None:
         """Write holding registers (FC06 for one register, FC16 for several, as PLCs expect)."""
         if len(values) == 1:
-            await self._request(lambda: self._client.write_register(address, values[0], device_id=unit))
+            await self._request(WriteSingleRegisterRequest(address=address, registers=values, dev_id=unit))
         else:
-            await self._request(lambda: self._client.write_registers(address, values, device_id=unit))
+            await self._request(WriteMultipleRegistersRequest(address=address, registers=values, dev_id=unit))
 
     async def write_coil(self, unit: int, address: int, value: bool) -> None:
-        await self._request(lambda: self._client.write_coil(address, value, device_id=unit))
+        await self._request(WriteSingleCoilRequest(address=address, bits=[value], dev_id=unit))
 
-    async def _request(self, make_call: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
-        """Run one pymodbus call under the link lock and translate its failure modes.
-
-        The call is built inside the guarded section because pymodbus raises ConnectionException
-        synchronously when asked to send on a connection it already knows is gone.
-        """
+    async def _request(self, request: ModbusPDU) -> list[int] | list[bool] | None:
+        """Send one request under the link lock, check its reply, and translate the failure modes."""
+        sent = request_pdu(request)
         async with self._lock:
             if not self._client.connected:
-                raise LinkDown(f"not connected to {self.describe()}")
+                if not self._reopen:
+                    raise LinkDown(f"not connected to {self.describe()}")
+                await self._open()
+            self._in_flight = True
             try:
-                reply = await make_call()
+                # execute() raises ConnectionException synchronously on a connection it knows is gone.
+                reply = await self._client.execute(False, request)
             except ModbusIOException as exc:
-                raise LinkTimeout(str(exc)) from exc
+                self._reset()
+                raise LinkTimeout(f"no answer within {self._patience_s:g} s") from exc
+            except _ClosedByDevice as exc:
+                self._reset()
+                raise LinkDown("connection closed by the device") from exc
             except (ConnectionException, OSError) as exc:
+                self._reset()
                 raise LinkDown(str(exc) or type(exc).__name__) from exc
             except asyncio.TimeoutError as exc:
-                raise LinkTimeout("no answer") from exc
-        if reply.isError():
-            code = getattr(reply, "exception_code", 0)
-            raise ExceptionReply(int(code))
-        return reply
+                self._reset()
+                raise LinkTimeout(f"no answer within {self._patience_s:g} s") from exc
+            finally:
+                self._in_flight = False
+            try:
+                if not isinstance(reply, RawReply):
+                    raise BadReply(f"unexpected reply {type(reply).__name__}")
+                if reply.problem:
+                    raise BadReply(reply.problem)
+                return parse_reply(sent, reply.pdu)
+            except BadReply:
+                self._reset()
+                raise
 
     def describe(self) -> str:
         if isinstance(self.endpoint, TcpEndpoint):

@@ -19,14 +19,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from zoneinfo import ZoneInfo
 
 from drivers.base import Quality
-from gateway.alarms.settings import EventSettings, InterruptionSettings, MakeupSettings, RoomSettings
+from gateway.alarms.settings import EventSettings, InterruptionSettings, MakeupSettings
 from gateway.control.model import ControllerState
+from gateway.report.settings import ZIBO_TIERS, RefundTierSetting
 from gateway.samples import Sample, SampleBatch, Value
 
 
@@ -124,8 +125,10 @@ class _Tracker:
 class EventEngine:
     """Evaluates the station's event rules on bus items and on ``tick``."""
 
-    def __init__(self, settings: EventSettings, timezone: str) -> None:
+    def __init__(self, settings: EventSettings, timezone: str,
+                 refund_tiers: Sequence[RefundTierSetting] = ZIBO_TIERS) -> None:
         self.settings = settings
+        self._tiers = tuple(refund_tiers)
         self._zone = ZoneInfo(timezone)
         self._values: dict[str, Value] = {}
         self._watched = {tag for _, tag in settings.tag_refs()}
@@ -237,7 +240,7 @@ class EventEngine:
             value = self._values.get(tag)
             if not isinstance(value, int | float) or isinstance(value, bool):
                 continue
-            refund = refund_pct(value, rule)
+            refund = refund_pct(value, self._tiers)
             cause = f"{tag} {value:.1f} C"
             out.extend(self._trackers[f"room_repair_{tag}"].update(value < rule.repair_below_c, now, cause,
                                                                    float(value), refund))
@@ -274,10 +277,10 @@ def makeup_loss_pct(total_then_m3: float, total_now_m3: float, system_volume_m3:
     return max(0.0, total_now_m3 - total_then_m3) / system_volume_m3 * 100.0
 
 
-def refund_pct(room_c: float, rule: RoomSettings) -> float | None:
-    """The refund tier a room temperature falls in (the highest whose bound it is below), or None."""
-    tiers = [tier.refund_pct for tier in rule.refund_tiers if room_c < tier.below_c]
-    return max(tiers) if tiers else None
+def refund_pct(room_c: float, tiers: Sequence[RefundTierSetting]) -> float | None:
+    """The refund a room temperature costs (the highest tier whose bound it is below), or None."""
+    refunds = [tier.refund_pct for tier in tiers if room_c < tier.below_c]
+    return max(refunds) if refunds else None
 
 
 def in_comfort_hours(now: float, zone: ZoneInfo, start: str, end: str) -> bool:

@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from gateway.config_base import Strict
+from gateway.config_base import Strict, StrictTagged, plain_fields
 from gateway.control.model import Signal
 
 AlarmId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
@@ -50,8 +50,13 @@ class Priority(str, Enum):
 _RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.MEDIUM: 2, Priority.LOW: 3}
 
 
-class AlarmBase(Strict):
-    """What every alarm has, whatever raises it."""
+class AlarmBase(StrictTagged):
+    """What every alarm has, whatever raises it. (``StrictTagged``: ``kind`` is the union's tag;
+    every other field gets ``Strict``'s rules through ``plain_fields``.)"""
+
+    _plain = plain_fields("priority", "message", "on_delay_s", "off_delay_s", "suppressed_by", "out_of_service",
+                          "tag", "level", "limit", "deadband", "abnormal", "limit_per_min", "reference", "after_s",
+                          "device", "signal")
 
     priority: Priority
     message: Message
@@ -281,18 +286,12 @@ class MakeupSettings(Strict):
     handle_within_h: float = Field(default=6.0, gt=0, le=24 * 31)
 
 
-class RefundTier(Strict):
-    """A room below ``below_c`` costs ``refund_pct`` of that day's fee (Zibo rule)."""
-
-    below_c: float = Field(ge=-10, le=30)
-    refund_pct: float = Field(ge=0, le=100)
-
-
 class RoomSettings(Strict):
     """Representative rooms (测温点): below ``repair_below_c`` a fault must be fixed within
     ``repair_within_h`` (any hour); below ``comfort_below_c`` during ``comfort_from``-``comfort_to``
     in the station's time zone is a comfort event. Each carries the refund tier of the coldest
-    reading so far. ``confirm_s`` keeps one low radio report from starting an event."""
+    reading so far, by the station's refund rule (``report.refund_tiers``, the one ``heatgw report``
+    bills with). ``confirm_s`` keeps one low radio report from starting an event."""
 
     tags: tuple[TagName, ...] = Field(min_length=1)
     repair_below_c: float = Field(default=16.0, ge=0, le=30)
@@ -301,8 +300,6 @@ class RoomSettings(Strict):
     comfort_from: Clock = "06:00"
     comfort_to: Clock = "21:00"
     confirm_s: float = Field(default=600.0, ge=0, le=86_400)
-    refund_tiers: tuple[RefundTier, ...] = (RefundTier(below_c=18, refund_pct=20), RefundTier(below_c=16, refund_pct=50),
-                                            RefundTier(below_c=12, refund_pct=100))
 
 
 class EventSettings(Strict):

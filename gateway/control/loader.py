@@ -16,7 +16,7 @@ from gateway.config_base import Strict
 from gateway.control.settings import ControllerSettings
 from gateway.curves import Curve, load_curve
 from gateway.validation import validate_document
-from gateway.yaml_source import ConfigError, Path_, YamlDocument, format_field_path, load_yaml
+from gateway.yaml_source import ConfigError, Path_, UnreadableFile, YamlDocument, format_field_path, load_yaml
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ def load_controller_config(path: Path) -> ControllerConfig:
     """
     document = load_yaml(path)
     settings = _settings_from(document)
-    return resolve_curves(settings, path.parent, path)
+    return resolve_curves(settings, path.parent, path, document)
 
 
 def _settings_from(document: YamlDocument) -> ControllerSettings:
@@ -56,8 +56,12 @@ def _settings_from(document: YamlDocument) -> ControllerSettings:
     return validate_document(document, ControllerFile).controller
 
 
-def resolve_curves(settings: ControllerSettings, base_dir: Path, source: Path | None = None) -> ControllerConfig:
-    """Load every circuit's curve file (relative paths from ``base_dir``); all problems at once."""
+def resolve_curves(settings: ControllerSettings, base_dir: Path, source: Path | None = None,
+                   document: YamlDocument | None = None) -> ControllerConfig:
+    """Load every circuit's curve file (relative paths from ``base_dir``); all problems at once.
+
+    A curve file that cannot be read at all (missing, a device, too large) is reported at the
+    ``curve:`` line of ``document``, the file that names it, when it is given."""
     curves: dict[str, Curve] = {}
     problems: list[str] = []
     for name, circuit in settings.circuits.items():
@@ -66,6 +70,10 @@ def resolve_curves(settings: ControllerSettings, base_dir: Path, source: Path | 
             path = base_dir / path
         try:
             curves[name] = load_curve(path)
+        except UnreadableFile as exc:
+            where = ("controller", "circuits", name, "curve")
+            problems.extend(f"circuit {name}: {message}" if document is None
+                            else document.error(where, f"circuit {name}: {message}") for message in exc.messages)
         except ConfigError as exc:
             problems.extend(f"circuit {name}: {message}" for message in exc.messages)
     if problems:

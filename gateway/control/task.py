@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 ORIGIN = "controller"
 MEMORY_SAVE_EVERY_S = 600.0
 """A crash loses at most this much learning: ten minutes of a trim that moves over hours."""
+WRITE_TIMEOUT_S = 30.0
+"""The longest a cycle waits for the write queue's answer (the bound of an MQTT command, too):
+a write queue that never answers must cost the controller one write, never its cycles."""
 
 
 class ControllerTask:
@@ -80,6 +83,7 @@ class ControllerTask:
         operating_points: OperatingPointLog | None = None,
         time_scale: float = 1.0,
         sample_clock: Callable[[], float] | None = None,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         """Check the configuration against the station's tags (ConfigError if a tag is unknown),
         and restore what ``memory`` holds. ``operating_points``, if given, gets every cycle's state
@@ -87,6 +91,7 @@ class ControllerTask:
 
         ``time_scale`` is how many ``clock`` seconds pass per second of the event loop and of
         ``sample_clock`` (which defaults to ``clock``: samples stamped on the controller's own time).
+        ``write_timeout_s`` (event-loop seconds) bounds the wait for each write's answer.
         """
         if not (math.isfinite(time_scale) and time_scale > 0):
             raise ValueError(f"time_scale must be a positive number, got {time_scale}")
@@ -102,9 +107,11 @@ class ControllerTask:
         self._clock = clock
         self._sample_clock = clock if sample_clock is None else sample_clock
         self._time_scale = time_scale
+        self._write_timeout_s = write_timeout_s
         self._offset: DispatchOffset | None = None
         self._dispatch_outdoor: tuple[float, float] | None = None  # (value, received at)
         self._state: ControllerState | None = None
+        self.progressed: float | None = None  # event-loop time the last cycle began (the watchdog)
         self._read_back: dict[str, tuple[float, float]] = {}  # setpoint tag -> (value, sample_clock time)
         self._memory = memory
         self._operating_points = operating_points
@@ -134,6 +141,16 @@ class ControllerTask:
     def state(self) -> ControllerState | None:
         """The state published by the last cycle."""
         return self._state
+
+    def patience_s(self) -> float:
+        """The longest between two cycle starts when nothing is stuck: the wait for first values,
+        or a cycle period, plus a write per circuit that takes its whole ``write_timeout_s``."""
+        period = self.settings.cycle_s / self._time_scale
+        return 2 * period + self._write_timeout_s * len(self.settings.circuits)
+
+    def stalled(self, now: float) -> bool:
+        """Whether no cycle began within ``patience_s`` (event-loop time ``now``)."""
+        return self.progressed is not None and now - self.progressed > self.patience_s()
 
     # --- for the MQTT command handlers and SIGHUP ---
 
@@ -176,37 +193,66 @@ class ControllerTask:
         return None
 
     def reload(self, path: Path) -> str | None:
-        """Re-read settings and curves from ``path`` (SIGHUP); None, or why it was refused.
+        """Re-read settings and curves from ``path``; None, or why it was refused.
 
         A refused file changes nothing: the running configuration stays in force. An accepted one
         keeps what the controller has learned (filters, the ramp position, heat-up factors, and the
-        trim integrals of every circuit whose curve is the same one).
+        trim integrals of every circuit whose curve is the same one). The gateway's SIGHUP uses
+        ``reload_off_loop``, which reads the files the same way on a worker thread.
         """
         try:
-            config = load_controller_config(path)
-            problems = tag_problems(config.settings,
-                                    {tag: cfg.writable is not None for tag, (_, cfg) in self._tags.items()})
-            if problems:
-                raise ConfigError(describe_problems(problems))
+            config = self.load_for_reload(path)
         except ConfigError as exc:
-            reason = "\n".join(exc.messages)
-            log.error("controller reload refused, the running configuration stays in force",
-                      extra=kv(file=path, reason=reason))
-            return reason
+            return self._refused(path, exc)
+        self._apply(path, config)
+        return None
+
+    async def reload_off_loop(self, path: Path) -> str | None:
+        """``reload`` with the reading and checking on a worker thread, so polling, MQTT and commands
+        go on meanwhile (a file is bounded in size and expansion by the loader, so the thread ends);
+        the accepted configuration is applied on the loop, between two cycles."""
+        try:
+            config = await asyncio.to_thread(self.load_for_reload, path)
+        except ConfigError as exc:
+            return self._refused(path, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug in a check must not stop the station either
+            log.exception("controller reload failed, the running configuration stays in force", extra=kv(file=path))
+            return f"{path}: internal error while reading: {type(exc).__name__}"
+        self._apply(path, config)
+        return None
+
+    def load_for_reload(self, path: Path) -> ControllerConfig:
+        """Read and check ``path`` against the station's tags; ConfigError if refused. Touches no
+        running state, so it may run on any thread."""
+        config = load_controller_config(path)
+        problems = tag_problems(config.settings,
+                                {tag: cfg.writable is not None for tag, (_, cfg) in self._tags.items()})
+        if problems:
+            raise ConfigError(describe_problems(problems))
+        return config
+
+    def _refused(self, path: Path, exc: ConfigError) -> str:
+        reason = "\n".join(exc.messages)
+        log.error("controller reload refused, the running configuration stays in force",
+                  extra=kv(file=path, reason=reason))
+        return reason
+
+    def _apply(self, path: Path, config: ControllerConfig) -> None:
         reset = self._controller.configure(config)
         log.info("controller reloaded", extra=kv(file=path, curves=", ".join(
             f"{name}={curve.identity}" for name, curve in config.curves.items()), reset="; ".join(reset) or "nothing"))
-        return None
 
     # --- the cycle ---
 
     async def run(self) -> None:
         """Run a cycle every ``cycle_s`` on an absolute grid, forever (until cancelled)."""
         loop = asyncio.get_running_loop()
+        self.progressed = loop.time()
         await self._wait_for_first_values()
         next_at = loop.time()
         try:
             while True:
+                self.progressed = loop.time()
                 try:
                     await self.cycle()
                 except Exception:
@@ -242,7 +288,7 @@ class ControllerTask:
         signals = list(decision.state.signals)
         for circuit in decision.state.circuits:
             written, status = await self._write(circuit.circuit, decision.setpoints[circuit.circuit])
-            if written is None and status.startswith("refused") and Signal.SETPOINT_NOT_WRITTEN not in signals:
+            if written is None and status.startswith(("refused", "failed")) and Signal.SETPOINT_NOT_WRITTEN not in signals:
                 signals.append(Signal.SETPOINT_NOT_WRITTEN)
             circuits.append(dataclasses.replace(circuit, written_c=written, write_status=status))
         state = dataclasses.replace(decision.state, circuits=tuple(circuits), signals=tuple(signals))
@@ -350,7 +396,13 @@ class ControllerTask:
         value = _writable(decided, held, limits, resolution)
         if held is not None and abs(value - held) < resolution / 2:
             return None, "unchanged"
-        result = await self._writes.write(tag, value, origin=ORIGIN)
+        try:
+            result = await asyncio.wait_for(self._writes.write(tag, value, origin=ORIGIN), self._write_timeout_s)
+        except TimeoutError:
+            reason = f"no answer from the write queue within {self._write_timeout_s:g} s"
+            log.error("setpoint write got no answer; the controller goes on", extra=kv(
+                circuit=circuit, tag=tag, value=value, reason=reason))
+            return None, f"failed: {reason}"
         if result.accepted:
             if isinstance(result.readback, int | float):
                 self._read_back[tag] = (float(result.readback), self._sample_clock())

@@ -53,9 +53,13 @@ from gateway.historian.schema import (
     StationMeta,
     Topic,
     escape_tag,
+    line_problem,
     parse_meta,
+    parse_peer_report,
     parse_topic,
+    printable,
 )
+from gateway.historian.quarantine import Quarantine
 from gateway.historian.sequence import Gap, SequenceTracker, Verdict
 from gateway.config_base import Backoff
 from gateway.historian.settings import HistorianSettings
@@ -110,6 +114,7 @@ class Stats:
     write_failures: int = 0
     rejected_values: int = 0
     invalid_messages: int = 0
+    skipped_samples: int = 0
 
 
 class Throttle:
@@ -122,6 +127,11 @@ class Throttle:
 
     def allow(self, key: str, now: float) -> int | None:
         """None if this occurrence should stay quiet; else how many were held back before it."""
+        if len(self._last) > 10_000:  # keys made of message content (station names): stay bounded
+            self._last = {k: t for k, t in self._last.items() if now - t < self._interval_s}
+            if len(self._last) > 5_000:
+                self._last = {}  # a flood of names: forget rather than prune on every call
+            self._held = {k: n for k, n in self._held.items() if k in self._last}
         if now - self._last.get(key, -self._interval_s) < self._interval_s:
             self._held[key] = self._held.get(key, 0) + 1
             return None
@@ -140,7 +150,9 @@ class Bridge:
     def __init__(self, settings: HistorianSettings, writer: DatabaseWriter | None = None) -> None:
         self.settings = settings
         self._writer = writer or DatabaseWriter(settings.influxdb)
-        self._encoder = LineEncoder(settings.site, settings.write_reason)
+        self._limits = settings.validation.limits()
+        self._encoder = LineEncoder(settings.site, settings.write_reason, self._limits)
+        self._quarantine = Quarantine(settings.state_dir, settings.instance, settings.quarantine)
         self._state_path = settings.state_dir / f"sequence-{settings.instance}.json"
         self._tracker = self._load_tracker()
         self._prefix = settings.topics.prefix
@@ -157,6 +169,8 @@ class Bridge:
         # From the metadata client's thread to the worker.
         self._metas: dict[str, StationMeta] = {}
         self._peer_reports: queue.SimpleQueue[tuple[str, int, int]] = queue.SimpleQueue()
+        self._invalid_meta = 0  # written by the metadata client's thread only
+        self._meta_throttle = Throttle()
 
         self._generation = 0
         self._next_connect = 0.0
@@ -382,9 +396,14 @@ class Bridge:
             topic = parse_topic(self._prefix, message.topic)
             if topic is None or topic.kind is not Kind.META or not message.payload:
                 return
-            meta = parse_meta(message.payload)
-        except (ValueError, TypeError) as exc:  # PayloadError, bad JSON or UTF-8, odd report shapes
-            log.warning("ignoring malformed metadata or peer report", extra=kv(topic=repr(message.topic), reason=str(exc)))
+            meta = parse_meta(message.payload, self._limits)
+        except Exception as exc:  # noqa: BLE001 - any message, however hostile, must not end this thread:
+            # every later station would be written without its device and unit tags.
+            self._invalid_meta += 1
+            held = self._meta_throttle.allow("invalid-meta", time.monotonic())
+            if held is not None:
+                log.warning("ignoring malformed metadata or peer report", extra=kv(
+                    topic=printable(repr(message.topic)), reason=printable(str(exc)), suppressed=held))
             return
         if self._metas.get(topic.station) != meta:
             self._metas[topic.station] = meta
@@ -393,12 +412,11 @@ class Bridge:
         self._arrived.set()
 
     def _take_peer_report(self, payload: bytes) -> None:
-        report = json.loads(payload)
-        if not isinstance(report, dict) or report.get("instance") == self.settings.instance:
+        instance, spans = parse_peer_report(payload, self._limits)  # all checked before any is used
+        if instance == self.settings.instance:
             return
-        for station, spans in dict(report.get("seen") or {}).items():
-            for first, last in spans:
-                self._peer_reports.put((str(station), int(first), int(last)))
+        for span in spans:
+            self._peer_reports.put(span)
 
     # --- worker ---------------------------------------------------------------------------------
 
@@ -515,13 +533,23 @@ class Bridge:
             else:
                 encoded = self._encoder.state(topic, meta, item.payload)
         except PayloadError as exc:
-            self._invalid(item, str(exc), topic.station, batch)
+            self._invalid(item, str(exc), topic.station, batch, exc.seq)
+            return
+        except Exception as exc:  # noqa: BLE001 - a message the encoder cannot handle is poison for this
+            # message only: quarantined and acknowledged, never a stop of the bridge (and a crash loop).
+            if self._throttle.allow("encoder-failed", now) is not None:
+                log.exception("message could not be encoded; quarantined", extra=kv(station=printable(topic.station)))
+            self._invalid(item, f"encoder failed: {type(exc).__name__}", topic.station, batch)
             return
         if encoded.skipped:
+            self._stats.skipped_samples += encoded.skipped
+            reason = f"{encoded.skipped} samples skipped, first: {encoded.skip_reason}; the others were written"
+            self._keep(item, reason, topic.station, encoded.seq)
             held = self._throttle.allow(f"partial:{topic.station}", now)
             if held is not None:
                 log.warning("samples not following the MQTT contract were skipped", extra=kv(
-                    station=topic.station, skipped_samples=encoded.skipped, suppressed=held))
+                    station=printable(topic.station), seq=encoded.seq, skipped_samples=encoded.skipped,
+                    reason=encoded.skip_reason, suppressed=held))
         if encoded.unknown_strings:
             log.debug("text fields not written", extra=kv(station=topic.station, kind=topic.kind.value,
                                                           fields=",".join(encoded.unknown_strings)))
@@ -533,14 +561,26 @@ class Bridge:
         batch.add(encoded.lines, encoded.values, now)
         batch.messages.append(item)
 
-    def _invalid(self, item: Incoming, reason: str, station: str, batch: Batch) -> None:
-        """Contract violations are logged (throttled) and acknowledged: no retry can fix them."""
+    def _invalid(self, item: Incoming, reason: str, station: str, batch: Batch, seq: int | None = None) -> None:
+        """Contract violations are counted, quarantined, logged (throttled) and acknowledged with
+        the batch: no retry can fix them, and holding them back would stall every station."""
         self._stats.invalid_messages += 1
+        self._keep(item, reason, station, seq)
         held = self._throttle.allow(f"invalid:{station}", time.monotonic())
         if held is not None:
-            log.warning("message does not follow the MQTT contract; skipped", extra=kv(
-                topic=repr(item.topic), reason=reason, suppressed=held))
+            log.warning("message does not follow the MQTT contract; quarantined and acknowledged", extra=kv(
+                station=printable(station), seq="-" if seq is None else seq, topic=printable(repr(item.topic)),
+                reason=printable(reason), quarantine=str(self._quarantine.path), suppressed=held))
         batch.messages.append(item)
+
+    def _keep(self, item: Incoming, reason: str, station: str, seq: int | None) -> None:
+        """A copy in the quarantine; a disk that refuses is logged, and the message acknowledged all the same."""
+        try:
+            self._quarantine.keep(item.topic, item.payload, reason, station, seq)
+        except OSError as exc:
+            if self._throttle.allow("quarantine-failed", time.monotonic()) is not None:
+                log.error("cannot write the quarantine; the refused message is only counted", extra=kv(
+                    path=str(self._quarantine.path), reason=str(exc)))
 
     def _flush(self, batch: Batch) -> bool:
         """Write the batch until it is written; then acknowledge it. False if abandoned at shutdown."""
@@ -609,20 +649,23 @@ class Bridge:
         lines = [
             f"historian,instance={instance} received={self._received}i,written_values={stats.written_values}i,"
             f"written_batches={stats.written_batches}i,write_failures={stats.write_failures}i,"
-            f"rejected_values={stats.rejected_values}i,invalid_messages={stats.invalid_messages}i,"
+            f"rejected_values={stats.rejected_values}i,invalid_messages={stats.invalid_messages + self._invalid_meta}i,"
+            f"skipped_samples={stats.skipped_samples}i,quarantined={self._quarantine.kept}i,"
             f"pending={self.pending}i,parked={parked}i {ts}"
         ]
         for station, state in self._tracker.stations.items():
             lines.append(
                 f"historian,instance={instance},station={escape_tag(station)} gaps={state.gaps}i,missing={state.missing}i,"
                 f"duplicates={state.duplicates}i,late={state.late}i,last_seq={state.done}i {ts}")
-        return lines
+        return [line for line in lines if line_problem(line) is None]
 
     def _log_stats(self) -> None:
         stats = self._stats
         log.info("historian stats", extra=kv(
             received=self._received, written_values=stats.written_values, batches=stats.written_batches,
-            write_failures=stats.write_failures, rejected=stats.rejected_values, invalid=stats.invalid_messages,
+            write_failures=stats.write_failures, rejected=stats.rejected_values,
+            invalid=stats.invalid_messages + self._invalid_meta, skipped=stats.skipped_samples,
+            quarantined=self._quarantine.kept,
             pending=self.pending, stations=len(self._tracker.stations)))
 
     def _publish_written(self) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from gateway.config_base import Backoff, Strict
+from gateway.historian.schema import PayloadLimits
 from gateway.validation import validate_document
 from gateway.yaml_source import ConfigError, Path_, load_yaml
 
@@ -131,6 +132,31 @@ class SequenceSettings(Strict):
     peer_report_s: float = Field(default=1.0, gt=0, le=60)
 
 
+class ValidationSettings(Strict):
+    """What a message may be before it enters a batch; one that is not is quarantined."""
+
+    max_message_bytes: int = Field(default=16 * 2**20, ge=4096, le=256 * 2**20,
+                                   description="larger payloads are refused unparsed")
+    max_depth: int = Field(default=32, ge=4, le=256, description="JSON nesting depth")
+    max_past_days: float = Field(default=3650, gt=0, le=36_500,
+                                 description="oldest sample time accepted, days before now")
+    max_future_s: float = Field(default=86_400, ge=0, le=365 * 86_400,
+                                description="newest sample time accepted, seconds after now")
+
+    def limits(self) -> PayloadLimits:
+        return PayloadLimits(max_bytes=self.max_message_bytes, max_depth=self.max_depth,
+                             past_s=self.max_past_days * 86_400, future_s=self.max_future_s)
+
+
+class QuarantineSettings(Strict):
+    """The dead-letter files of refused messages in the state directory: rotated, size-capped."""
+
+    max_file_bytes: int = Field(default=16 * 2**20, ge=4096, le=2**31)
+    keep_files: int = Field(default=4, ge=1, le=100, description="rotated files kept besides the current one")
+    max_payload_bytes: int = Field(default=65_536, ge=256, le=16 * 2**20,
+                                   description="a payload's first bytes kept in its record")
+
+
 class HistorianSettings(Strict):
     """The whole ``historian.yaml``."""
 
@@ -142,6 +168,8 @@ class HistorianSettings(Strict):
     batch: BatchSettings = BatchSettings()
     retry: RetryBackoff = RetryBackoff()
     sequence: SequenceSettings = SequenceSettings()
+    validation: ValidationSettings = ValidationSettings()
+    quarantine: QuarantineSettings = QuarantineSettings()
     state_dir: Path = Path("/var/lib/heatgw-historian")
     metrics_interval_s: float = Field(default=10.0, gt=0, le=3600)
     write_reason: bool = False

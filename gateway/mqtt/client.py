@@ -23,6 +23,7 @@ import contextlib
 import logging
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,12 +81,14 @@ class Incoming:
 class MqttConnection:
     """A connected MQTT 3.1.1 session. Create with ``await MqttConnection.open(...)``."""
 
-    def __init__(self, endpoint: Endpoint, will: Will, inbox_size: int) -> None:
+    def __init__(self, endpoint: Endpoint, will: Will, inbox_size: int,
+                 overflow: Callable[[MqttConnection, Incoming], None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self.endpoint = endpoint
         self.incoming: asyncio.Queue[Incoming] = asyncio.Queue(inbox_size)
         self.incoming_dropped = 0
+        self._overflow = overflow
         self.closed: asyncio.Future[str] = self._loop.create_future()
         self._connected: asyncio.Future[None] = self._loop.create_future()
         self._acks: dict[int, asyncio.Future[None]] = {}
@@ -112,9 +115,15 @@ class MqttConnection:
         self._client = client
 
     @classmethod
-    async def open(cls, endpoint: Endpoint, will: Will, *, inbox_size: int = 64) -> MqttConnection:
-        """Connect and wait for the broker's CONNACK; raise ``ConnectFailed`` with a reason."""
-        connection = cls(endpoint, will, inbox_size)
+    async def open(cls, endpoint: Endpoint, will: Will, *, inbox_size: int = 64,
+                   overflow: Callable[[MqttConnection, Incoming], None] | None = None) -> MqttConnection:
+        """Connect and wait for the broker's CONNACK; raise ``ConnectFailed`` with a reason.
+
+        ``incoming`` holds at most ``inbox_size`` messages; one that arrives when it is full goes
+        to ``overflow`` (with this connection, on the loop's thread, at once), or is dropped and
+        counted when there is none.
+        """
+        connection = cls(endpoint, will, inbox_size, overflow)
         try:
             await connection._connect()
         except BaseException:
@@ -249,9 +258,13 @@ class MqttConnection:
             granted.set_result(codes)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        incoming = Incoming(message.topic, bytes(message.payload))
         try:
-            self.incoming.put_nowait(Incoming(message.topic, bytes(message.payload)))
+            self.incoming.put_nowait(incoming)
         except asyncio.QueueFull:
+            if self._overflow is not None:
+                self._overflow(self, incoming)
+                return
             self.incoming_dropped += 1
             log.warning("incoming MQTT message dropped: inbox full", extra=kv(
                 topic=message.topic, dropped=self.incoming_dropped))

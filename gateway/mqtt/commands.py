@@ -171,8 +171,7 @@ class CommandRegistry:
         except Refused as exc:
             log.warning("command refused", extra=kv(command=name, id=None, reason=str(exc)))
             return result(None, False, str(exc), now, None)
-        # Echo the id whenever there is one, even on an envelope that fails: dispatch correlates by it.
-        command_id = data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
+        command_id = _command_id(data)
         try:
             envelope = self._envelope(name, data)
         except Refused as exc:
@@ -195,6 +194,16 @@ class CommandRegistry:
             log.warning("command refused", extra=kv(command=name, id=command.id, origin=command.origin, reason=reason))
         self._remember(command, answer, now)
         return answer
+
+    def busy(self, payload: bytes, waiting: int) -> bytes:
+        """The answer to a command that arrives while ``waiting`` commands already wait their turn:
+        refused, not executed, so dispatch may send it again; never a silence. Cheap (no logging:
+        the caller counts these), because it answers a flood."""
+        try:
+            command_id = _command_id(self._parse(payload))
+        except Refused:
+            command_id = None
+        return result(command_id, False, f"busy, retry later: {waiting} commands are waiting", self._clock(), None)
 
     @staticmethod
     def _parse(payload: bytes) -> Any:
@@ -246,6 +255,12 @@ class CommandRegistry:
                 break
             del self._answered[known]
         self._answered[(command.name, command.id)] = (command.expires, answer)
+
+
+def _command_id(data: Any) -> str | None:
+    """The command's id, echoed whenever there is one, even on an envelope that fails: dispatch
+    correlates answers by it."""
+    return data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
 
 
 def _iso(timestamp: float) -> str:

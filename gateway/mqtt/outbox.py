@@ -33,6 +33,7 @@ industrial flash card delays the outbox, never the poller.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sqlite3
 import time
@@ -87,6 +88,7 @@ class OutboxStats:
     used_bytes: int
     dropped_messages: int
     dropped_samples: int
+    oldest_created: float | None = None  # when the oldest pending message was stored
 
 
 class Outbox:
@@ -156,9 +158,11 @@ class Outbox:
             raise
 
     def stats(self) -> OutboxStats:
-        messages, samples = self._db.execute("SELECT count(*), coalesce(sum(samples), 0) FROM outbox").fetchone()
+        messages, samples, oldest = self._db.execute(
+            "SELECT count(*), coalesce(sum(samples), 0), min(created) FROM outbox").fetchone()
         dropped_messages, dropped_samples = self._counters()
-        return OutboxStats(self.last_seq, messages, samples, self._used_bytes(), dropped_messages, dropped_samples)
+        return OutboxStats(self.last_seq, messages, samples, self._used_bytes(), dropped_messages, dropped_samples,
+                           oldest)
 
     def _used_bytes(self) -> int:
         pages = self._db.execute("PRAGMA page_count").fetchone()[0]
@@ -211,9 +215,22 @@ class AsyncOutbox:
         self._outbox: Outbox | None = None
         self._appended = asyncio.Condition()
         self.last_seq = 0
+        self._calls: dict[int, float] = {}  # id of each call waiting on the thread -> when it was made
+        self._call_ids = itertools.count()
 
     async def _run(self, function: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        loop = asyncio.get_running_loop()
+        call = next(self._call_ids)
+        self._calls[call] = loop.time()
+        try:
+            return await loop.run_in_executor(self._executor, function, *args)
+        finally:
+            del self._calls[call]
+
+    def busy_s(self, now: float) -> float:
+        """How long the oldest call still waiting on the outbox thread has waited (event-loop time
+        ``now``; 0 when idle). A commit takes milliseconds, so minutes mean a wedged disk."""
+        return now - min(self._calls.values()) if self._calls else 0.0
 
     async def open(self) -> None:
         self._outbox = await self._run(Outbox, self.path, self._settings, self._clock)

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import random
 import ssl
 import time
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.logs import kv
-from gateway.mqtt.client import ConnectFailed, ConnectionLost, Endpoint, MqttConnection, Will
+from gateway.mqtt.client import ConnectFailed, ConnectionLost, Endpoint, Incoming, MqttConnection, Will
 from gateway.mqtt.commands import CommandRegistry
 from gateway.mqtt.outbox import AsyncOutbox
 from gateway.mqtt.payloads import StationIdentity, birth, death
@@ -39,6 +40,10 @@ from gateway.yaml_source import ConfigError
 log = logging.getLogger(__name__)
 
 STATUS_TIMEOUT_S = 5.0
+INBOX_SIZE = 64
+"""Commands waiting for their turn; more are answered "busy, retry later" (commands run one at a
+time, and a write may take seconds: a deeper queue would only answer later than dispatch waits)."""
+BUSY_LOG_EVERY_S = 1.0
 
 
 class Topics:
@@ -124,6 +129,9 @@ class Publisher:
         self._connection: MqttConnection | None = None
         self._retained: dict[str, bytes] = {}  # current states (alarms), by topic below the station
         self.published_messages = 0  # acknowledged telemetry messages, for the benchmark and logs
+        self.connections = 0  # sessions established since start (the first one, then reconnects)
+        self.busy_answers = 0  # commands answered "busy, retry later" since the start
+        self._busy_logged_at = -math.inf
 
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff, until ``stop()``."""
@@ -132,7 +140,8 @@ class Publisher:
         try:
             while not self._stopping.is_set():
                 try:
-                    connection = await MqttConnection.open(self._endpoint, self._will())
+                    connection = await MqttConnection.open(self._endpoint, self._will(), inbox_size=INBOX_SIZE,
+                                                           overflow=self._answer_busy)
                 except ConnectFailed as exc:
                     failures += 1
                     delay = self._backoff(failures)
@@ -142,6 +151,7 @@ class Publisher:
                     await self._pause(delay)
                     continue
                 failures = 0
+                self.connections += 1
                 await self._serve(connection)
                 # A broker that accepts and then drops us at once must not be hammered.
                 await self._pause(self._backoff(1))
@@ -285,6 +295,18 @@ class Publisher:
             if acked:
                 await self.outbox.ack(acked)
                 self.published_messages += len(acked)
+
+    def _answer_busy(self, connection: MqttConnection, message: Incoming) -> None:
+        """A command arriving while ``INBOX_SIZE`` wait is answered "busy, retry later" at once:
+        bounded memory, and still an answer. Logged once per ``BUSY_LOG_EVERY_S`` with a count."""
+        name = self.topics.command_name(message.topic)
+        connection.publish(self.topics.result(name), self.commands.busy(message.payload, connection.incoming.qsize()))
+        self.busy_answers += 1
+        now = time.monotonic()
+        if now - self._busy_logged_at >= BUSY_LOG_EVERY_S:
+            log.warning("commands refused: busy, retry later", extra=kv(
+                command=name, waiting=connection.incoming.qsize(), refused_busy=self.busy_answers))
+            self._busy_logged_at = now
 
     async def _answer_commands(self, connection: MqttConnection) -> None:
         while True:

@@ -7,6 +7,7 @@ that sets the simulated PLC's setpoint, or refuses while the PLC is "offline", a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import Callable
@@ -55,7 +56,8 @@ class Rig:
     """A station, the latest values a poller would have delivered, and the task under test."""
 
     def __init__(self, config_path: Path = CONTROLLER_YAML, memory: MemoryFile | None = None, *,
-                 time_scale: float = 1.0, sample_clock: Callable[[], float] | None = None) -> None:
+                 time_scale: float = 1.0, sample_clock: Callable[[], float] | None = None,
+                 write_timeout_s: float = 30.0) -> None:
         """``sample_clock``: what the samples are stamped with (by default the station's time, the
         task's clock, which the task then uses for ages too)."""
         self.station = Station(start=datetime(2027, 1, 10, 16, tzinfo=UTC), seed=4,
@@ -67,7 +69,8 @@ class Rig:
         self.published = self.bus.subscribe("test", maxsize=100_000)
         self.task = ControllerTask(load_controller_config(config_path), STATION, self.latest, self.plc,  # type: ignore[arg-type]
                                    self.bus, clock=lambda: self.station.time_s, memory=memory,
-                                   time_scale=time_scale, sample_clock=sample_clock)
+                                   time_scale=time_scale, sample_clock=sample_clock,
+                                   write_timeout_s=write_timeout_s)
 
     def poll(self) -> None:
         m = self.station.measurements()
@@ -111,6 +114,43 @@ async def test_the_task_reads_decides_writes_and_publishes() -> None:
     published = [rig.published.get_nowait() for _ in range(60)]
     assert len(published) == 60 and all(item is not None for item in published)
     json.dumps(state.to_dict())
+
+
+async def test_a_write_queue_that_never_answers_costs_a_write_never_the_controllers_cycles(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig = Rig(write_timeout_s=0.1)
+    await rig.run(600)
+    answering = rig.plc.write
+    rig.plc.write = _never_answers  # type: ignore[method-assign] - a write queue that died
+    rig.station.plc.supply_setpoint_c -= 3.0  # the controller wants to write
+    while rig.published.get_nowait() is not None:
+        pass
+    states = []
+    for _ in range(3):  # each cycle waits for its write at most write_timeout_s, then goes on
+        rig.poll()
+        states.append(await asyncio.wait_for(rig.task.cycle(), 1.0))
+        rig.station.step(60.0)
+    for state in states:
+        circuit = state.circuits[0]
+        assert circuit.written_c is None
+        assert circuit.write_status == "failed: no answer from the write queue within 0.1 s"
+        assert Signal.SETPOINT_NOT_WRITTEN in state.signals
+    assert sum(r.getMessage() == "setpoint write got no answer; the controller goes on" for r in caplog.records) == 3
+    published = []
+    while (item := rig.published.get_nowait()) is not None:
+        published.append(item)
+    assert published == states  # every cycle's state was published
+    rig.plc.write = answering  # type: ignore[method-assign]
+    await rig.run(60)
+    state = rig.task.state
+    assert state is not None and state.circuits[0].write_status == "written"
+    assert Signal.SETPOINT_NOT_WRITTEN not in state.signals
+
+
+async def _never_answers(tag: str, value: Value, origin: str) -> WriteResult:
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
 
 
 async def test_unchanged_setpoints_are_not_rewritten() -> None:

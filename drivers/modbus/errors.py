@@ -1,0 +1,43 @@
+"""The typed failures of a Modbus request, so callers can set the right quality reason."""
+
+from __future__ import annotations
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge",
+    6: "device busy",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+class LinkError(Exception):
+    """A request did not produce data."""
+
+
+class LinkTimeout(LinkError):
+    """The device did not answer within its timeout (after the configured retries)."""
+
+
+class LinkDown(LinkError):
+    """No connection (refused, reset, closed mid-reply, serial port gone)."""
+
+
+class ExceptionReply(LinkError):
+    """The device answered with a Modbus exception."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
+        self.code = code
+
+
+class BadReply(LinkError):
+    """The device answered, but not with a reply to the request sent: wrong function code, byte or
+    register count, transaction or unit id, framing, or a write echo that differs from the write.
+
+    The message is short and names what was wrong (``0 registers for 1``); it becomes the detail
+    of the ``bad_reply`` quality reason.
+    """
