@@ -40,7 +40,7 @@ def settings(tags: list[str], alarms: int) -> AlarmSettings:
         tag = tags[i * (len(tags) // alarms)]
         common = {"priority": ("critical", "high", "medium", "low")[i % 4], "message": f"alarm {i} 报警"}
         if i < limits:
-            definitions[f"a{i}"] = {"kind": "limit", "tag": tag, "level": "h" if i % 2 else "l",
+            definitions[f"a{i}"] = {"kind": "threshold", "tag": tag, "level": "h" if i % 2 else "l",
                                     "limit": 60.0 if i % 2 else 40.0, "deadband": 1.0, "on_delay_s": 5, **common}
         elif i < limits + discretes:
             definitions[f"a{i}"] = {"kind": "discrete", "tag": tag, **common}

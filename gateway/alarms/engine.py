@@ -113,7 +113,7 @@ def compile_alarms(settings: AlarmSettings, controller: bool) -> dict[str, Alarm
         declared = {a.signal for a in alarms.values() if isinstance(a, SignalAlarm)}
         for signal, default in CONTROLLER_SIGNAL_DEFAULTS.items():
             if signal not in declared:
-                alarms[signal_alarm_id(signal)] = SignalAlarm(kind="signal", signal=signal, **default.model_dump())
+                alarms[signal_alarm_id(signal)] = SignalAlarm(kind="controller", signal=signal, **default.model_dump())
     return alarms
 
 

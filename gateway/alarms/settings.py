@@ -71,7 +71,7 @@ class LimitAlarm(AlarmBase):
     only once the value is back by ``deadband`` (hysteresis), so a value resting on the limit raises
     it once."""
 
-    kind: Literal["limit"]
+    kind: Literal["threshold"]
     tag: TagName
     level: Literal["hh", "h", "l", "ll"]
     limit: float
@@ -134,7 +134,7 @@ class CommAlarm(AlarmBase):
 class SignalAlarm(AlarmBase):
     """A condition the controller reports in its state (``ControllerState.signals``)."""
 
-    kind: Literal["signal"]
+    kind: Literal["controller"]
     signal: Signal
 
 

@@ -31,7 +31,7 @@ def states(transitions: list[Transition]) -> list[tuple[str, str]]:
     return [(t.record.id, t.record.state.value) for t in transitions]
 
 
-HIGH = {"kind": "limit", "tag": "supply_temp", "level": "h", "limit": 90.0, "deadband": 2.0,
+HIGH = {"kind": "threshold", "tag": "supply_temp", "level": "h", "limit": 90.0, "deadband": 2.0,
         "priority": "high", "message": "二次供水温度过高 secondary supply too hot"}
 
 
@@ -47,7 +47,7 @@ def test_a_high_limit_raises_above_the_limit_and_returns_only_below_the_deadband
 
 
 def test_a_low_low_limit_mirrors_the_high_one() -> None:
-    alarms = engine({"pressure_ll": {"kind": "limit", "tag": "return_pressure", "level": "ll", "limit": 0.1,
+    alarms = engine({"pressure_ll": {"kind": "threshold", "tag": "return_pressure", "level": "ll", "limit": 0.1,
                                      "deadband": 0.02, "priority": "critical", "message": "low return pressure"}})
     assert states(alarms.on_item(batch(0, return_pressure=0.09), 0)) == [("pressure_ll", "active")]
     assert alarms.on_item(batch(1, return_pressure=0.115), 1) == []
@@ -125,9 +125,9 @@ def test_a_tag_whose_samples_stop_coming_is_stale_after_s_after_its_last_good_on
 
 
 PUMP = {"kind": "discrete", "tag": "pump_fault", "priority": "critical", "message": "pump tripped"}
-NO_FLOW = {"kind": "limit", "tag": "secondary_flow", "level": "l", "limit": 20, "priority": "high",
+NO_FLOW = {"kind": "threshold", "tag": "secondary_flow", "level": "l", "limit": 20, "priority": "high",
            "message": "no circulation flow", "suppressed_by": ["pump_trip"]}
-LOW_PRESSURE = {"kind": "limit", "tag": "return_pressure", "level": "l", "limit": 0.15, "priority": "high",
+LOW_PRESSURE = {"kind": "threshold", "tag": "return_pressure", "level": "l", "limit": 0.15, "priority": "high",
                 "message": "low return pressure", "suppressed_by": ["pump_trip"]}
 
 
@@ -196,7 +196,7 @@ def test_out_of_service_alarms_never_annunciate() -> None:
 
 def test_controller_signals_are_alarms_with_declared_defaults_a_station_can_override() -> None:
     settings = AlarmSettings.model_validate({"definitions": {"outdoor_bad": {
-        "kind": "signal", "signal": "outdoor_sensor_fault", "priority": "low", "message": "室外温度传感器故障"}}})
+        "kind": "controller", "signal": "outdoor_sensor_fault", "priority": "low", "message": "室外温度传感器故障"}}})
     alarms = AlarmEngine(settings, TAGS, controller=True)
     state = ControllerState(0.0, SeasonMode.HEATING, "", None, -5.0, OutdoorSource.DEFAULT, "open circuit", (),
                             (Signal.OUTDOOR_SENSOR_FAULT, Signal.FROST_PROTECTION))
@@ -209,7 +209,7 @@ def test_controller_signals_are_alarms_with_declared_defaults_a_station_can_over
 
 
 def many(n: int, priority: str) -> dict[str, dict[str, Any]]:
-    return {f"a{i}": {"kind": "limit", "tag": "supply_temp", "level": "h", "limit": float(i), "priority": priority,
+    return {f"a{i}": {"kind": "threshold", "tag": "supply_temp", "level": "h", "limit": float(i), "priority": priority,
                       "message": f"alarm {i}"} for i in range(n)}
 
 

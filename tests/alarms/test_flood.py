@@ -18,7 +18,7 @@ async def test_200_alarms_at_once_are_summarised_and_every_transition_is_publish
     data = station_with_mqtt(station_server.port, broker.port)
     # The secondary supply reads about 65 C: each of these low-limit alarms is active at once.
     data["alarms"]["definitions"].update({
-        f"flood_{i:03d}": {"kind": "limit", "tag": "secondary_supply_temp", "level": "l", "limit": 100 + i,
+        f"flood_{i:03d}": {"kind": "threshold", "tag": "secondary_supply_temp", "level": "l", "limit": 100 + i,
                            "priority": "low", "message": f"flood test alarm {i}"} for i in range(FLOODING)})
     with Subscriber(broker.port) as dispatch:
         async with Gateway(gateway_config(data), state_dir=tmp_path / "state") as gateway:

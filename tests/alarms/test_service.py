@@ -24,7 +24,7 @@ from gateway.writes import WriteQueue
 
 SETTINGS = AlarmSettings.model_validate({"definitions": {
     "pump_trip": {"kind": "discrete", "tag": "pump_fault", "priority": "critical", "message": "循环泵故障 pump tripped"},
-    "no_flow": {"kind": "limit", "tag": "secondary_flow", "level": "l", "limit": 5, "priority": "high",
+    "no_flow": {"kind": "threshold", "tag": "secondary_flow", "level": "l", "limit": 5, "priority": "high",
                 "message": "no circulation flow"},
 }})
 TAGS = {"pump_fault": "plc", "secondary_flow": "plc"}
