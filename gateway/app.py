@@ -22,6 +22,7 @@ from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import EventEngine
 from gateway.alarms.service import AlarmService, alarm_tick_s
 from gateway.alarms.settings import AlarmSettings
+from gateway.alarms.state import AlarmState
 from gateway.alarms.store import store_path
 from gateway.bus import Bus
 from gateway.config import GatewayConfig, load_gateway_config
@@ -175,7 +176,7 @@ class Gateway:
         return parts
 
     async def status_line(self) -> str:
-        """One line for ``systemctl status``: devices online, outbox backlog, controller phase."""
+        """One line for ``systemctl status``: devices online, outbox backlog, controller phase, alarms."""
         online = sum(1 for poller in self.pollers.values() if poller.online)
         parts = [f"devices {online}/{len(self.pollers)} online"]
         if self.mqtt is not None:
@@ -185,6 +186,9 @@ class Gateway:
         if self.controller is not None and (state := self.controller.state) is not None:
             phases = ",".join(sorted({circuit.phase for circuit in state.circuits}))
             parts.append(f"controller {state.season.value} {phases}")
+        open_alarms = self.alarms.engine.open_alarms()
+        unacknowledged = sum(t.record.state is not AlarmState.ACKNOWLEDGED for t in open_alarms)
+        parts.append(f"alarms {len(open_alarms)} open, {unacknowledged} unacknowledged")
         return "; ".join(parts)
 
     def _report_if_died(self, task: asyncio.Task[None]) -> None:

@@ -28,3 +28,11 @@ async def test_the_alarm_panel_shows_priority_state_age_and_the_open_events() ->
     assert "critical" in lines[0] and "active" in lines[0] and "20 min" in lines[0]
     assert "medium" in lines[-1] and "tank_low" in lines[-1]  # the least urgent last
     assert "循环泵故障" in shown and "Events: pit_flooding 20 min" in shown
+
+
+async def test_systemctl_status_counts_the_open_and_unacknowledged_alarms() -> None:
+    gateway = Gateway(station_config(5020, lambda data: data.pop("mqtt")))
+    samples = (Sample("pump_fault", True, 100.0), Sample("pit_flooded", True, 100.0))
+    gateway.alarms.engine.on_item(SampleBatch("plc", "fast", samples), 100.0)
+    gateway.alarms.engine.acknowledge("pump_trip", 101.0, "op")
+    assert (await gateway.status_line()).endswith("alarms 2 open, 1 unacknowledged")
