@@ -88,8 +88,12 @@ class Gateway:
         clock = alarm_clock or controller_clock
         engine = AlarmEngine(config.alarms or AlarmSettings(), tag_devices, controller=controller is not None,
                              now=clock())
-        events = None if config.events is None else EventEngine(config.events, config.station.timezone,
-                                                                config.report.refund_tiers)
+        events = None if config.events is None else EventEngine(
+            config.events, config.station.timezone, config.report.refund_tiers,
+            None if controller is None else controller.settings)
+        if events is not None and config.events is not None and config.events.rooms is not None and not events.rooms:
+            log.warning("events.rooms: no room to watch; list its tags, or run a controller with rooms",
+                        extra=kv(station=config.station.id))
         self.alarms = AlarmService(
             engine, self.bus, events=events, clock=clock, tick_s=alarm_tick_s(controller_time_scale),
             store_path=None if state_dir is None else store_path(state_dir, config.station.id),

@@ -22,13 +22,18 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from drivers.base import Quality
-from gateway.alarms.settings import EventSettings, InterruptionSettings, MakeupSettings
+from gateway.alarms.settings import EventSettings, InterruptionSettings, MakeupSettings, RoomSettings
 from gateway.control.model import ControllerState
+from gateway.control.settings import ControllerSettings
 from gateway.report.settings import ZIBO_TIERS, RefundTierSetting
 from gateway.samples import Sample, SampleBatch, Value
+
+
+T = TypeVar("T")
 
 
 class EventState(str, Enum):
@@ -122,16 +127,49 @@ class _Tracker:
         return started + min(later) * 3600.0 if later else None
 
 
+@dataclass(frozen=True, slots=True)
+class RoomRule:
+    """One representative room and its comfort contract."""
+
+    tag: str
+    comfort_below_c: float
+    comfort_from: dt.time
+    comfort_to: dt.time
+
+
+def room_rules(settings: RoomSettings, controller: ControllerSettings | None) -> list[RoomRule]:
+    """The rooms watched and each one's comfort contract: the ``events.rooms`` values where given,
+    else those of the controller circuit the room belongs to, else 18 °C from 06:00 to 21:00."""
+    comfort_of = {sensor.temp_tag: circuit.comfort for circuit in (controller.circuits.values() if controller else ())
+                  for sensor in circuit.rooms.values()}
+    tags = settings.tags or tuple(comfort_of)
+    rules = []
+    for tag in tags:
+        comfort = comfort_of.get(tag)
+        rules.append(RoomRule(
+            tag,
+            _first(settings.comfort_below_c, comfort.day_c if comfort else None, 18.0),
+            _first(settings.comfort_from, comfort.day_start if comfort else None, dt.time(6, 0)),
+            _first(settings.comfort_to, comfort.day_end if comfort else None, dt.time(21, 0))))
+    return rules
+
+
+def _first(*values: T | None) -> T:
+    return next(value for value in values if value is not None)  # type: ignore[misc]
+
+
 class EventEngine:
     """Evaluates the station's event rules on bus items and on ``tick``."""
 
     def __init__(self, settings: EventSettings, timezone: str,
-                 refund_tiers: Sequence[RefundTierSetting] = ZIBO_TIERS) -> None:
+                 refund_tiers: Sequence[RefundTierSetting] = ZIBO_TIERS,
+                 controller: ControllerSettings | None = None) -> None:
         self.settings = settings
         self._tiers = tuple(refund_tiers)
+        self.rooms = [] if settings.rooms is None else room_rules(settings.rooms, controller)
         self._zone = ZoneInfo(timezone)
         self._values: dict[str, Value] = {}
-        self._watched = {tag for _, tag in settings.tag_refs()}
+        self._watched = {tag for _, tag in settings.tag_refs()} | {room.tag for room in self.rooms}
         self._trackers: dict[str, _Tracker] = {}
         self._makeup: deque[tuple[float, float]] = deque()
         # Heat is owed unless the controller says no circuit heats (summer, cut-out on a warm day,
@@ -145,13 +183,13 @@ class EventEngine:
                       f"补水量超标 Make-up water above {makeup.limit_pct:g} % of the system in {makeup.period_h:g} h",
                       0.0, (makeup.handle_within_h,))
         if (rooms := settings.rooms) is not None:
-            for tag in rooms.tags:
-                self._add(f"room_repair_{tag}", "room_repair",
+            for room in self.rooms:
+                self._add(f"room_repair_{room.tag}", "room_repair",
                           f"室温低于 {rooms.repair_below_c:g} °C Room below {rooms.repair_below_c:g} °C: "
                           f"fix within {rooms.repair_within_h:g} h", rooms.confirm_s, (rooms.repair_within_h,))
-                self._add(f"room_comfort_{tag}", "room_comfort",
-                          f"室温低于 {rooms.comfort_below_c:g} °C Room below {rooms.comfort_below_c:g} °C "
-                          f"during {rooms.comfort_from}-{rooms.comfort_to}", rooms.confirm_s, ())
+                self._add(f"room_comfort_{room.tag}", "room_comfort",
+                          f"室温低于 {room.comfort_below_c:g} °C Room below {room.comfort_below_c:g} °C during "
+                          f"{room.comfort_from:%H:%M}-{room.comfort_to:%H:%M}", rooms.confirm_s, ())
         for event_id, tag in settings.trips.items():
             self._add(event_id, "trip", f"{tag} tripped", 0.0, ())
 
@@ -189,8 +227,8 @@ class EventEngine:
         out = []
         for tracker in self._trackers.values():
             out.extend(tracker.tick(now))
-        if self.settings.rooms is not None:
-            out.extend(self._rooms(now, set(self.settings.rooms.tags)))  # comfort hours begin and end
+        if self.rooms:
+            out.extend(self._rooms(now, {room.tag for room in self.rooms}))  # comfort hours begin and end
         return out
 
     def _evaluate(self, now: float, tags: set[str]) -> list[StationEvent]:
@@ -200,7 +238,7 @@ class EventEngine:
             out.extend(self._interruption(settings.interruption, now))
         if settings.makeup is not None and settings.makeup.total_tag in tags:
             out.extend(self._makeup_loss(settings.makeup, now))
-        if settings.rooms is not None:
+        if self.rooms:
             out.extend(self._rooms(now, tags))
         for event_id, tag in settings.trips.items():
             if tag in tags:
@@ -233,19 +271,20 @@ class EventEngine:
         rule = self.settings.rooms
         assert rule is not None
         out = []
-        day = in_comfort_hours(now, self._zone, rule.comfort_from, rule.comfort_to)
-        for tag in rule.tags:
-            if tag not in tags:
+        local = dt.datetime.fromtimestamp(now, self._zone).time()
+        for room in self.rooms:
+            if room.tag not in tags:
                 continue
-            value = self._values.get(tag)
+            value = self._values.get(room.tag)
             if not isinstance(value, int | float) or isinstance(value, bool):
                 continue
             refund = refund_pct(value, self._tiers)
-            cause = f"{tag} {value:.1f} C"
-            out.extend(self._trackers[f"room_repair_{tag}"].update(value < rule.repair_below_c, now, cause,
-                                                                   float(value), refund))
-            out.extend(self._trackers[f"room_comfort_{tag}"].update(day and value < rule.comfort_below_c, now,
-                                                                    cause, float(value), refund))
+            cause = f"{room.tag} {value:.1f} C"
+            day = room.comfort_from <= local < room.comfort_to
+            out.extend(self._trackers[f"room_repair_{room.tag}"].update(value < rule.repair_below_c, now, cause,
+                                                                        float(value), refund))
+            out.extend(self._trackers[f"room_comfort_{room.tag}"].update(day and value < room.comfort_below_c, now,
+                                                                         cause, float(value), refund))
         return out
 
 
@@ -281,9 +320,3 @@ def refund_pct(room_c: float, tiers: Sequence[RefundTierSetting]) -> float | Non
     """The refund a room temperature costs (the highest tier whose bound it is below), or None."""
     refunds = [tier.refund_pct for tier in tiers if room_c < tier.below_c]
     return max(refunds) if refunds else None
-
-
-def in_comfort_hours(now: float, zone: ZoneInfo, start: str, end: str) -> bool:
-    """Whether ``now`` is within [start, end) local time."""
-    local = dt.datetime.fromtimestamp(now, zone).time()
-    return dt.time.fromisoformat(start) <= local < dt.time.fromisoformat(end)

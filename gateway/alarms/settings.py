@@ -15,6 +15,7 @@ same signal, or turns them all off with ``controller_signals: false``.
 from __future__ import annotations
 
 from enum import Enum
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Literal
 
@@ -256,9 +257,6 @@ def _cycle(edges: Mapping[str, Iterable[str]]) -> list[str]:
 
 # --- station events (what the regulations count) --------------------------------------------------
 
-Clock = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
-
-
 class InterruptionSettings(Strict):
     """A supply interruption: no heat reaches the users. It starts when any configured cause holds
     for ``confirm_s`` (primary supply lost, circulation stopped, supply temperature collapsed) and is
@@ -288,17 +286,21 @@ class MakeupSettings(Strict):
 
 class RoomSettings(Strict):
     """Representative rooms (测温点): below ``repair_below_c`` a fault must be fixed within
-    ``repair_within_h`` (any hour); below ``comfort_below_c`` during ``comfort_from``-``comfort_to``
-    in the station's time zone is a comfort event. Each carries the refund tier of the coldest
-    reading so far, by the station's refund rule (``report.refund_tiers``, the one ``heatgw report``
-    bills with). ``confirm_s`` keeps one low radio report from starting an event."""
+    ``repair_within_h`` (any hour); below the comfort target during the comfort hours (station time
+    zone) is a comfort event. Each carries the refund tier of the coldest reading so far, by the
+    station's refund rule (``report.refund_tiers``, the one ``heatgw report`` bills with).
+    ``confirm_s`` keeps one low radio report from starting an event.
 
-    tags: tuple[TagName, ...] = Field(min_length=1)
+    The comfort contract has one source: unless given here, the rooms are the controller's
+    representative rooms and each room's target and hours are its circuit's ``comfort``
+    (``day_c``, ``day_start``, ``day_end``); without a controller, 18 °C from 06:00 to 21:00."""
+
+    tags: tuple[TagName, ...] = Field(default=(), description="default: the controller's rooms")
     repair_below_c: float = Field(default=16.0, ge=0, le=30)
     repair_within_h: float = Field(default=2.0, gt=0, le=240)
-    comfort_below_c: float = Field(default=18.0, ge=0, le=30)
-    comfort_from: Clock = "06:00"
-    comfort_to: Clock = "21:00"
+    comfort_below_c: float | None = Field(default=None, ge=0, le=30, description="default: the circuit's day_c")
+    comfort_from: dt.time | None = Field(default=None, description="default: the circuit's day_start")
+    comfort_to: dt.time | None = Field(default=None, description="default: the circuit's day_end")
     confirm_s: float = Field(default=600.0, ge=0, le=86_400)
 
 

@@ -10,11 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers.base import Quality
-from gateway.alarms.events import EventEngine, EventState, StationEvent
-from gateway.alarms.settings import EventSettings
+from gateway.alarms.events import EventEngine, EventState, RoomRule, StationEvent, room_rules
+from gateway.alarms.settings import EventSettings, RoomSettings
 from gateway.control.model import CircuitState, ControllerState, OutdoorSource
 from gateway.control.settings import SeasonMode
 from gateway.samples import Sample, SampleBatch
+from tests.control.conftest import controller_config, radiators
 
 H = 3600.0
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -158,3 +159,16 @@ def test_no_interruption_while_the_controller_heats_no_circuit() -> None:
                              (circuit_state(heating=True),), ())
     [started] = events.on_item(winter, 2)
     assert started.cause == "supply 25.0 C below 35"
+
+
+def test_the_rooms_and_their_comfort_contract_come_from_the_controller_unless_given() -> None:
+    def warmer(data: dict[str, Any]) -> None:  # a county that raised the target to 20 C, from 07:00
+        radiators(data)["comfort"].update(day_c=20, day_start="07:00")
+
+    settings = controller_config(warmer).settings
+    rules = room_rules(RoomSettings(), settings)
+    assert len(rules) == 6
+    assert rules[0] == RoomRule("room_a_1_temp", 20.0, dt.time(7, 0), dt.time(21, 0))
+    given = room_rules(RoomSettings(tags=("room_b_1_temp",), comfort_below_c=18), settings)
+    assert given == [RoomRule("room_b_1_temp", 18.0, dt.time(7, 0), dt.time(21, 0))]
+    assert room_rules(RoomSettings(tags=("room_x",)), None) == [RoomRule("room_x", 18.0, dt.time(6, 0), dt.time(21, 0))]

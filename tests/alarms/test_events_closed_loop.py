@@ -28,6 +28,7 @@ async def station(tmp_path: Path, broker: Mosquitto) -> AsyncIterator[tuple[SimR
     async with SimRunner(demo_station(), speed=SPEED, tick_s=0.05, control_port=None) as runner:
         data = station_with_mqtt(runner.server.port, broker.port)
         data["groups"]["slow"]["interval_s"] = 0.5  # the make-up counter and the rooms: every 15 simulated min
+        data["events"]["rooms"]["tags"] = ["room_a_1_temp"]  # no controller here to name the rooms
         with Subscriber(broker.port) as dispatch:
             async with Gateway(gateway_config(data), state_dir=tmp_path / "state",
                                alarm_clock=lambda: runner.station.time_s, controller_time_scale=SPEED):
