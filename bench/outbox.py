@@ -14,7 +14,9 @@ Run: ``.venv/bin/python bench/outbox.py`` (both parts), or ``--part live`` / ``-
   disk bytes per value; then a publisher connects and replays it all. The rate is counted at the
   subscriber: values received in order, without a gap, per second.
 * The subscriber is a child process (this script with ``--subscribe``) that checks every sequence
-  number arrives in order and prints its counts as JSON lines.
+  number arrives in order, prints its counts as JSON lines, and confirms what it received with the
+  retained ``delivered`` every 0.25 s, as a historian bridge does: the outbox deletes on that
+  confirmation, not on the PUBACK, so the benchmark pays for both.
 
 Figures print live once a second; the summary is a Markdown table for bench/RESULTS.md.
 """
@@ -49,7 +51,7 @@ from gateway.bus import Subscription
 from gateway.config import GatewayConfig
 from gateway.mqtt.commands import CommandRegistry
 from gateway.mqtt.outbox import AsyncOutbox, Outbox
-from gateway.mqtt.payloads import StationIdentity, TelemetryEncoder
+from gateway.mqtt.payloads import DELIVERED_TOPIC, Delivered, StationIdentity, TelemetryEncoder, delivered
 from gateway.mqtt.publisher import Publisher
 from gateway.mqtt.settings import MqttSettings, OutboxSettings
 from gateway.devstack import Mosquitto
@@ -70,7 +72,9 @@ TOPIC = "heatgw/bench/telemetry"
 
 def subscribe(port: int, topic: str) -> None:
     """``--subscribe``: count telemetry, check the order, print the counts every 0.25 s until stdin
-    closes. paho's loop thread counts; the main thread prints."""
+    closes, and confirm what it received as a historian does (the retained ``delivered``, at the
+    same pace), so the outbox is freed as in production. paho's loop thread counts; the main thread
+    prints and confirms."""
     counts = {"messages": 0, "values": 0, "max_seq": 0, "gaps": 0, "duplicates": 0}
 
     def on_message(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
@@ -98,8 +102,10 @@ def subscribe(port: int, topic: str) -> None:
         stdin_closed.set()
 
     threading.Thread(target=wait_for_eof, daemon=True).start()
+    confirmations = topic.rsplit("/", 1)[0] + "/" + DELIVERED_TOPIC
     while not stdin_closed.wait(0.25):
         print(json.dumps(counts), flush=True)
+        client.publish(confirmations, delivered(Delivered(counts["max_seq"]), time.time()), qos=1, retain=True)
     client.loop_stop()
 
 
@@ -168,6 +174,7 @@ class LiveRun:
     received_values: int = 0
     gaps: int = 0
     backlog_end: int = 0
+    unconfirmed_end: int = 0
 
 
 def _counters(gateway: Gateway, sub: SubscriberProcess, polled: int) -> tuple[int, int, int, int]:
@@ -209,10 +216,11 @@ async def live(args: argparse.Namespace, workdir: Path, *, with_mqtt: bool) -> L
                 cpu_s = sum(me.cpu_times()[:2]) - start_cpu
                 end = _counters(gateway, sub, sum(p.stats.values for p in pollers))
                 backlog = gateway.mqtt.outbox.last_seq - sub.counts["max_seq"] if gateway.mqtt else 0
+                unconfirmed = (await gateway.mqtt.outbox.stats()).pending_messages if gateway.mqtt else 0
                 gaps = sub.counts["gaps"]
             drainer.cancel()
     polled, stored, published, received = (new - old for new, old in zip(end, start, strict=True))
-    return LiveRun(now - start_t, cpu_s, polled, stored, published, received, gaps, backlog)
+    return LiveRun(now - start_t, cpu_s, polled, stored, published, received, gaps, backlog, unconfirmed)
 
 
 async def _drain(subscription: Subscription) -> None:
@@ -309,6 +317,11 @@ async def replay(path: Path, expected: Fill, workdir: Path) -> ReplayRun:
                         last_t, last_values = now, received
                 seconds = time.perf_counter() - started
                 cpu = sum(me.cpu_times()[:2]) - start_cpu
+                # The outbox empties on the subscriber's confirmation, which follows the last message.
+                while not drained_s and time.perf_counter() < deadline:
+                    await asyncio.sleep(0.05)
+                    if (await outbox.stats()).pending_messages == 0:
+                        drained_s = time.perf_counter() - started
             finally:
                 publisher.stop()
                 await asyncio.wait_for(task, 15)
@@ -341,6 +354,8 @@ def live_figures(base: LiveRun, run: LiveRun, args: argparse.Namespace) -> list[
         Figure("sequence gaps at the subscriber", str(run.gaps), "0", run.gaps == 0),
         Figure("backlog at the end of the window", f"{run.backlog_end} messages", "<= 2 (keeps up)",
                run.backlog_end <= 2),
+        Figure("stored at the end, awaiting the subscriber's confirmation", f"{run.unconfirmed_end} messages",
+               "<= 5 (freed as confirmed)", run.unconfirmed_end <= 5),
         Figure("gateway process CPU, % of one core", f"{cpu_pct:.1f} %", f"< {TARGET_CPU_PCT:.0f} %",
                cpu_pct < TARGET_CPU_PCT),
         Figure("same gateway without mqtt (polling only), % of one core", f"{base_pct:.1f} %"),

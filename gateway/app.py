@@ -36,6 +36,7 @@ from gateway.control.task import ControllerTask
 from gateway.latest import LatestValues
 from gateway.logs import kv
 from gateway.metrics import GatewayCollector, MetricsServer, refresh_outbox
+from gateway.mqtt.batcher import Durable
 from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
 from gateway.mqtt.service import MqttService
 from gateway.poller import DevicePoller
@@ -82,7 +83,9 @@ class Gateway:
                         extra=kv(station=config.station.id))
         elif config.mqtt is not None and state_dir is not None:
             # Built before the pollers start, so the outbox's bus subscription sees the first sample.
-            self.mqtt = MqttService(config, self.bus, state_dir, self.commands, started=time.time())
+            # The controller's state is durable: it goes through the outbox, numbered with the telemetry.
+            self.mqtt = MqttService(config, self.bus, state_dir, self.commands, started=time.time(),
+                                    durable={ControllerState: Durable("control", control_payload)})
         # Subscribed before the pollers start, like the outbox: the first fault is seen.
         tag_devices = {tag: device for tag, (device, _) in config.tags().items()}
         clock = alarm_clock or controller_clock
@@ -136,11 +139,9 @@ class Gateway:
         self.commands.provide("outdoor", outdoor)
 
     async def _consume_bus(self) -> None:
-        """Keep the latest values current, and send each controller state out on MQTT."""
+        """Keep the latest values current."""
         async for item in self._latest_feed:
             self.latest.update(item)
-            if isinstance(item, ControllerState) and self.mqtt is not None:
-                self.mqtt.publisher.publish_control(control_payload(item))
 
     async def __aenter__(self) -> Gateway:
         if self.mqtt is not None:
@@ -218,8 +219,9 @@ class Gateway:
         log.info("gateway stopped", extra=kv(station=self.config.station.id))
 
 
-def control_payload(state: ControllerState) -> bytes:
-    """The ``control`` topic's JSON: the controller state, with the contract's ``ts`` time key, and
+def control_payload(state: ControllerState, seq: int) -> bytes:
+    """The ``control`` topic's JSON: the controller state, with the contract's ``ts`` time key and
+    the station's ``seq`` (shared with telemetry: the historian sees one series of numbers), and
     circuits, limiters and signals keyed by name instead of listed, so every figure has a stable
     name a historian can store (``circuits_radiators_setpoint_c``) whatever the list order."""
     data = state.to_dict()
@@ -229,7 +231,7 @@ def control_payload(state: ControllerState) -> bytes:
         circuit["limiters"] = {limiter.pop("name"): limiter for limiter in circuit["limiters"]}
         circuits[circuit.pop("circuit")] = circuit
     signals = {signal: True for signal in data.pop("signals")}
-    return json.dumps({"ts": ts, **data, "circuits": circuits, "signals": signals}).encode()
+    return json.dumps({"seq": seq, "ts": ts, **data, "circuits": circuits, "signals": signals}).encode()
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

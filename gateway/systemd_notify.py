@@ -78,6 +78,36 @@ class Notifier:
             self._socket = None
 
 
+class KeepAlive:
+    """One keep-alive decision: ``WATCHDOG=1`` with the status while nothing is stalled, else the
+    stalled parts in ``STATUS=`` and no keep-alive; each change between the two logged once."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self._was_stalled: list[str] = []
+
+    @property
+    def period_s(self) -> float | None:
+        """How often to decide: half the watchdog period (None without a watchdog)."""
+        return self.notifier.watchdog_s / 2 if self.notifier.watchdog_s else None
+
+    def stalled(self, parts: list[str]) -> None:
+        self.notifier.send(status="stalled: " + ", ".join(parts))
+        if parts != self._was_stalled:
+            log.error("no progress; withholding the watchdog keep-alive so systemd restarts the service",
+                      extra=kv(stalled=",".join(parts), watchdog_s=self.notifier.watchdog_s))
+        self._was_stalled = parts
+
+    def alive(self, status: str) -> None:
+        if self._was_stalled:
+            log.warning("progress again; watchdog keep-alives resumed", extra=kv(were_stalled=",".join(self._was_stalled)))
+        self._was_stalled = []
+        if self.notifier.watchdog_s:
+            self.notifier.send(watchdog=1, status=status)
+        else:
+            self.notifier.send(status=status)
+
+
 async def keep_alive(notifier: Notifier, stalled: Stalled, status: Callable[[], Awaitable[str]],
                      status_every_s: float = 10.0) -> None:
     """Send ``WATCHDOG=1`` at half the watchdog period while nothing is stalled, and the status line.
@@ -85,25 +115,16 @@ async def keep_alive(notifier: Notifier, stalled: Stalled, status: Callable[[], 
     Without a watchdog only the status is refreshed. Runs until cancelled. The status is given at
     most a quarter period: a slow disk delays the line, never the keep-alive.
     """
-    period = notifier.watchdog_s / 2 if notifier.watchdog_s else status_every_s
-    was_stalled: list[str] = []
+    decide = KeepAlive(notifier)
+    period = decide.period_s or status_every_s
     while True:
         parts = stalled()
         if parts:
-            notifier.send(status="stalled: " + ", ".join(parts))
-            if parts != was_stalled:
-                log.error("no progress; withholding the watchdog keep-alive so systemd restarts the service",
-                          extra=kv(stalled=",".join(parts), watchdog_s=notifier.watchdog_s))
+            decide.stalled(parts)
         else:
-            if was_stalled:
-                log.warning("progress again; watchdog keep-alives resumed", extra=kv(were_stalled=",".join(was_stalled)))
             try:
                 line = await asyncio.wait_for(status(), period / 4)
             except TimeoutError:
                 line = "running (status slow to read)"
-            if notifier.watchdog_s:
-                notifier.send(watchdog=1, status=line)
-            else:
-                notifier.send(status=line)
-        was_stalled = parts
+            decide.alive(line)
         await asyncio.sleep(period)

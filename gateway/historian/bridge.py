@@ -16,10 +16,22 @@ Three threads, each owning its own state, talking through lock-free deques and e
   moment has acknowledged only what is in the database; the broker redelivers the rest to it (same
   client id) and the replay lands on the same series and timestamps.
 * a second, **non-durable MQTT client** (paho's own loop thread) receives the retained ``meta`` of
-  every station (not shared: every bridge needs every station's units and devices) and the other
+  every station (not shared: every bridge needs every station's units and devices), the other
   bridges' reports of which sequence numbers they wrote, which is how a fleet sharing the load
-  still agrees on gaps (see ``sequence``). It is a separate connection so that a full pending
-  window on the durable session can never hold back the metadata the queued messages wait for.
+  still agrees on holes (see ``sequence``), and the stations' answers to replay requests. It also
+  publishes what the worker decided: the retained ``delivered`` confirmations and the
+  ``cmd/replay`` requests. It is a separate connection so that a full pending window on the
+  durable session can never hold back the metadata the queued messages wait for.
+
+**End to end, nothing is confirmed before it is durable.** After a batch is written, the worker
+saves the sequence state (atomically, synced) and only then hands the acknowledgements to the
+network thread and confirms to the stations (``delivered``: every number up to the watermark and
+the spans above it), so a bridge killed at any moment restarts knowing at least everything it
+ever confirmed: it never asks for, nor counts as missing, a number that is in the database. The
+station deletes a message on that confirmation, not at the broker's PUBACK, so a message the
+broker lost (a restart drops shared subscriptions, and what was routed to them) is still at the
+station: the hole it leaves is asked for again (``cmd/replay``), and only the station's answer that
+its outbox cap dropped it makes it a loss.
 
 Acknowledgements are tagged with the connection generation they belong to: after a reconnect the
 broker redelivers everything unacknowledged under possibly reused packet ids, so an ack meant for
@@ -65,16 +77,29 @@ from gateway.config_base import Backoff
 from gateway.historian.settings import HistorianSettings
 from gateway.historian.writer import TOO_LARGE, DatabaseWriter, WriteError
 from gateway.logs import kv
+from gateway.systemd_notify import KeepAlive, Notifier
+from gateway.mqtt.payloads import (
+    DELIVERED_MAX_RANGES,
+    DELIVERED_TOPIC,
+    REPLAY_COMMAND,
+    REPLAY_MAX_MESSAGES,
+    Delivered,
+    ReplayAnswer,
+    delivered,
+    parse_replay_answer,
+    replay_command,
+)
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_FLUSH_S = 10.0
 """On SIGTERM, how long the worker may keep trying to write what it already holds. Whatever is
 still unwritten then stays unacknowledged at the broker; systemd's TimeoutStopSec is 20 s."""
-STATE_SAVE_S = 5.0
 STATS_LOG_S = 60.0
 SETTLE_S = 1.0
 NETWORK_POLL_S = 0.05
+STATUS_EVERY_S = 10.0
+"""How often the status line is refreshed for systemd when it runs no watchdog."""
 
 
 @dataclass(slots=True)
@@ -162,6 +187,8 @@ class Bridge:
         self._inbox: deque[Incoming] = deque()
         self._arrived = threading.Event()
         self._received = 0  # written by the network thread only
+        now = time.monotonic()
+        self.progress = {"network": now, "worker": now}  # each written by its own thread: its last step
         # Handed from the worker to the network thread.
         self._acks: deque[list[tuple[int, int, int]]] = deque()
         self._released = 0  # written by the worker only
@@ -171,6 +198,7 @@ class Bridge:
         self._peer_reports: queue.SimpleQueue[tuple[str, int, int]] = queue.SimpleQueue()
         self._invalid_meta = 0  # written by the metadata client's thread only
         self._meta_throttle = Throttle()
+        self._answers: queue.SimpleQueue[tuple[str, ReplayAnswer | str]] = queue.SimpleQueue()
 
         self._generation = 0
         self._next_connect = 0.0
@@ -188,6 +216,7 @@ class Bridge:
         self._without_meta: set[str] = set()
         self._meta_used: dict[str, StationMeta | None] = {}
         self._written_seqs: dict[str, list[int]] = {}
+        self._unconfirmed: set[str] = set()
         self._healthy = True
         self._throttle = Throttle()
 
@@ -319,6 +348,7 @@ class Bridge:
         client = self._client
         limit = self.settings.mqtt.max_pending_messages
         while True:
+            self.progress["network"] = time.monotonic()
             if client.socket() is None:
                 if self._closing.is_set():
                     return
@@ -384,14 +414,21 @@ class Bridge:
         if reason.is_failure:
             log.error("broker refused the metadata connection", extra=kv(reason=str(reason)))
             return
-        client.subscribe([(f"{self._prefix}/{station}/meta", SubscribeOptions(qos=1))
-                          for station in self.settings.topics.stations]
+        stations = self.settings.topics.stations
+        client.subscribe([(f"{self._prefix}/{station}/meta", SubscribeOptions(qos=1)) for station in stations]
+                         + [(f"{self._prefix}/{station}/cmd/{REPLAY_COMMAND}/result", SubscribeOptions(qos=1))
+                            for station in stations]
                          + [(self._peer_topic, SubscribeOptions(qos=1, noLocal=True))])
 
     def _on_meta_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
             if message.topic == self._peer_topic:
                 self._take_peer_report(message.payload)
+                return
+            station = self._replay_result_station(message.topic)
+            if station is not None:
+                self._answers.put((station, parse_replay_answer(message.payload)))
+                self._arrived.set()
                 return
             topic = parse_topic(self._prefix, message.topic)
             if topic is None or topic.kind is not Kind.META or not message.payload:
@@ -402,7 +439,7 @@ class Bridge:
             self._invalid_meta += 1
             held = self._meta_throttle.allow("invalid-meta", time.monotonic())
             if held is not None:
-                log.warning("ignoring malformed metadata or peer report", extra=kv(
+                log.warning("ignoring malformed metadata, peer report or replay answer", extra=kv(
                     topic=printable(repr(message.topic)), reason=printable(str(exc)), suppressed=held))
             return
         if self._metas.get(topic.station) != meta:
@@ -411,12 +448,39 @@ class Bridge:
                                                   config_hash=meta.config_hash or "-", site=meta.site or "-"))
         self._arrived.set()
 
+    def _replay_result_station(self, topic: str) -> str | None:
+        """The station of ``<prefix>/<station>/cmd/replay/result``, else None."""
+        head, _, station_and_rest = topic.partition(self._prefix + "/")
+        station, _, rest = station_and_rest.partition("/")
+        return station if not head and station and rest == f"cmd/{REPLAY_COMMAND}/result" else None
+
     def _take_peer_report(self, payload: bytes) -> None:
         instance, spans = parse_peer_report(payload, self._limits)  # all checked before any is used
         if instance == self.settings.instance:
             return
         for span in spans:
             self._peer_reports.put(span)
+
+    # --- health (the systemd watchdog) ---
+
+    def patience_s(self) -> dict[str, float]:
+        """How long each thread may go without a step when nothing is stuck: the network thread's
+        longest step is a connection attempt, bounded well within a keepalive; the worker's is one
+        database write (its time-out) after the longest retry wait, plus a second of its own work."""
+        retry = self.settings.retry
+        return {"network": float(self.settings.mqtt.keepalive_s),
+                "worker": retry.max_s * (1 + retry.jitter) + self.settings.influxdb.timeout_s + 1.0}
+
+    def stalled(self, now: float) -> list[str]:
+        """The threads that made no step within their patience (monotonic time ``now``)."""
+        return [name for name, limit in self.patience_s().items() if now - self.progress[name] > limit]
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: the broker session, the database, what waits."""
+        broker = "connected" if self._client.is_connected() else "disconnected"
+        database = "writing" if self._healthy else "retrying writes"
+        return (f"broker {broker}, database {database}; {self._received} received, "
+                f"{self._stats.written_values} values written, {self.pending} unacknowledged")
 
     # --- worker ---------------------------------------------------------------------------------
 
@@ -437,20 +501,25 @@ class Bridge:
         batch = Batch()
         limits = self.settings.batch
         max_messages = max(1, self.settings.mqtt.max_pending_messages // 2)
-        next_settle = next_metrics = next_report = next_stats = time.monotonic()
-        next_save = time.monotonic() + STATE_SAVE_S
+        next_settle = next_metrics = next_report = next_stats = next_confirm = time.monotonic()
         while True:
+            self.progress["worker"] = time.monotonic()
             self._arrived.clear()
             now = time.monotonic()
             wall = time.time()
             while not self._peer_reports.empty():
-                self._tracker.merge(*self._peer_reports.get(), now=wall)
+                station, first, last = self._peer_reports.get()
+                self._tracker.merge(station, first, last, now=wall)
+                self._unconfirmed.add(station)
+            while not self._answers.empty():
+                self._take_answer(*self._answers.get(), wall)
             while self._inbox and batch.values < limits.max_values and len(batch.messages) < max_messages:
                 self._take(self._inbox.popleft(), batch, now, wall)
             self._unpark(batch, now, wall)
             closing = self._closing.is_set()
             if now >= next_settle and self._healthy:
-                self._report_gaps(self._tracker.settle(wall))
+                self._ask_again(self._tracker.due(wall, self.settings.sequence.replay_retry_s, REPLAY_MAX_MESSAGES),
+                                wall)
                 next_settle = now + SETTLE_S
             if now >= next_metrics:
                 batch.add(self._metric_lines(wall), 0, now)
@@ -468,9 +537,11 @@ class Bridge:
                 if not self._flush(batch):
                     return  # abandoned at shutdown: unacknowledged, the broker keeps it
                 batch = Batch()
-                if now >= next_save:
-                    self._save_tracker()
-                    next_save = now + STATE_SAVE_S
+            if self._unconfirmed and not batch.messages and (now >= next_confirm or closing):
+                # Only between batches: a number converted into an unwritten batch is not held yet.
+                self._save_tracker()
+                self._confirm(wall)
+                next_confirm = now + self.settings.sequence.peer_report_s
             if closing and not self._inbox and not batch.lines and not batch.messages:
                 self._publish_written()
                 return
@@ -563,9 +634,17 @@ class Bridge:
 
     def _invalid(self, item: Incoming, reason: str, station: str, batch: Batch, seq: int | None = None) -> None:
         """Contract violations are counted, quarantined, logged (throttled) and acknowledged with
-        the batch: no retry can fix them, and holding them back would stall every station."""
+        the batch: no retry can fix them, and holding them back would stall every station.
+
+        A refused message that carries its number is held, in the quarantine, so the number counts
+        as delivered: otherwise the station would keep it unconfirmed and resend it on every replay
+        request, to be refused again, for as long as the outbox keeps it.
+        """
         self._stats.invalid_messages += 1
         self._keep(item, reason, station, seq)
+        if seq is not None:
+            self._tracker.observe(station, seq, time.time())
+            batch.seqs.append((station, seq))
         held = self._throttle.allow(f"invalid:{station}", time.monotonic())
         if held is not None:
             log.warning("message does not follow the MQTT contract; quarantined and acknowledged", extra=kv(
@@ -602,21 +681,27 @@ class Bridge:
                         unacknowledged=self.pending))
                 if self._abandon.wait(jittered(delay, retry)):
                     return False
+                self.progress["worker"] = time.monotonic()  # waiting for the database is not being stuck
                 delay = min(delay * 2, retry.max_s)
         if failures:
             log.info("database writes resumed", extra=kv(failed_attempts=failures, values=batch.values))
         self._healthy = True
         self._stats.written_values += batch.values
         self._stats.written_batches += 1
+        # What was written is on disk in the sequence state before anyone is told it was: a bridge
+        # killed after the acknowledgements must not restart believing those numbers are missing.
+        self._save_tracker()
         self._acks.append([(item.generation, item.mid, item.qos) for item in batch.messages if item.qos > 0])
         self._released += len(batch.messages)
         self._room.set()
         for station, seq in batch.seqs:
             self._written_seqs.setdefault(station, []).append(seq)
+            self._unconfirmed.add(station)
         return True
 
     def _write(self, lines: list[str]) -> None:
         """One attempt; a batch too large for the database is halved until it fits."""
+        self.progress["worker"] = time.monotonic()
         try:
             self._writer.write("\n".join(lines).encode())
         except WriteError as exc:
@@ -636,9 +721,49 @@ class Bridge:
     def _report_gaps(self, gaps: list[Gap]) -> None:
         for gap in gaps:
             state = self._tracker.stations[gap.station]
+            self._unconfirmed.add(gap.station)
             log.warning("telemetry sequence gap", extra=kv(
                 station=gap.station, first_missing=gap.first, last_missing=gap.last, missing=gap.size,
-                station_gaps=state.gaps, station_missing=state.missing))
+                reason=gap.reason, station_gaps=state.gaps, station_missing=state.missing))
+
+    def _ask_again(self, holes: list[Gap], wall: float) -> None:
+        """Ask the stations to send their holes again (``cmd/replay``); report the ones given up.
+
+        Every bridge of a group asks for the same hole under the same command id within one retry
+        period, so the station executes it once and answers the others from its memory.
+        """
+        retry_s = self.settings.sequence.replay_retry_s
+        self._report_gaps([hole for hole in holes if hole.reason])
+        for hole in holes:
+            if hole.reason:
+                continue
+            command_id = f"{self.settings.topics.share_group}:{hole.first}-{hole.last}:{int(wall // retry_s)}"
+            payload = replay_command(command_id, f"historian/{self.settings.instance}", wall + retry_s,
+                                     hole.first, hole.last)
+            self._meta_client.publish(f"{self._prefix}/{hole.station}/cmd/{REPLAY_COMMAND}", payload, qos=1)
+            log.info("replay requested", extra=kv(station=hole.station, from_seq=hole.first, to_seq=hole.last,
+                                                  id=command_id))
+
+    def _take_answer(self, station: str, answer: ReplayAnswer | str, wall: float) -> None:
+        """A station's answer to a replay request: what its cap dropped is lost, said once."""
+        if isinstance(answer, str):
+            log.warning("replay refused by the station", extra=kv(station=station, reason=answer))
+            return
+        gaps, confirmed = self._tracker.resolve(station, answer.first, answer.last, answer.dropped, answer.resent,
+                                                "dropped by the station's outbox cap", wall)
+        self._report_gaps(gaps)
+        if confirmed:
+            self._unconfirmed.add(station)
+            log.info("numbers the station no longer has were confirmed earlier: not missing", extra=kv(
+                station=station, from_seq=answer.first, to_seq=answer.last, filled=confirmed))
+
+    def _confirm(self, wall: float) -> None:
+        """Retained ``delivered`` for every station whose held numbers changed since the last one."""
+        for station in sorted(self._unconfirmed):
+            upto, ranges = self._tracker.delivered(station, DELIVERED_MAX_RANGES)
+            self._meta_client.publish(f"{self._prefix}/{station}/{DELIVERED_TOPIC}",
+                                      delivered(Delivered(upto, tuple(ranges)), wall), qos=1, retain=True)
+        self._unconfirmed.clear()
 
     def _metric_lines(self, wall: float) -> list[str]:
         """The bridge's own metrics, written to the same database (measurement ``historian``)."""
@@ -689,12 +814,16 @@ class Bridge:
             return SequenceTracker(grace)
 
     def _save_tracker(self) -> None:
-        """Atomically replace the state file, so a crash mid-write leaves the previous one."""
+        """Atomically replace the state file, synced, so a crash or power cut leaves this one or the
+        previous one, never a torn one, and never one older than what was confirmed."""
         path: Path = self._state_path
         temporary = path.with_suffix(".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(json.dumps(self._tracker.snapshot(), separators=(",", ":")))
+            with temporary.open("w") as file:
+                file.write(json.dumps(self._tracker.snapshot(), separators=(",", ":")))
+                file.flush()
+                os.fsync(file.fileno())
             os.replace(temporary, path)
         except OSError as exc:
             if self._throttle.allow("state-save", time.monotonic()) is not None:
@@ -715,12 +844,26 @@ def _spans(seqs: list[int]) -> list[list[int]]:
 
 
 def run_bridge(settings: HistorianSettings, stop: threading.Event) -> bool:
-    """Run until ``stop`` is set (the CLI sets it on SIGTERM/SIGINT); False if the bridge failed."""
+    """Run until ``stop`` is set (the CLI sets it on SIGTERM/SIGINT); False if the bridge failed.
+
+    Under systemd it says when it is ready, keeps the watchdog fed while both threads make
+    progress, and says when it stops (``gateway.systemd_notify``).
+    """
+    notifier = Notifier.from_environment()
+    keep_alive = KeepAlive(notifier)
+    period = keep_alive.period_s or STATUS_EVERY_S
     bridge = Bridge(settings)
     bridge.start()
+    notifier.ready(bridge.status_line())
+    next_beat = time.monotonic() + period
     try:
-        while not stop.wait(0.5) and not bridge.failed.is_set():
-            pass
+        while not stop.wait(min(0.5, period)) and not bridge.failed.is_set():
+            if time.monotonic() >= next_beat:
+                stalled = bridge.stalled(time.monotonic())
+                keep_alive.stalled(stalled) if stalled else keep_alive.alive(bridge.status_line())
+                next_beat = time.monotonic() + period
     finally:
+        notifier.stopping()
         bridge.close()
+        notifier.close()
     return not bridge.failed.is_set()

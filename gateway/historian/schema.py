@@ -340,14 +340,19 @@ class LineEncoder:
         Numbers and booleans (also inside nested objects, names joined with ``_``) become fields;
         ``state`` words become a numeric ``state`` field; ``severity``/``kind`` labels become tags.
         Other strings are dropped: free text as a tag would be unbounded, and as a field a
-        numbers-only database would store it as 0. So are field names that no database would
-        take (empty, control characters, a leading ``_``, ``time``, a tag's name).
+        numbers-only database would store it as 0. A ``seq`` is the station's one sequence, shared
+        with telemetry (durable messages on every topic carry it): it is returned for the gap
+        accounting, never written. Field names that no database would take (empty, control
+        characters, a leading ``_``, ``time``, a tag's name) are dropped too.
         """
         _check_name(topic.station, "station")
         if topic.kind in (Kind.ALARM, Kind.EVENT) and topic.item:  # the ``events`` stream's id is in the payload
             _check_name(topic.item, f"{topic.kind.value} id")
         data = _json_object(payload, self._limits)
         timestamp = _epoch_ms(data.get("ts"), "ts", *self._limits.window_ms())
+        seq = data.get("seq")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
+            raise PayloadError(f"{topic.kind.value} with a seq that is not a non-negative integer")
         tags = {"site": self._site(meta), "station": topic.station}
         measurement = topic.kind.value
         if topic.kind in (Kind.ALARM, Kind.EVENT):
@@ -385,7 +390,7 @@ class LineEncoder:
         problem = line_problem(line)
         if problem is not None:
             raise PayloadError(f"{topic.kind.value} message would make an invalid line: {problem}")
-        return Encoded(lines=[line], values=len(fields), unknown_strings=dropped)
+        return Encoded(lines=[line], values=len(fields), seq=seq, unknown_strings=dropped)
 
     def _site(self, meta: StationMeta | None) -> str:
         return meta.site if meta is not None and meta.site else self._default_site

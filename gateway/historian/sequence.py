@@ -1,17 +1,25 @@
-"""Gap and duplicate accounting from the stations' telemetry sequence numbers: pure, clock passed in.
+"""Gap and duplicate accounting from the stations' sequence numbers: pure, clock passed in.
 
-Each station numbers its telemetry messages 1, 2, 3, ... for its whole life. A number seen twice
-is a duplicate (QoS 1 redelivery, store-and-forward replay); a number never seen is a gap (data
-lost before it reached the broker, or by a broker that lost its queue).
+Each station numbers its durable messages (telemetry, controller state, alarm and event
+transitions: one sequence across topics) 1, 2, 3, ... for its whole life. A number seen twice is
+a duplicate (QoS 1 redelivery, store-and-forward replay); a number not seen is a hole.
+
+A hole is not a loss: the station keeps every message until a historian confirms it
+(``delivered``), so a hole that stays open for ``grace_s`` is asked for again (``due``, which the
+bridge turns into ``cmd/replay`` requests, repeated every ``retry_s`` while it stays open). Only
+the station's answer that its outbox cap dropped those numbers makes them lost (``resolve``): a
+gap, counted in ``missing`` exactly once, with that reason. A station that answers it has none of
+them and dropped none of them had them confirmed earlier (by a bridge whose state was lost): they
+are filled without being counted.
 
 Why it is built this way:
 
 * **Several bridges share one station's messages.** A shared subscription hands each message to
   one bridge, so a single bridge sees 1, 3, 4, 7, ... and would call every hole a gap. Bridges
-  therefore tell each other which numbers they have written (``merge``), and a hole only becomes
-  a gap when it has stayed open for ``grace_s`` after a later number arrived. Every bridge then
-  reaches the same verdict, so each reports the fleet-wide count (take the max across bridges,
-  not the sum).
+  therefore tell each other which numbers they have written (``merge``), and a hole is only asked
+  for when it has stayed open for ``grace_s`` after a later number arrived. Every bridge reads the
+  station's answers, so every bridge reaches the same verdict and reports the fleet-wide count
+  (take the max across bridges, not the sum).
 * **Late is not lost.** A number that arrives after its hole was declared a gap (a slow peer, a
   long outage) fills the gap again: ``missing`` goes down, ``late`` goes up, ``gaps`` (events)
   stays, so an alert on ``missing`` clears by itself.
@@ -35,7 +43,11 @@ from enum import Enum
 from typing import Any
 
 MAX_SPANS = 10_000
-"""Open spans per station before the oldest holes are declared gaps without waiting for grace."""
+"""Open spans per station before the oldest holes are given up as lost without an answer: the one
+loss counted without the station's word, to keep memory bounded (logged with that reason)."""
+REQUESTS_PER_ROUND = 8
+"""Replay requests per station per round: a station with many holes is asked for the oldest first."""
+TOO_MANY_HOLES = "too many holes to keep waiting for"
 DECLARED_KEPT = 64
 """Declared gaps remembered per station so that late arrivals can fill them."""
 
@@ -58,6 +70,7 @@ class Gap:
     station: str
     first: int
     last: int
+    reason: str = ""
 
     @property
     def size(self) -> int:
@@ -77,6 +90,8 @@ class StationSequence:
     missing: int = 0
     duplicates: int = 0
     late: int = 0
+    asked: float = float("-inf")
+    """When the station was last asked to replay its holes (not persisted: a restart asks again)."""
 
 
 class SequenceTracker:
@@ -126,20 +141,65 @@ class SequenceTracker:
             _insert(state, first, last, now)
             _advance(state)
 
-    def settle(self, now: float) -> list[Gap]:
-        """Declare the holes that stayed open longer than the grace time; return them."""
+    def due(self, now: float, retry_s: float, chunk: int) -> list[Gap]:
+        """The holes to ask the stations for now: open longer than the grace time, and not asked
+        for in the last ``retry_s``; at most ``REQUESTS_PER_ROUND`` pieces of ``chunk`` numbers per
+        station, oldest first. Holes beyond ``MAX_SPANS`` are given up at once (returned with a
+        reason: they are lost)."""
         found: list[Gap] = []
         for name, state in self.stations.items():
-            while state.spans and (state.spans[0][2] <= now - self.grace_s or len(state.spans) > MAX_SPANS):
+            while len(state.spans) > MAX_SPANS:
                 first, last, _ = state.spans.pop(0)
-                gap = Gap(name, state.done + 1, int(first) - 1)
-                state.gaps += 1
-                state.missing += gap.size
-                state.declared.append([gap.first, gap.last])
+                found.append(_declare(state, name, state.done + 1, int(first) - 1, TOO_MANY_HOLES))
                 state.done = int(last)
                 _advance(state)
-                found.append(gap)
+            if now < state.asked + retry_s:
+                continue
+            asks: list[Gap] = []
+            low = state.done + 1
+            for first, last, since in state.spans:
+                if len(asks) >= REQUESTS_PER_ROUND:
+                    break
+                if since > now - self.grace_s:  # not open long enough yet
+                    low = int(last) + 1
+                    continue
+                for start in range(low, int(first), chunk):
+                    asks.append(Gap(name, start, min(start + chunk, int(first)) - 1))
+                low = int(last) + 1
+            if asks:
+                state.asked = now
+                found.extend(asks[:REQUESTS_PER_ROUND])
         return found
+
+    def resolve(self, station: str, first: int, last: int, dropped: tuple[int, int] | None, resent: int,
+                reason: str, now: float) -> tuple[list[Gap], int]:
+        """Take a station's answer to a replay request for ``first..last``.
+
+        The ``dropped`` numbers still missing become a gap, with ``reason``: counted once, since
+        a second answer finds them settled. When nothing was resent, the rest of the request that
+        is still missing was confirmed earlier (the station deleted it on a confirmation): filled
+        without being counted. Returns (gaps declared, numbers filled as confirmed earlier).
+        """
+        state = self.stations.get(station)
+        if state is None:
+            return [], 0
+        gaps = []
+        if dropped is not None:
+            for low, high in _holes(state, *dropped):
+                gaps.append(_declare(state, station, low, high, reason))
+                _insert(state, low, high, now)
+        confirmed = 0
+        if resent == 0:
+            for low, high in _holes(state, first, last):
+                confirmed += high - low + 1
+                _insert(state, low, high, now)
+        _advance(state)
+        return gaps, confirmed
+
+    def delivered(self, station: str, limit: int) -> tuple[int, list[tuple[int, int]]]:
+        """What this bridge holds of ``station``: the watermark, and up to ``limit`` spans above it."""
+        state = self.stations[station]
+        return state.done, [(int(first), int(last)) for first, last, _ in state.spans[:limit]]
 
     def snapshot(self) -> dict[str, Any]:
         """Everything needed to carry on after a restart, as JSON-able data."""
@@ -187,6 +247,30 @@ def _insert(state: StationSequence, first: int, last: int, now: float) -> int:
         first, last, since = min(first, int(span[0])), max(last, int(span[1])), min(since, span[2])
     spans[start:index] = [[first, last, since]]
     return new
+
+
+def _declare(state: StationSequence, station: str, first: int, last: int, reason: str) -> Gap:
+    """Count ``first..last`` as lost (remembered, so a late arrival can still fill it)."""
+    gap = Gap(station, first, last, reason)
+    state.gaps += 1
+    state.missing += gap.size
+    state.declared.append([first, last])
+    return gap
+
+
+def _holes(state: StationSequence, first: int, last: int) -> list[tuple[int, int]]:
+    """The parts of ``first..last`` above the watermark that no span covers."""
+    found = []
+    low = max(first, state.done + 1)
+    for span_first, span_last, _ in state.spans:
+        if low > last:
+            break
+        if span_first > low:
+            found.append((low, min(last, int(span_first) - 1)))
+        low = max(low, int(span_last) + 1)
+    if low <= last:
+        found.append((low, last))
+    return found
 
 
 def _lower_floor(state: StationSequence, first: int, now: float) -> None:

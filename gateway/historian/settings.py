@@ -24,6 +24,8 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.
 wildcards, slashes or spaces."""
 
 Kind = Literal["telemetry", "control", "alarms", "events"]
+DURABLE_KINDS = ("telemetry", "control", "events")
+"""The kinds whose messages carry the station's one sequence (README "MQTT contract")."""
 
 
 def _default_instance() -> str:
@@ -87,6 +89,16 @@ class TopicSettings(Strict):
         default_factory=lambda: ["+"], min_length=1)
     kinds: list[Kind] = Field(default_factory=lambda: ["telemetry", "control", "alarms", "events"], min_length=1)
 
+    @model_validator(mode="after")
+    def _one_sequence(self) -> TopicSettings:
+        """The durable kinds share one sequence: a bridge that left one out would see its numbers
+        as holes and ask the stations for them forever."""
+        left_out = [kind for kind in DURABLE_KINDS if kind not in self.kinds]
+        if left_out:
+            raise ValueError(f"kinds must include {', '.join(DURABLE_KINDS)} (they share one sequence); "
+                             f"missing: {', '.join(left_out)}")
+        return self
+
 
 class InfluxSettings(Strict):
     """The time-series database: anything serving the InfluxDB v2 write API."""
@@ -129,7 +141,10 @@ class SequenceSettings(Strict):
                                description="a missing seq is a gap once later ones have been seen this long")
     meta_wait_s: float = Field(default=5.0, ge=0, le=600,
                                description="hold a station's messages this long for its retained meta")
-    peer_report_s: float = Field(default=1.0, gt=0, le=60)
+    peer_report_s: float = Field(default=1.0, gt=0, le=60,
+                                 description="how often bridges tell each other, and the stations, what they wrote")
+    replay_retry_s: float = Field(default=60.0, gt=0, le=86_400,
+                                  description="how often a hole that stays open is asked for again")
 
 
 class ValidationSettings(Strict):

@@ -9,6 +9,10 @@ link and costs one disk commit per second instead of one per poll.
 What a crash can lose is what has not reached the outbox yet: at most one batch age of samples
 plus the bus queue. Those never got a sequence number, so the receiver sees a pause in time, as
 during the restart itself, never a gap in the sequence. A clean stop flushes them.
+
+Other bus items become durable messages too, each stored at once as its own message on its own
+topic (the controller's state on ``control``): the batcher is told which item types and how to
+encode them (``Durable``), so it never learns what a controller is.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from gateway.bus import Bus
 from gateway.config import GatewayConfig
@@ -42,6 +48,15 @@ def report_filter(config: GatewayConfig, settings: MqttSettings) -> ReportFilter
     return ReportFilter(policies, settings.integrity_interval_s)
 
 
+@dataclass(frozen=True, slots=True)
+class Durable:
+    """How one kind of bus item is stored: its topic below the station, and its payload given the
+    sequence number it gets (the receiver checks one sequence across all topics)."""
+
+    topic: str
+    encode: Callable[[Any, int], bytes]
+
+
 class Batcher:
     """Turns bus traffic into telemetry messages in the outbox. ``run()`` until ``stop()``."""
 
@@ -53,9 +68,11 @@ class Batcher:
         report: ReportFilter,
         settings: MqttSettings,
         *,
+        durable: Mapping[type, Durable] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._bus = bus
+        self._durable = dict(durable or {})
         self._subscription = bus.subscribe("outbox", maxsize=BUS_QUEUE, lossless=True)
         self._outbox = outbox
         self._encoder = encoder
@@ -71,6 +88,7 @@ class Batcher:
         self.samples_in = 0  # offered to the filter
         self.samples_out = 0  # stored in the outbox
         self.samples_lost = 0  # refused by a failing disk
+        self.durable_lost = 0  # other durable messages refused by a failing disk
 
     async def run(self) -> None:
         """Consume the bus until ``stop()``; then store what is left and return."""
@@ -91,6 +109,9 @@ class Batcher:
                     item = await queue.get()
             except TimeoutError:
                 item = None
+            durable = self._durable.get(type(item))
+            if durable is not None:
+                await self._store_durable(durable, item)
             if isinstance(item, SampleBatch):
                 if not self._batch:
                     flush_at = loop.time() + self._max_age_s
@@ -100,6 +121,8 @@ class Batcher:
                     more = queue.get_nowait()
                     if isinstance(more, SampleBatch):
                         self._offer(more.samples)
+                    elif (durable := self._durable.get(type(more))) is not None:
+                        await self._store_durable(durable, more)
             now = loop.time()
             if now >= next_sweep:
                 self._batch.extend(self._report.overdue(self._clock()))
@@ -117,7 +140,7 @@ class Batcher:
     def stop(self) -> None:
         """Finish: drain the bus queue, store the last batch, return from ``run()``."""
         self._stopping = True
-        # Wake run() if it waits on an empty queue; run() ignores anything but sample batches.
+        # Wake run() if it waits on an empty queue; run() ignores items it was not told about.
         with contextlib.suppress(asyncio.QueueFull):
             self._subscription.queue.put_nowait(None)  # type: ignore[arg-type]
 
@@ -137,3 +160,11 @@ class Batcher:
                 samples=len(batch), lost_total=self.samples_lost, error=str(exc)))
             return
         self.samples_out += len(batch)
+
+    async def _store_durable(self, durable: Durable, item: object) -> None:
+        try:
+            await self._outbox.append(lambda seq: durable.encode(item, seq), 0, durable.topic)
+        except (sqlite3.Error, OSError) as exc:
+            self.durable_lost += 1
+            log.error("outbox write failed: message lost", extra=kv(
+                topic=durable.topic, lost_total=self.durable_lost, error=str(exc)))

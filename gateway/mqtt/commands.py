@@ -31,11 +31,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from gateway.logs import kv
-from gateway.mqtt.payloads import result
+from gateway.mqtt.payloads import REPLAY_MAX_MESSAGES, result
 from gateway.samples import Value
 from gateway.writes import WriteQueue
 
@@ -104,6 +113,26 @@ class WriteArgs(CommandArgs):
 
     tag: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
     value: bool | int | float  # as sent: 200 stays 200 in the answer and the log
+
+
+class ReplayArgs(CommandArgs):
+    """A historian asks for ``from_seq..to_seq`` again: a hole it saw that did not fill by itself.
+
+    Bounded (``REPLAY_MAX_MESSAGES``, the contract's) so that one request is sent within a
+    command's time limit and never holds more than that many messages in memory.
+    """
+
+    from_seq: Annotated[int, Field(ge=1)]
+    to_seq: Annotated[int, Field(ge=1)]
+
+    @field_validator("to_seq")
+    @classmethod
+    def _bounded(cls, to_seq: int, info: ValidationInfo) -> int:
+        first = info.data.get("from_seq")
+        if first is not None and not first <= to_seq < first + REPLAY_MAX_MESSAGES:
+            raise PydanticCustomError(
+                "replay_range", f"must be from_seq <= to_seq < from_seq + {REPLAY_MAX_MESSAGES}")
+        return to_seq
 
 
 class Envelope(BaseModel):
@@ -278,7 +307,8 @@ def _describe(exc: ValidationError) -> str:
 
 def standard_commands(writes: WriteQueue) -> CommandRegistry:
     """The commands every gateway has. The controller provides ``setpoint_offset`` and ``outdoor``,
-    the alarm engine ``alarm_ack`` and ``alarm_shelve``, when they run."""
+    the alarm engine ``alarm_ack`` and ``alarm_shelve``, when they run; the MQTT publisher adds
+    ``replay``."""
     registry = CommandRegistry()
     registry.register("setpoint_offset", SetpointOffsetArgs, unavailable="controller not running")
     registry.register("outdoor", OutdoorArgs, unavailable="controller not running")

@@ -1,4 +1,4 @@
-"""The durable outbox: messages wait here, on disk, until the broker has acknowledged them.
+"""The durable outbox: messages wait here, on disk, until the historian confirms it holds them.
 
 SQLite in WAL mode, one row per message, keyed by the station's sequence number. Every message
 that must not be lost goes through here (telemetry, and the station's alarm and event transitions),
@@ -15,11 +15,15 @@ a receiver checks one series of numbers per station for gaps, whatever the topic
   numbers to different messages. Stations lose power, so ``full`` is the default; one fsync per
   message (about one a second) is cheap. ``normal`` is for flash media where writes are precious
   and power is backed up.
-* **Acknowledged rows are deleted in batches**: losing a delete to a crash only re-sends a
-  message, which QoS 1 allows and the sequence number exposes.
+* **Rows are deleted when the historian confirms them** (``confirm``, from the retained
+  ``delivered`` message: every number up to ``upto`` and the ranges beyond), never at the broker's
+  PUBACK: a broker that restarts without its subscriptions, or a bridge that loses a message,
+  leaves the station holding it, to send again on request (``replay``) or at the next connection.
+  Losing a delete to a crash only re-sends a message, which the receiver counts as a duplicate.
 * **Cap** (``outbox.max_bytes``, ``outbox.max_age_h``): when the stored messages use more pages
   than allowed, or the oldest is too old, the OLDEST are deleted. Drops are counted (persistently),
-  logged, and reported in the status message. The database file keeps its size: freed pages are
+  logged, and reported in the status message; the highest number dropped is kept, so that a
+  replay request for a dropped number is answered "dropped by the cap". The database file keeps its size: freed pages are
   reused for the next backlog instead of being returned to the file system, so the file never
   outgrows the cap plus the WAL (``journal_size_limit``).
 * **Compression**: payloads are stored zlib-compressed (they are JSON with repeating tag names);
@@ -64,7 +68,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     topic TEXT NOT NULL DEFAULT 'telemetry'
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO counters VALUES ('dropped_messages', 0), ('dropped_samples', 0);
+INSERT OR IGNORE INTO counters VALUES ('dropped_messages', 0), ('dropped_samples', 0), ('dropped_up_to', 0);
 """
 
 
@@ -91,8 +95,27 @@ class OutboxStats:
     oldest_created: float | None = None  # when the oldest pending message was stored
 
 
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What the outbox still has of a requested range ``first..last``, and what became of the rest.
+
+    The cap drops the oldest first, so the numbers it dropped in a range are the part at or below
+    the highest number it ever dropped; the other absent numbers were deleted when confirmed.
+    """
+
+    first: int
+    last: int
+    entries: list[Entry]
+    dropped: tuple[int, int] | None
+
+    @property
+    def absent(self) -> int:
+        dropped = 0 if self.dropped is None else self.dropped[1] - self.dropped[0] + 1
+        return max(0, self.last - self.first + 1 - len(self.entries) - dropped)  # 0 if the wall clock stepped back
+
+
 class Outbox:
-    """SQLite-backed queue of telemetry messages with per-station sequence numbers."""
+    """SQLite-backed queue of the station's durable messages with per-station sequence numbers."""
 
     def __init__(self, path: Path, settings: OutboxSettings, clock: Callable[[], float] = time.time) -> None:
         self.path = path
@@ -147,20 +170,35 @@ class Outbox:
                                 (after, limit)).fetchall()
         return [Entry(seq, zlib.decompress(payload), topic) for seq, payload, topic in rows]
 
-    def ack(self, seqs: Iterable[int]) -> None:
-        """Forget messages the broker has acknowledged (unknown numbers are ignored)."""
+    def confirm(self, upto: int, ranges: Iterable[tuple[int, int]] = ()) -> int:
+        """Forget what the historian confirmed it holds: ``seq <= upto`` and each ``(first, last)``.
+
+        Returns how many messages were deleted (numbers no longer stored are ignored).
+        """
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", ((seq,) for seq in seqs))
+            deleted = self._db.execute("DELETE FROM outbox WHERE seq <= ?", (upto,)).rowcount
+            for first, last in ranges:
+                deleted += self._db.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (first, last)).rowcount
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        return int(deleted)
+
+    def replay(self, first: int, last: int) -> Replay:
+        """The stored messages of ``first..last`` in order, and which of the others the cap dropped."""
+        rows = self._db.execute("SELECT seq, payload, topic FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                                (first, last)).fetchall()
+        entries = [Entry(seq, zlib.decompress(payload), topic) for seq, payload, topic in rows]
+        dropped_up_to = self._counters()[2]
+        dropped = (first, min(last, dropped_up_to)) if first <= dropped_up_to else None
+        return Replay(first, last, entries, dropped)
 
     def stats(self) -> OutboxStats:
         messages, samples, oldest = self._db.execute(
             "SELECT count(*), coalesce(sum(samples), 0), min(created) FROM outbox").fetchone()
-        dropped_messages, dropped_samples = self._counters()
+        dropped_messages, dropped_samples, _ = self._counters()
         return OutboxStats(self.last_seq, messages, samples, self._used_bytes(), dropped_messages, dropped_samples,
                            oldest)
 
@@ -169,9 +207,10 @@ class Outbox:
         free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
         return int((pages - free) * self._page_size)
 
-    def _counters(self) -> tuple[int, int]:
+    def _counters(self) -> tuple[int, int, int]:
+        """(messages dropped, samples dropped, highest number dropped), all time."""
         values = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
-        return values["dropped_messages"], values["dropped_samples"]
+        return values["dropped_messages"], values["dropped_samples"], values["dropped_up_to"]
 
     def _enforce_cap(self, newest: int, now: float) -> tuple[int, int, int]:
         """Delete the oldest rows until both caps hold; returns (messages, samples, last dropped seq).
@@ -201,6 +240,7 @@ class Outbox:
         if messages:
             self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_messages'", (messages,))
             self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_samples'", (samples,))
+            self._db.execute("UPDATE counters SET value = max(value, ?) WHERE name = 'dropped_up_to'", (last,))
         return messages, samples, last
 
 
@@ -258,8 +298,11 @@ class AsyncOutbox:
     async def pending(self, after: int, limit: int) -> list[Entry]:
         return await self._run(self.outbox.pending, after, limit)
 
-    async def ack(self, seqs: list[int]) -> None:
-        await self._run(self.outbox.ack, seqs)
+    async def confirm(self, upto: int, ranges: Iterable[tuple[int, int]] = ()) -> int:
+        return await self._run(self.outbox.confirm, upto, list(ranges))
+
+    async def replay(self, first: int, last: int) -> Replay:
+        return await self._run(self.outbox.replay, first, last)
 
     async def stats(self) -> OutboxStats:
         return await self._run(self.outbox.stats)

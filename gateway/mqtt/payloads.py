@@ -18,6 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeGuard
 
 from drivers.base import Quality
 from gateway.alarms.engine import Transition
@@ -196,3 +197,128 @@ def open_events(events: Sequence[StationEvent], now: float) -> bytes:
     """The retained ``events/open`` summary: every station event not yet ended (``count`` is what
     the historian stores of it)."""
     return _dumps({"ts": round(now, 3), "count": len(events), "open": [_event(event) for event in events]})
+
+
+# -- end-to-end delivery: the historian's confirmation and its replay requests ----------------------
+
+DELIVERED_TOPIC = "delivered"
+"""Below ``<prefix>/<station>/``: retained, published by the historian, read by the station."""
+REPLAY_COMMAND = "replay"
+"""The command (``cmd/replay``) a historian sends to have a range of sequence numbers sent again."""
+REPLAY_MAX_MESSAGES = 500
+"""At most this many sequence numbers per replay request: the station resends them within one
+command's time limit, and its memory holds one request's messages at a time. The historian asks
+for longer holes in pieces of this size."""
+DELIVERED_MAX_RANGES = 64
+"""Ranges beyond ``upto`` one confirmation carries at most; the rest are confirmed by a later one."""
+
+
+class ContractError(ValueError):
+    """A payload that does not have the shape the MQTT contract gives it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What a historian holds durably of one station: every ``seq <= upto``, and ``ranges`` beyond.
+
+    "Holds" means written to the database, or confirmed by the station itself as no longer
+    available (a cap drop the historian has counted as lost): either way the station may forget it.
+    """
+
+    upto: int
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def highest(self) -> int:
+        return max([self.upto, *(last for _, last in self.ranges)])
+
+
+def delivered(confirmation: Delivered, now: float) -> bytes:
+    """``{"upto": N, "ranges": [[first, last], ...], "ts": T}``, retained on ``<station>/delivered``."""
+    return _dumps({"upto": confirmation.upto, "ranges": [list(span) for span in confirmation.ranges],
+                   "ts": round(now, 3)})
+
+
+def parse_delivered(payload: bytes) -> Delivered:
+    """Inverse of ``delivered``; raises ``ContractError`` rather than confirm something by accident."""
+    data = _object(payload)
+    upto, ranges = data.get("upto"), data.get("ranges", [])
+    if not _count(upto) or not isinstance(ranges, list) or len(ranges) > DELIVERED_MAX_RANGES:
+        raise ContractError("delivered needs a non-negative integer upto and at most "
+                            f"{DELIVERED_MAX_RANGES} ranges")
+    spans = []
+    for span in ranges:
+        if not (isinstance(span, list) and len(span) == 2 and _count(span[0]) and _count(span[1])
+                and upto < span[0] <= span[1]):
+            raise ContractError(f"delivered range {span!r} is not [first, last] above upto")
+        spans.append((span[0], span[1]))
+    return Delivered(upto, tuple(spans))
+
+
+def replay_command(command_id: str, origin: str, expires: float, first: int, last: int) -> bytes:
+    """A ``cmd/replay`` envelope asking the station to send ``first..last`` again."""
+    return _dumps({"id": command_id, "origin": origin, "expires": round(expires, 3),
+                   "args": {"from_seq": first, "to_seq": last}})
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayAnswer:
+    """The station's answer to a replay request (the ``result`` of ``cmd/replay/result``).
+
+    ``resent`` messages of ``first..last`` were sent again; ``dropped`` (a range, or None) are
+    numbers the station's outbox cap dropped before they were confirmed: they are lost, and this
+    is the station saying so. ``absent`` counts the numbers neither resent nor dropped: deleted
+    because a historian had confirmed them.
+    """
+
+    first: int
+    last: int
+    resent: int
+    dropped: tuple[int, int] | None
+    absent: int
+
+    def result(self) -> dict[str, int]:
+        """The command result's ``result`` object."""
+        detail = {"from_seq": self.first, "to_seq": self.last, "resent": self.resent, "absent": self.absent}
+        if self.dropped is not None:
+            detail["dropped_first"], detail["dropped_last"] = self.dropped
+        return detail
+
+
+def parse_replay_answer(payload: bytes) -> ReplayAnswer | str:
+    """A ``cmd/replay/result`` payload: the answer, or the station's refusal reason (a string)."""
+    data = _object(payload)
+    if data.get("ok") is not True:
+        return str(data.get("reason") or "refused without a reason")
+    detail = data.get("result")
+    if not isinstance(detail, dict):
+        raise ContractError("replay result without a result object")
+    first, last = _number(detail, "from_seq"), _number(detail, "to_seq")
+    dropped = None
+    if "dropped_first" in detail or "dropped_last" in detail:
+        dropped = (_number(detail, "dropped_first"), _number(detail, "dropped_last"))
+        if not first <= dropped[0] <= dropped[1] <= last:
+            raise ContractError("replay result's dropped range is not inside the request")
+    return ReplayAnswer(first, last, _number(detail, "resent"), dropped, _number(detail, "absent"))
+
+
+def _object(payload: bytes) -> dict[str, object]:
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ContractError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ContractError("payload is not a JSON object")
+    return data
+
+
+def _count(value: object) -> TypeGuard[int]:
+    """A non-negative integer, and not a boolean (JSON ``true`` is not 1)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(data: dict[str, object], key: str) -> int:
+    value = data.get(key)
+    if not _count(value):
+        raise ContractError(f"{key} must be a non-negative integer")
+    return value

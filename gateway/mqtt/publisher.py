@@ -1,17 +1,21 @@
-"""The station's MQTT session: status, meta, telemetry out of the outbox, commands in.
+"""The station's MQTT session: status, meta, the outbox's messages out, confirmations and commands in.
 
 Per connection:
 
 1. connect with the last will (retained ``offline``, ``connection lost``);
 2. publish the retained birth (``online``, version, config hash, start time, outbox backlog and
-   drops) and the retained meta, subscribe to ``cmd/+``;
-3. send the outbox (telemetry, alarm and event transitions) in sequence order, each on its own topic, QoS 1, at most ``max_inflight`` messages awaiting their
-   PUBACK; a message is deleted from the outbox only after its PUBACK. The backlog goes first
-   because it IS the head of the queue: replay and live are one ordered stream;
-4. answer commands, one at a time, on ``cmd/<name>/result``.
+   drops) and the retained meta, subscribe to ``cmd/+`` and to ``delivered``;
+3. send the outbox (telemetry, controller state, alarm and event transitions) in sequence order,
+   each on its own topic, QoS 1, at most ``max_inflight`` messages awaiting their PUBACK. The
+   backlog goes first because it IS the head of the queue: replay and live are one ordered stream;
+4. delete from the outbox what the historian's retained ``delivered`` confirms it holds. A PUBACK
+   only frees a place in the window: the broker having a message is not the historian having it
+   (a broker restart loses shared subscriptions and what was routed to them);
+5. answer commands, one at a time, on ``cmd/<name>/result``; ``replay`` sends a range again from
+   the outbox, or says which part of it the cap dropped.
 
-When the connection drops, unacknowledged messages stay in the outbox and the next connection
-starts again from the oldest; the receiver sees them twice at most, with the same sequence number.
+When the connection drops, everything unconfirmed stays in the outbox and the next connection
+starts again from the oldest; the receiver sees repeats, with the same sequence number.
 Reconnection backs off exponentially with jitter. ``stop()`` publishes a retained ``offline``
 (``shutdown``) status and disconnects cleanly, so the broker discards the will.
 """
@@ -31,9 +35,18 @@ from typing import Any
 
 from gateway.logs import kv
 from gateway.mqtt.client import ConnectFailed, ConnectionLost, Endpoint, Incoming, MqttConnection, Will
-from gateway.mqtt.commands import CommandRegistry
+from gateway.mqtt.commands import Command, CommandRegistry, Refused, ReplayArgs
 from gateway.mqtt.outbox import AsyncOutbox
-from gateway.mqtt.payloads import StationIdentity, birth, death
+from gateway.mqtt.payloads import (
+    DELIVERED_TOPIC,
+    REPLAY_COMMAND,
+    ContractError,
+    ReplayAnswer,
+    StationIdentity,
+    birth,
+    death,
+    parse_delivered,
+)
 from gateway.mqtt.settings import MqttSettings, TlsSettings
 from gateway.yaml_source import ConfigError
 
@@ -54,7 +67,7 @@ class Topics:
         self.status = f"{self.base}/status"
         self.meta = f"{self.base}/meta"
         self.telemetry = f"{self.base}/telemetry"
-        self.control = f"{self.base}/control"
+        self.delivered = f"{self.base}/{DELIVERED_TOPIC}"
         self.commands = f"{self.base}/cmd/+"
 
     def of(self, suffix: str) -> str:
@@ -122,13 +135,12 @@ class Publisher:
         self._clock = clock
         self._rng = rng or random.Random()
         self._stopping = asyncio.Event()
-        self._acked: list[int] = []
-        self._ack_ready = asyncio.Event()
-        self._ack_lock = asyncio.Lock()
         self.connected = asyncio.Event()
         self._connection: MqttConnection | None = None
         self._retained: dict[str, bytes] = {}  # current states (alarms), by topic below the station
-        self.published_messages = 0  # acknowledged telemetry messages, for the benchmark and logs
+        self.published_messages = 0  # PUBACKed messages, replays included, for the benchmark and the demo
+        self.confirmed_messages = 0  # deleted from the outbox on the historian's confirmation
+        commands.register(REPLAY_COMMAND, ReplayArgs, self._replay)  # commands come over this session
         self.connections = 0  # sessions established since start (the first one, then reconnects)
         self.busy_answers = 0  # commands answered "busy, retry later" since the start
         self._busy_logged_at = -math.inf
@@ -136,46 +148,29 @@ class Publisher:
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff, until ``stop()``."""
         failures = 0
-        acker = asyncio.create_task(self._ack_forever(), name="mqtt-acks")
-        try:
-            while not self._stopping.is_set():
-                try:
-                    connection = await MqttConnection.open(self._endpoint, self._will(), inbox_size=INBOX_SIZE,
-                                                           overflow=self._answer_busy)
-                except ConnectFailed as exc:
-                    failures += 1
-                    delay = self._backoff(failures)
-                    log.warning("mqtt connection failed", extra=kv(
-                        broker=f"{self.settings.host}:{self.settings.port}", reason=str(exc), attempt=failures,
-                        retry_in_s=round(delay, 1)))
-                    await self._pause(delay)
-                    continue
-                failures = 0
-                self.connections += 1
-                await self._serve(connection)
-                # A broker that accepts and then drops us at once must not be hammered.
-                await self._pause(self._backoff(1))
-        finally:
-            acker.cancel()
-            await asyncio.gather(acker, return_exceptions=True)
-            await self._flush_acks()
+        while not self._stopping.is_set():
+            try:
+                connection = await MqttConnection.open(self._endpoint, self._will(), inbox_size=INBOX_SIZE,
+                                                       overflow=self._answer_busy)
+            except ConnectFailed as exc:
+                failures += 1
+                delay = self._backoff(failures)
+                log.warning("mqtt connection failed", extra=kv(
+                    broker=f"{self.settings.host}:{self.settings.port}", reason=str(exc), attempt=failures,
+                    retry_in_s=round(delay, 1)))
+                await self._pause(delay)
+                continue
+            failures = 0
+            self.connections += 1
+            await self._serve(connection)
+            # A broker that accepts and then drops us at once must not be hammered.
+            await self._pause(self._backoff(1))
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake up at once when asked to stop."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
-
-    def publish_control(self, payload: bytes) -> bool:
-        """Publish the controller's state of this cycle, if connected; False if it was dropped.
-
-        Current state, not history: it is not stored in the outbox while the link is down (the
-        setpoint the controller wrote is a telemetry tag, so its history is kept there).
-        """
-        if self._connection is None:
-            return False
-        self._connection.publish(self.topics.control, payload)
-        return True
 
     def publish_retained(self, suffix: str, payload: bytes) -> None:
         """Publish a current state (an alarm's, the open events') retained on ``suffix`` below the
@@ -202,19 +197,22 @@ class Publisher:
         """One connection's life: birth, meta, commands, telemetry, until it drops or we stop."""
         tasks: list[asyncio.Task[None]] = []
         try:
-            await self._flush_acks()  # acknowledged on the last connection: not to be sent again
             stats = await self.outbox.stats()
             status = birth(self.identity, self._clock(), stats.pending_messages, stats.dropped_messages)
             connection.publish(self.topics.status, status, retain=True)
             connection.publish(self.topics.meta, self._meta, retain=True)
-            for suffix, payload in self._retained.items():
-                connection.publish(self.topics.of(suffix), payload, retain=True)
             await connection.subscribe(self.topics.commands)
+            await connection.subscribe(self.topics.delivered)
             log.info("mqtt connected", extra=kv(broker=f"{self.settings.host}:{self.settings.port}",
                                                 client_id=self._endpoint.client_id, backlog=stats.pending_messages,
                                                 last_seq=stats.last_seq))
             self.connected.set()
             self._connection = connection
+            # The retained states in the same step as the connection becomes ``_connection``: one
+            # that changed during the subscriptions above is in ``_retained`` already, and every
+            # later change is published by ``publish_retained`` itself.
+            for suffix, payload in self._retained.items():
+                connection.publish(self.topics.of(suffix), payload, retain=True)
             tasks = [asyncio.create_task(self._pump(connection), name="mqtt-telemetry"),
                      asyncio.create_task(self._answer_commands(connection), name="mqtt-commands")]
             stopping = asyncio.create_task(self._stopping.wait())
@@ -252,7 +250,11 @@ class Publisher:
         log.info("mqtt disconnected", extra=kv(reason="shutdown"))
 
     async def _pump(self, connection: MqttConnection) -> None:
-        """Outbox -> broker, in sequence order, at most ``max_inflight`` awaiting PUBACK."""
+        """Outbox -> broker, in sequence order, at most ``max_inflight`` awaiting PUBACK.
+
+        A PUBACK frees a place in the window and nothing else: the message stays in the outbox
+        until the historian confirms it (``_take_confirmation``).
+        """
         window = self.settings.max_inflight
         inflight: set[int] = set()
         slot_freed = asyncio.Event()
@@ -262,8 +264,7 @@ class Publisher:
             inflight.discard(seq)
             slot_freed.set()
             if not done.cancelled() and done.exception() is None:
-                self._acked.append(seq)
-                self._ack_ready.set()
+                self.published_messages += 1
 
         while True:
             while len(inflight) >= window:
@@ -282,19 +283,46 @@ class Publisher:
                 done.add_done_callback(functools.partial(settled, entry.seq))
                 cursor = entry.seq
 
-    async def _ack_forever(self) -> None:
-        while True:
-            await self._ack_ready.wait()
-            self._ack_ready.clear()
-            await self._flush_acks()
+    async def _take_confirmation(self, payload: bytes) -> None:
+        """Delete what the historian confirms it holds (the retained ``delivered``).
 
-    async def _flush_acks(self) -> None:
-        """Delete acknowledged messages, in one transaction for everything acknowledged so far."""
-        async with self._ack_lock:
-            acked, self._acked = self._acked, []
-            if acked:
-                await self.outbox.ack(acked)
-                self.published_messages += len(acked)
+        A confirmation naming numbers this outbox never gave is refused whole: it belongs to an
+        earlier life of the station (a replaced outbox restarts at 1), and obeying it would delete
+        messages nobody has.
+        """
+        try:
+            confirmation = parse_delivered(payload)
+        except ContractError as exc:
+            log.warning("confirmation ignored: not the contract's shape", extra=kv(reason=str(exc)))
+            return
+        if confirmation.highest > self.outbox.last_seq:
+            log.warning("confirmation ignored: it names numbers this outbox never gave", extra=kv(
+                confirmed=confirmation.highest, last_seq=self.outbox.last_seq))
+            return
+        deleted = await self.outbox.confirm(confirmation.upto, confirmation.ranges)
+        self.confirmed_messages += deleted
+        if deleted:
+            log.debug("confirmed by the historian", extra=kv(upto=confirmation.upto, deleted=deleted))
+
+    async def _replay(self, args: ReplayArgs, command: Command) -> dict[str, int]:
+        """``cmd/replay``: send ``from_seq..to_seq`` again from the outbox, a window at a time, and
+        say what the cap dropped of it: the historian counts those as lost, and only those."""
+        connection = self._connection
+        if connection is None:
+            raise Refused("not connected")
+        if args.to_seq > self.outbox.last_seq:
+            raise Refused(f"to_seq {args.to_seq} was never given: the last seq is {self.outbox.last_seq}")
+        found = await self.outbox.replay(args.from_seq, args.to_seq)
+        window = self.settings.max_inflight
+        for start in range(0, len(found.entries), window):
+            await asyncio.gather(*(connection.publish(self.topics.of(entry.topic), entry.payload, qos=1)
+                                   for entry in found.entries[start:start + window]))
+        self.published_messages += len(found.entries)
+        answer = ReplayAnswer(found.first, found.last, len(found.entries), found.dropped, found.absent)
+        log.info("replayed on request", extra=kv(origin=command.origin, from_seq=found.first, to_seq=found.last,
+                                                  resent=answer.resent, dropped=found.dropped or "-",
+                                                  absent=answer.absent))
+        return answer.result()
 
     def _answer_busy(self, connection: MqttConnection, message: Incoming) -> None:
         """A command arriving while ``INBOX_SIZE`` wait is answered "busy, retry later" at once:
@@ -311,6 +339,9 @@ class Publisher:
     async def _answer_commands(self, connection: MqttConnection) -> None:
         while True:
             message = await connection.incoming.get()
+            if message.topic == self.topics.delivered:
+                await self._take_confirmation(message.payload)
+                continue
             name = self.topics.command_name(message.topic)
             answer = await self.commands.handle(name, message.payload)
             connection.publish(self.topics.result(name), answer, qos=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
 from types import TracebackType
@@ -19,7 +20,7 @@ from types import TracebackType
 from gateway.bus import Bus
 from gateway.config import GatewayConfig
 from gateway.logs import kv
-from gateway.mqtt.batcher import Batcher, report_filter
+from gateway.mqtt.batcher import Batcher, Durable, report_filter
 from gateway.mqtt.commands import CommandRegistry
 from gateway.mqtt.outbox import AsyncOutbox
 from gateway.mqtt.payloads import StationIdentity, TelemetryEncoder, config_hash, meta
@@ -40,7 +41,8 @@ class MqttService:
     """Telemetry store-and-forward and the command channel of one gateway. Use ``async with``."""
 
     def __init__(self, config: GatewayConfig, bus: Bus, state_dir: Path, commands: CommandRegistry,
-                 started: float) -> None:
+                 started: float, durable: Mapping[type, Durable] | None = None) -> None:
+        """``durable``: bus items other than samples that go through the outbox (see ``Durable``)."""
         settings = config.mqtt
         if settings is None:
             raise ValueError("the configuration has no mqtt section")
@@ -48,7 +50,7 @@ class MqttService:
         self.identity = StationIdentity(config.station.id, version("heatgw"), digest, started)
         self.outbox = AsyncOutbox(outbox_path(state_dir, config.station.id), settings.outbox)
         self.batcher = Batcher(bus, self.outbox, TelemetryEncoder.for_config(config),
-                               report_filter(config, settings), settings)
+                               report_filter(config, settings), settings, durable=durable)
         self.publisher = Publisher(settings, self.identity, self.outbox, commands, meta(config, digest))
         self._tasks: list[asyncio.Task[None]] = []
 

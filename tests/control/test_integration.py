@@ -77,9 +77,12 @@ async def test_the_plc_setpoint_follows_the_controller_over_modbus(tmp_path: Pat
         # What goes out on <prefix>/<station>/control is what the historian bridge can store.
         topic = parse_topic("heatgw", "heatgw/demo-01/control")
         assert topic is not None
-        payload = control_payload(published[-1])
+        payload = control_payload(published[-1], 42)
         assert json.loads(payload)["ts"] == pytest.approx(published[-1].timestamp, abs=1e-3) and "timestamp" not in json.loads(payload)
-        line = LineEncoder("default").state(topic, None, payload).lines[0]
+        encoded = LineEncoder("default").state(topic, None, payload)
+        assert encoded.seq == 42, "the control state is numbered in the station's one sequence"
+        line = encoded.lines[0]
+        assert "seq=" not in line
         assert line.startswith("control,site=default,station=demo-01 ")
         assert "control_timestamp" not in line and "timestamp=" not in line  # the time is the point's own
         assert f"circuits_radiators_setpoint_c={float(round(published[-1].circuits[0].setpoint_c, 3))}" in line

@@ -3,6 +3,7 @@ and stations that publish exactly what the README's MQTT contract says, recordin
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -122,11 +123,11 @@ class BridgeProcess:
 
 
 @pytest.fixture
-def bridges(tmp_path: Path, broker: Mosquitto, tsdb: VictoriaMetrics) -> Iterator[Callable[..., BridgeProcess]]:
-    """Factory for bridge processes; every one is stopped at the end of the test."""
+def bridge_on(tmp_path: Path, tsdb: VictoriaMetrics) -> Iterator[Callable[..., BridgeProcess]]:
+    """Factory for bridge processes on a given broker; every one is stopped at the end of the test."""
     started: list[BridgeProcess] = []
 
-    def make(instance: str = "a", **sections: dict[str, Any]) -> BridgeProcess:
+    def make(broker: Mosquitto, instance: str = "a", **sections: dict[str, Any]) -> BridgeProcess:
         config = bridge_config(tmp_path / "bridges", broker, tsdb, instance, **sections)
         bridge = BridgeProcess(config, tmp_path / "bridges" / f"{instance}.log")
         started.append(bridge)
@@ -135,6 +136,12 @@ def bridges(tmp_path: Path, broker: Mosquitto, tsdb: VictoriaMetrics) -> Iterato
     yield make
     for bridge in started:
         bridge.stop()
+
+
+@pytest.fixture
+def bridges(broker: Mosquitto, bridge_on: Callable[..., BridgeProcess]) -> Callable[..., BridgeProcess]:
+    """Factory for bridge processes on the test's broker."""
+    return functools.partial(bridge_on, broker)
 
 
 @dataclass
@@ -152,15 +159,39 @@ class Station:
     seq: int = 0
     sent: dict[tuple[str, int], tuple[float | None, int]] = field(default_factory=dict)
     client: mqtt.Client | None = None
+    payloads: dict[int, bytes] = field(default_factory=dict)
+    """What it published, by seq: what it sends again when a historian asks (``cmd/replay``)."""
+    replays: list[tuple[int, int]] = field(default_factory=list)
 
     def connect(self) -> Station:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"station-{self.name}",
                                   protocol=mqtt.MQTTv311)
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(100)
+        self.client.on_message = self._on_replay
         self.client.connect("127.0.0.1", self.port)
+        self.client.subscribe(f"{self.prefix}/{self.name}/cmd/replay", qos=1)
         self.client.loop_start()
         return self
+
+    def _on_replay(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """Answer as a gateway does: resend what it has; a number it skipped was dropped by its cap."""
+        request = json.loads(message.payload)
+        first, last = request["args"]["from_seq"], request["args"]["to_seq"]
+        self.replays.append((first, last))
+        resent = dropped = 0
+        low = high = None
+        for seq in range(first, last + 1):
+            if seq in self.payloads:
+                client.publish(f"{self.prefix}/{self.name}/telemetry", self.payloads[seq], qos=1)
+                resent += 1
+            else:
+                low, high, dropped = low or seq, seq, dropped + 1
+        result: dict[str, Any] = {"from_seq": first, "to_seq": last, "resent": resent, "absent": 0}
+        if low is not None:
+            result.update(dropped_first=low, dropped_last=high)
+        client.publish(f"{self.prefix}/{self.name}/cmd/replay/result",
+                       json.dumps({"id": request["id"], "ok": True, "result": result, "ts": time.time()}), qos=1)
 
     def close(self) -> None:
         if self.client is not None:
@@ -195,13 +226,15 @@ class Station:
             if not skip:
                 self.sent[(name, round(t0 * 1000) + dt_ms)] = (value, QUALITY[sample[3]])
         if not skip:
-            self._publish("telemetry", {"seq": self.seq, "t0": t0, "s": samples})
+            self.payloads[self.seq] = self._publish("telemetry", {"seq": self.seq, "t0": t0, "s": samples})
         return self.seq
 
-    def _publish(self, kind: str, payload: dict[str, Any], retain: bool = False) -> None:
+    def _publish(self, kind: str, payload: dict[str, Any], retain: bool = False) -> bytes:
         assert self.client is not None
-        info = self.client.publish(f"{self.prefix}/{self.name}/{kind}", json.dumps(payload), qos=1, retain=retain)
+        data = json.dumps(payload).encode()
+        info = self.client.publish(f"{self.prefix}/{self.name}/{kind}", data, qos=1, retain=retain)
         info.wait_for_publish(timeout=10)
+        return data
 
 
 class Feeder:

@@ -69,6 +69,9 @@ def test_a_valid_file_loads_with_defaults_filled_in(tmp_path: Path) -> None:
      "historian.yaml:6:9: batch.max_age_s: Input should be greater than 0"),
     (("  host: broker.example\n", "  host: broker.example\n  password: p\n"),
      "historian.yaml:2:1: mqtt: a password needs a username"),
+    (("influxdb:\n", "topics: {kinds: [telemetry, alarms]}\ninfluxdb:\n"),
+     "historian.yaml:6:1: topics: kinds must include telemetry, control, events (they share one sequence); "
+     "missing: control, events"),
 ])
 def test_mistakes_are_reported_with_file_line_and_field(tmp_path: Path, edit: tuple[str, str], expected: str) -> None:
     old, new = edit

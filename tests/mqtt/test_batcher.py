@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 from gateway.bus import Bus
-from gateway.mqtt.batcher import Batcher
+from gateway.mqtt.batcher import Batcher, Durable
 from gateway.mqtt.outbox import AsyncOutbox
 from gateway.mqtt.payloads import TelemetryEncoder
 from gateway.mqtt.report import ReportFilter, TagPolicy
 from gateway.mqtt.settings import MqttSettings, OutboxSettings
-from gateway.samples import Sample, SampleBatch
+from gateway.samples import DeviceStatus, Sample, SampleBatch
 from tests.mqtt.conftest import until
 
 TAGS = [f"t{i}" for i in range(10)]
@@ -87,3 +87,24 @@ async def test_a_failing_outbox_loses_the_batch_but_never_stalls_the_bus(tmp_pat
     finally:
         task.cancel()
     assert batcher.samples_lost == batcher.samples_in == 3000
+
+
+async def test_a_durable_bus_item_is_stored_at_once_on_its_topic_numbered_with_the_telemetry(tmp_path: Path) -> None:
+    bus, outbox = Bus(), AsyncOutbox(tmp_path / "outbox.sqlite", OutboxSettings())
+    await outbox.open()
+    status = Durable("control", lambda item, seq: json.dumps({"seq": seq, "online": item.online}).encode())
+    batcher = Batcher(bus, outbox, TelemetryEncoder({}), ReportFilter({}, 3600), settings(batch_max_age_s=0.2),
+                      durable={DeviceStatus: status})
+    task = asyncio.create_task(batcher.run())
+    try:
+        await bus.publish(SampleBatch("d", "g", (Sample("t0", 1.0, time.time()),)))
+        await until(lambda: outbox.last_seq == 1, 2, "the telemetry stored")
+        await bus.publish(DeviceStatus("d", False, time.time(), "timeout"))
+        await until(lambda: outbox.last_seq == 2, 1, "the durable item stored without waiting for a batch age")
+    finally:
+        batcher.stop()
+        await asyncio.wait_for(task, 5)
+    entries = await outbox.pending(0, 10)
+    assert [(e.seq, e.topic) for e in entries] == [(1, "telemetry"), (2, "control")]
+    assert json.loads(entries[1].payload) == {"seq": 2, "online": False}
+    await outbox.close()

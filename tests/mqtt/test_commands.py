@@ -14,6 +14,7 @@ from gateway.mqtt.commands import (
     Command,
     CommandRegistry,
     Refused,
+    ReplayArgs,
     SetpointOffsetArgs,
     WriteArgs,
 )
@@ -40,6 +41,7 @@ def registry(handler: Calls | None = None) -> CommandRegistry:
     commands.register("setpoint_offset", SetpointOffsetArgs, handler, unavailable="controller not running")
     commands.register("alarm_ack", AlarmAckArgs, unavailable="alarm engine not running")
     commands.register("write", WriteArgs, handler)
+    commands.register("replay", ReplayArgs, handler)
     return commands
 
 
@@ -65,7 +67,7 @@ async def test_a_valid_command_runs_once_and_is_answered_with_its_id() -> None:
     ("write", b"{not json",
      "malformed JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
     ("write", b"[" * 5000, "payload too large: 5000 bytes, at most 4096"),
-    ("reboot", envelope(), "unknown command 'reboot' (known: alarm_ack, setpoint_offset, write)"),
+    ("reboot", envelope(), "unknown command 'reboot' (known: alarm_ack, replay, setpoint_offset, write)"),
     ("write", [1, 2], "payload: Input should be a valid dictionary or instance of Envelope"),
     ("write", {"id": "c-1", "origin": "x", "args": {}}, "expires: Field required"),
     ("write", {**envelope(tag="a", value=1), "priority": 1}, "priority: Extra inputs are not permitted"),
@@ -84,6 +86,10 @@ async def test_a_valid_command_runs_once_and_is_answered_with_its_id() -> None:
     ("write", {**envelope(tag="supply_setpoint", value=50), "expires": NOW + 86_401},
      "expires more than 86400 s ahead: commands must be short-lived"),
     ("write", envelope(tag="locked", value=1), "tag 'locked' is not writable"),
+    ("replay", envelope(from_seq=0, to_seq=5), "from_seq: Input should be greater than or equal to 1"),
+    ("replay", envelope(from_seq=9, to_seq=5), "to_seq: must be from_seq <= to_seq < from_seq + 500"),
+    ("replay", envelope(from_seq=1, to_seq=501), "to_seq: must be from_seq <= to_seq < from_seq + 500"),
+    ("replay", envelope(from_seq="1", to_seq=5), "from_seq: Input should be a valid integer"),
 ])
 async def test_refusals_say_why_and_execute_nothing(name: str, payload: Any, reason: str) -> None:
     calls = Calls()

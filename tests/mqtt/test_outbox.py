@@ -1,4 +1,5 @@
-"""The outbox: sequence numbers that never repeat, order, acknowledgement, and the cap policy."""
+"""The outbox: sequence numbers that never repeat, order, the historian's confirmation, replay, and
+the cap policy."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def test_sequence_numbers_start_at_one_and_survive_restarts_even_when_empty(tmp_
     path = tmp_path / "outbox.sqlite"
     outbox = Outbox(path, OutboxSettings())
     assert fill(outbox, 3) == [1, 2, 3]
-    outbox.ack([1, 2, 3])
+    outbox.confirm(3)
     outbox.close()
     reopened = Outbox(path, OutboxSettings())
     assert reopened.stats().pending_messages == 0
@@ -34,16 +35,31 @@ def test_sequence_numbers_start_at_one_and_survive_restarts_even_when_empty(tmp_
     assert [json.loads(e.payload)["seq"] for e in reopened.pending(0, 10)] == [4, 5]
 
 
-def test_pending_is_in_order_after_a_cursor_and_ack_forgets(tmp_path: Path) -> None:
+def test_pending_is_in_order_after_a_cursor_and_a_confirmation_forgets_what_it_covers(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxSettings())
     fill(outbox, 10)
     assert [e.seq for e in outbox.pending(0, 4)] == [1, 2, 3, 4]
     assert [e.seq for e in outbox.pending(4, 100)] == [5, 6, 7, 8, 9, 10]
     assert outbox.pending(3, 1)[0].payload == message(4), "stored compressed, returned as published"
-    outbox.ack([2, 1, 5, 99])  # any order; unknown numbers are ignored
+    assert outbox.confirm(2, [(5, 5), (99, 120)]) == 3  # up to 2, and 5; unknown numbers are ignored
     assert [e.seq for e in outbox.pending(0, 100)] == [3, 4, 6, 7, 8, 9, 10]
+    assert outbox.confirm(2) == 0, "a repeated confirmation deletes nothing more"
     stats = outbox.stats()
     assert (stats.last_seq, stats.pending_messages, stats.pending_samples) == (10, 7, 21)
+
+
+def test_a_replay_returns_what_is_still_stored_and_says_which_numbers_the_cap_dropped(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxSettings(max_bytes=1024**2))
+    seqs = [outbox.append(lambda seq: message(seq) + os.urandom(20_000), 3) for _ in range(100)]
+    oldest = outbox.pending(0, 1)[0].seq
+    assert oldest > 10, "the cap dropped the oldest"
+    outbox.confirm(0, [(oldest, oldest + 1)])  # two confirmed by the historian, then deleted
+    found = outbox.replay(oldest - 3, oldest + 4)
+    assert [e.seq for e in found.entries] == [oldest + 2, oldest + 3, oldest + 4]
+    assert found.entries[0].payload.startswith(message(oldest + 2)), "as published"
+    assert found.dropped == (oldest - 3, oldest - 1), "the cap's part, never the confirmed part"
+    assert found.absent == 2
+    assert outbox.replay(seqs[-1], seqs[-1]).dropped is None
 
 
 @pytest.mark.parametrize("durability, level", [("full", 2), ("normal", 1)])

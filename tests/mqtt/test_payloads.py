@@ -6,7 +6,25 @@ import json
 
 from drivers.base import Quality
 from gateway.config import GatewayConfig
-from gateway.mqtt.payloads import StationIdentity, TelemetryEncoder, birth, config_hash, death, meta, resolution
+import pytest
+
+from gateway.mqtt.payloads import (
+    ContractError,
+    Delivered,
+    ReplayAnswer,
+    StationIdentity,
+    TelemetryEncoder,
+    birth,
+    config_hash,
+    death,
+    delivered,
+    meta,
+    parse_delivered,
+    parse_replay_answer,
+    replay_command,
+    resolution,
+    result,
+)
 from gateway.samples import Sample
 from tests.gateway.conftest import station_config
 
@@ -66,3 +84,26 @@ def test_status_and_meta_carry_version_and_config_hash() -> None:
     assert described["config_hash"] == digest and described["site"] == "demo-city"
     assert described["tags"]["outdoor_temp"] == {"unit": "degC", "device": "plc", "description": ""}
     assert len(described["tags"]) == len(cfg.tags())
+
+
+def test_a_confirmation_round_trips_and_a_malformed_one_is_refused_whole() -> None:
+    confirmation = Delivered(120, ((125, 130), (140, 140)))
+    assert parse_delivered(delivered(confirmation, 1795456034.5)) == confirmation
+    assert confirmation.highest == 140
+    for bad in (b'{"upto": -1}', b'{"upto": true}', b'{"upto": 5, "ranges": [[3, 4]]}',
+                b'{"upto": 5, "ranges": [[9, 8]]}', b'{"upto": 5, "ranges": [[6]]}', b"[5]", b"{upto"):
+        with pytest.raises(ContractError):
+            parse_delivered(bad)
+
+
+def test_a_replay_request_and_its_answer_are_the_contract_shapes() -> None:
+    request = json.loads(replay_command("historian:21-22:7", "historian/a", 1795456094.0, 21, 22))
+    assert request == {"id": "historian:21-22:7", "origin": "historian/a", "expires": 1795456094.0,
+                       "args": {"from_seq": 21, "to_seq": 22}}
+    answer = ReplayAnswer(21, 30, 5, (21, 25), 0)
+    payload = result("historian:21-22:7", True, "", 1795456035.0, answer.result())
+    assert parse_replay_answer(payload) == answer
+    assert parse_replay_answer(result("x", False, "to_seq 99 was never given", 0.0, None)) == "to_seq 99 was never given"
+    with pytest.raises(ContractError):
+        parse_replay_answer(result("x", True, "", 0.0, {"from_seq": 5, "to_seq": 9, "resent": 0, "absent": 0,
+                                                        "dropped_first": 2, "dropped_last": 3}))

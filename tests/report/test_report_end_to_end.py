@@ -28,7 +28,7 @@ from gateway.mqtt.payloads import TelemetryEncoder, config_hash, meta
 from gateway.samples import Sample
 from sim.readings import Measurements
 from sim.station import Station
-from tests.historian.conftest import BridgeProcess, bridges, broker, tsdb, wait_until  # noqa: F401 - fixtures
+from tests.historian.conftest import BridgeProcess, bridge_on, bridges, broker, tsdb, wait_until  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 STATION_FILE = ROOT / "config" / "station.yaml"
