@@ -35,7 +35,8 @@ from gateway.control.model import ControllerState
 from gateway.control.task import ControllerTask
 from gateway.latest import LatestValues
 from gateway.logs import kv
-from gateway.metrics import GatewayCollector, MetricsServer, refresh_outbox
+from gateway.metrics import GatewayCollector, refresh_outbox
+from gateway.metrics_server import MetricsServer
 from gateway.mqtt.batcher import Durable
 from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
 from gateway.mqtt.service import MqttService

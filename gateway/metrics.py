@@ -14,27 +14,19 @@ bounded sets (device and tag names from the configuration, reasons and sources f
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
-from gateway.config_base import MetricsSettings
 from gateway.control.model import OutdoorSource
-from gateway.logs import kv
 from gateway.mqtt.outbox import AsyncOutbox, OutboxStats
 from gateway.poller import RTT_BUCKETS_S
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
-
-log = logging.getLogger(__name__)
 
 OUTBOX_REFRESH_S = 5.0
 
@@ -120,35 +112,3 @@ async def refresh_outbox(collector: GatewayCollector, outbox: AsyncOutbox, every
     while True:
         collector.outbox = await outbox.stats()
         await asyncio.sleep(every_s)
-
-
-class MetricsServer:
-    """The HTTP endpoint on its own thread, for the lifetime of a ``with`` block.
-
-    A port that cannot be bound is logged and the endpoint is left out: metrics are for watching
-    the station, and must never be the reason it stops polling and controlling.
-    """
-
-    def __init__(self, settings: MetricsSettings, collector: Collector) -> None:
-        self.settings = settings
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(collector)
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> MetricsServer:
-        address = f"{self.settings.host}:{self.settings.port}"
-        try:
-            self._server, self._thread = start_http_server(self.settings.port, addr=self.settings.host,
-                                                           registry=self.registry)
-        except OSError as exc:
-            log.error("metrics endpoint not started", extra=kv(address=address, reason=exc.strerror))
-            return self
-        log.info("metrics endpoint listening", extra=kv(address=address))
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)

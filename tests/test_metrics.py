@@ -1,9 +1,10 @@
-"""The Prometheus endpoint: what it exposes follows what the gateway does, and a real Prometheus
-scrapes it.
+"""The Prometheus endpoints: what they expose follows what the gateway does, and a real
+Prometheus scrapes the gateway and the historian bridge.
 
-The first test reads the endpoint itself while the simulator's meter goes silent; the second
-starts Debian's Prometheus on loopback, scraping the unit's own ``ExecStart`` of the installed
-configuration, and asks its query API for the series a dispatch centre would alert on.
+The first test reads the gateway's endpoint itself while the simulator's meter goes silent; the
+second starts Debian's Prometheus on loopback, scraping the unit's own ``ExecStart`` of the
+installed configuration and a historian bridge writing to VictoriaMetrics, and asks its query API
+for the series a dispatch centre would alert on.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from gateway.app import Gateway
 from gateway.devstack import Mosquitto, Prometheus, free_port, stop_process
 from sim.modbus_server import CommFaults, StationModbusServer
 from tests.gateway.conftest import station_config, station_server  # noqa: F401 - a fixture used here
+from tests.historian.conftest import BridgeProcess, bridge_on, bridges, tsdb  # noqa: F401 - fixtures
 from tests.mqtt.conftest import broker, until  # noqa: F401 - broker is a fixture
 from tests.test_deployment import install_config, unit_command
 
@@ -63,18 +66,22 @@ async def test_a_silent_device_shows_as_down_with_its_errors_counted_by_reason(
     assert ("heatgw_device_errors_total", (("device", "plc"), ("reason", "timeout"))) not in after
 
 
-async def test_a_real_prometheus_scrapes_devices_outbox_mqtt_and_controller(
-        tmp_path: Path, station_server: StationModbusServer, broker: Mosquitto) -> None:  # noqa: F811
+async def test_a_real_prometheus_scrapes_the_gateway_and_the_historian_bridge(
+        tmp_path: Path, station_server: StationModbusServer, broker: Mosquitto,  # noqa: F811
+        bridges: Callable[..., BridgeProcess]) -> None:  # noqa: F811
     etc, state, journal = tmp_path / "etc" / "heatgw", tmp_path / "state", tmp_path / "journal.log"
     install_config(etc)
     metrics_port = free_port()
     station = etc / "station.yaml"
     station.write_text(station.read_text().replace("port: 5020", f"port: {station_server.port}")
                        .replace("port: 1883", f"port: {broker.port}") + f"\nmetrics:\n  port: {metrics_port}\n")
-    prometheus = Prometheus(tmp_path / "prometheus", [f"127.0.0.1:{metrics_port}"])
+    bridge_port = free_port()
+    bridge = bridges(metrics={"port": bridge_port})
+    prometheus = Prometheus(tmp_path / "prometheus", [f"127.0.0.1:{metrics_port}", f"127.0.0.1:{bridge_port}"])
     process: subprocess.Popen[bytes] | None = None
     with journal.open("ab") as stream:
         try:
+            bridge.start()
             process = subprocess.Popen(unit_command("ExecStart", etc, state), stdout=stream, stderr=stream, cwd=tmp_path)
             prometheus.start()
             expected = {
@@ -85,7 +92,11 @@ async def test_a_real_prometheus_scrapes_devices_outbox_mqtt_and_controller(
             }
             present = ["heatgw_device_requests_total", "heatgw_device_request_duration_seconds_bucket",
                        "heatgw_outbox_pending_messages", "heatgw_outbox_last_seq", "heatgw_mqtt_connections_total",
-                       'heatgw_controller_setpoint_celsius{circuit="radiators"}']
+                       'heatgw_controller_setpoint_celsius{circuit="radiators"}',
+                       "heatgw_historian_written_values_total > 0", "heatgw_historian_write_duration_seconds_count > 0",
+                       'heatgw_historian_contiguous_seq{station="demo-01"} > 0',
+                       'heatgw_historian_missing_messages_total{station="demo-01"} == 0',
+                       "heatgw_historian_database_up == 1"]
 
             def scraped() -> bool:
                 return all(_value(prometheus, query) == value for query, value in expected.items()) and all(
@@ -95,6 +106,7 @@ async def test_a_real_prometheus_scrapes_devices_outbox_mqtt_and_controller(
         finally:
             stop_process(process)
             prometheus.stop()
+            bridge.stop()
 
 
 def _value(prometheus: Prometheus, query: str) -> float | None:

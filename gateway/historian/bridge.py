@@ -72,11 +72,13 @@ from gateway.historian.schema import (
     printable,
 )
 from gateway.historian.quarantine import Quarantine
-from gateway.historian.sequence import Gap, SequenceTracker, Verdict
+from gateway.historian.sequence import Gap, SequenceTracker, StationSequence, Verdict
 from gateway.config_base import Backoff
+from gateway.historian.metrics import BridgeCollector, write_histogram
 from gateway.historian.settings import HistorianSettings
 from gateway.historian.writer import TOO_LARGE, DatabaseWriter, WriteError
 from gateway.logs import kv
+from gateway.metrics_server import MetricsServer
 from gateway.systemd_notify import KeepAlive, Notifier
 from gateway.mqtt.payloads import (
     DELIVERED_MAX_RANGES,
@@ -189,6 +191,7 @@ class Bridge:
         self._received = 0  # written by the network thread only
         now = time.monotonic()
         self.progress = {"network": now, "worker": now}  # each written by its own thread: its last step
+        self.write_seconds = write_histogram()
         # Handed from the worker to the network thread.
         self._acks: deque[list[tuple[int, int, int]]] = deque()
         self._released = 0  # written by the worker only
@@ -461,6 +464,28 @@ class Bridge:
         for span in spans:
             self._peer_reports.put(span)
 
+    # --- read by the metrics endpoint's thread (plain values; each read is atomic) ---
+
+    @property
+    def stats(self) -> Stats:
+        return self._stats
+
+    @property
+    def received(self) -> int:
+        return self._received
+
+    @property
+    def quarantined(self) -> int:
+        return self._quarantine.kept
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    def station_sequences(self) -> list[tuple[str, StationSequence]]:
+        """A snapshot of each station's accounting (copied at once: the worker keeps adding stations)."""
+        return list(self._tracker.stations.items())
+
     # --- health (the systemd watchdog) ---
 
     def patience_s(self) -> dict[str, float]:
@@ -703,7 +728,8 @@ class Bridge:
         """One attempt; a batch too large for the database is halved until it fits."""
         self.progress["worker"] = time.monotonic()
         try:
-            self._writer.write("\n".join(lines).encode())
+            with self.write_seconds.time():
+                self._writer.write("\n".join(lines).encode())
         except WriteError as exc:
             if exc.status == TOO_LARGE and len(lines) > 1:
                 half = len(lines) // 2
@@ -853,7 +879,10 @@ def run_bridge(settings: HistorianSettings, stop: threading.Event) -> bool:
     keep_alive = KeepAlive(notifier)
     period = keep_alive.period_s or STATUS_EVERY_S
     bridge = Bridge(settings)
+    endpoint = MetricsServer(settings.metrics, BridgeCollector(bridge)) if settings.metrics is not None else None
     bridge.start()
+    if endpoint is not None:
+        endpoint.__enter__()
     notifier.ready(bridge.status_line())
     next_beat = time.monotonic() + period
     try:
@@ -864,6 +893,8 @@ def run_bridge(settings: HistorianSettings, stop: threading.Event) -> bool:
                 next_beat = time.monotonic() + period
     finally:
         notifier.stopping()
+        if endpoint is not None:
+            endpoint.__exit__(None, None, None)
         bridge.close()
         notifier.close()
     return not bridge.failed.is_set()

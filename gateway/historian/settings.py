@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from gateway.config_base import Backoff, Strict
+from gateway.config_base import Backoff, MetricsSettings, Strict
 from gateway.historian.schema import PayloadLimits
 from gateway.validation import validate_document
 from gateway.yaml_source import ConfigError, Path_, load_yaml
@@ -187,6 +187,7 @@ class HistorianSettings(Strict):
     quarantine: QuarantineSettings = QuarantineSettings()
     state_dir: Path = Path("/var/lib/heatgw-historian")
     metrics_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    metrics: MetricsSettings | None = None
     write_reason: bool = False
 
     @property
