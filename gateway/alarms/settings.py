@@ -222,6 +222,10 @@ CONTROLLER_SIGNAL_DEFAULTS: dict[Signal, SignalDefault] = {
                                                 message="Rooms missed the morning comfort target"),
     Signal.SETPOINT_NOT_WRITTEN: SignalDefault(priority=Priority.HIGH, on_delay_s=300,
                                                message="Supply setpoint not written to the PLC"),
+    Signal.COMFORT_TARGET_MISSED: SignalDefault(priority=Priority.MEDIUM, on_delay_s=1800,
+                                                message="A room below the comfort contract for 30 min"),
+    Signal.ROOMS_LOST_RECOVERY: SignalDefault(priority=Priority.MEDIUM,
+                                              message="Room sensors lost during a setback: safe boost running"),
     Signal.CIRCULATION_LOST: SignalDefault(priority=Priority.CRITICAL, on_delay_s=10,
                                            message="Circulation lost: controller holds its last safe setpoint"),
 }

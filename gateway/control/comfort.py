@@ -59,36 +59,45 @@ def hours_to_day_start(local: dt.datetime, settings: ComfortSettings) -> float:
     return ((_seconds(settings.day_start) - _seconds(local.time())) % _DAY_S) / 3600.0
 
 
-def comfort_floor(local: dt.datetime, settings: ComfortSettings, *, setback: bool, preheating: bool) -> ComfortFloor:
+def comfort_floor(local: dt.datetime, settings: ComfortSettings, *, setback: bool, preheating: bool,
+                  night_margin_k: float = 0.0) -> ComfortFloor:
     """The comfort floor at local time ``local``.
 
     ``setback``: may the rooms fall to the night floor tonight? Not when the building could not
     be warmed back (no valid room to plan with, no trustworthy weather). ``preheating``: the
     optimum start has begun the boost, so the floor is the day target already.
+    ``night_margin_k``: how far the room held on the night floor may fall before the controller
+    can see it (see ``night_margin_k``); the night floor keeps at least that above ``night_c``,
+    and at least ``margin_k``.
     """
     margin = settings.margin_k
+    night = settings.night_c + max(margin, night_margin_k)
     if is_day(local, settings):
         return ComfortFloor(settings.day_c + margin, settings.day_c, "day")
     if not settings.optimum_start.enabled:
-        return ComfortFloor(settings.night_c + margin, settings.night_c, "night")
+        return ComfortFloor(night, settings.night_c, "night")
     if not setback:
         return ComfortFloor(settings.day_c + margin, settings.night_c, "night")
     if preheating:
         return ComfortFloor(settings.day_c + margin, settings.night_c, "preheat")
-    return ComfortFloor(settings.night_c + margin, settings.night_c, "night")
+    return ComfortFloor(night, settings.night_c, "night")
 
 
-def headroom_k(curve: Curve, outdoor_c: float, room_c: float) -> float:
-    """How much warmer a room (K) the curve could serve now before it reaches its maximum supply.
+def headroom_k(curve: Curve, outdoor_c: float, room_c: float, ceiling_c: float | None = None) -> float:
+    """How much warmer a room (K) the curve could serve now before it reaches its maximum supply,
+    or ``ceiling_c`` if the limiters will hold the boost lower than that.
 
     On a design day there is little left above the supply the rooms need, on a mild one a lot:
-    this is what limits how fast a building can be warmed back after a setback.
+    this is what limits how fast a building can be warmed back after a setback. Measured against
+    the curve's maximum while a return limiter holds the boost several kelvin lower, it promises
+    a morning the station cannot deliver.
     """
+    top = curve.max_supply_c if ceiling_c is None else min(curve.max_supply_c, ceiling_c)
     needed = float(curve.supply_for_room(outdoor_c, room_c))
     per_k = float(curve.supply_for_room(outdoor_c, room_c + 1.0)) - needed
     if per_k <= 0.0:
         return 0.0
-    return max(0.0, curve.max_supply_c - needed) / per_k
+    return max(0.0, top - needed) / per_k
 
 
 def heatup_rate(headroom: float, time_constant_h: float, factor: float, max_k_per_h: float) -> float:

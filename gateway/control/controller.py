@@ -8,9 +8,10 @@ bench. Per circuit and cycle, the setpoint is built in the order an operator wou
 2. the curve, read at a composite of the actual and the damped outdoor temperature, for the
    comfort floor (day target or night floor, plus a margin);
 3. the room trim: a PI on the coldest valid room, as a shift of the curve's room temperature;
-   at night the minimum supply instead while the rooms coast down to the night floor, and the
-   optimum start's boost (the maximum supply) from the last moment that brings every room back
-   to the day target by the day start;
+   at night the minimum supply instead while the rooms coast down to the night floor (each room
+   stopping a learned band above it, see ``gateway.control.safety``), and the optimum start's
+   boost (the highest supply the limiters will allow) from the last moment that brings every room
+   back to the day target by the day start;
 4. the dispatch offset (bounded, expiring);
 5. the circuit's min/max supply;
 6. the limiters (primary return, power, flow): each a slow loop that only ever lowers;
@@ -18,6 +19,13 @@ bench. Per circuit and cycle, the setpoint is built in the order an operator wou
 
 Every stage is recorded in the published ``CircuitState``, and the integrators only move when
 their output can act (anti-windup against clamps, limiters, ramps and offsets).
+
+A night setback is a bet that the boost can undo it in time. It is refused (``setback_reason``)
+without a trustworthy outdoor temperature, without a room to plan with, or when the boost's
+headroom, measured against the supply the limiters really allow, at the coldest curve input of
+the last day (colder by the weather's cooling trend), is too small; a setback under way that can
+no longer be undone later is ended with the boost at once. Losing every room sensor during a
+setback starts a safe boost until the day start, and the learned trim keeps acting on the curve.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from gateway.control.model import (
 )
 from gateway.control.outdoor import OutdoorEstimate, OutdoorSupervisor
 from gateway.control.rooms import RoomChoice, choose_room
+from gateway.control.safety import BoostCeiling, RecentLow, RoomDynamics, coast_band_k, night_margin_k, room_now
 from gateway.control.season import HEATING_MODES, CutoutSwitch, DailyMeans, FrostGuard, season_mode
 from gateway.control.settings import (
     CirculationSettings,
@@ -73,17 +82,10 @@ _LIMITERS: tuple[tuple[str, Signal, bool], ...] = (
     ("flow_limit", Signal.FLOW_LIMIT_ACTIVE, True),
 )
 _ACTIVE_K = 0.05
-NIGHT_COOLING_K = 3.0
-"""How much colder than now the optimum start assumes the rest of the night (half a typical
-winter day's swing of 6-8 K between the evening and 05:00)."""
 HOLD_APPROACH = 1.5
 """The setpoint stops rising this close to a limit line (K for the return limit, % of the line for
 power and flow): what a boost ramping at ramp_up_k_per_h puts on the primary return after the
 setpoint stops (measured: about 1.2 K at 20 K/h)."""
-COAST_BAND_K = 0.8
-"""At night the supply is cut while the coldest room is more than this above the night floor: the
-rooms coast down on their own inertia, the fastest way to the floor. Closer to it the night trim
-takes over, so the room settles on the floor instead of falling through it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,15 @@ class _Stages:
     clamped: str = ""
     coasting: bool = False
     near_limit: bool = False  # a limited value is within HOLD_APPROACH of its line, or over it
+
+
+@dataclass(frozen=True, slots=True)
+class _Coast:
+    """May the rooms keep coasting, and the band and cooling rate of the room closest to its band."""
+
+    allowed: bool
+    band_k: float
+    rate_k_per_h: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +161,11 @@ class CircuitController:
         self.limiters: dict[str, PiLoop] = {}
         self.optimum = OptimumStart(settings.comfort.optimum_start.heatup_factor)
         self.boost_k = 0.0
+        self.dynamics = RoomDynamics(1.0 / settings.building_time_constant_h)
+        self.ceiling = BoostCeiling()
+        self.recent = RecentLow()
+        self.blind_until: float | None = None  # end of the safe boost after the rooms were lost
+        self.setback_running = False  # the last cycle let the rooms below the day target
         self.cutout = CutoutSwitch()
         self.frost = FrostGuard()
         self.setpoint: float | None = None
@@ -167,6 +183,7 @@ class CircuitController:
             reset.append(stale)
         self.settings, self.curve, self.controller = settings, curve, controller
         self.damper.time_constant_s = settings.building_time_constant_h * 3600.0
+        self.dynamics.default_per_h = 1.0 / settings.building_time_constant_h
         trim = settings.room_trim
         for loop in self.trims.values():
             loop.gain, loop.integral_s = trim.gain, trim.integral_h * 3600.0
@@ -190,7 +207,8 @@ class CircuitController:
     def memory(self) -> CircuitMemory:
         """What this circuit has learned that would take hours or days to learn again."""
         return CircuitMemory(curve=self.curve.identity, day_trim_k=self.trims["day"].integral,
-                             night_trim_k=self.trims["night"].integral, heatup_factors=dict(self.optimum.factors))
+                             night_trim_k=self.trims["night"].integral, heatup_factors=dict(self.optimum.factors),
+                             cooling_per_h=dict(self.dynamics.cooling_per_h))
 
     def restore(self, memory: CircuitMemory) -> list[str]:
         """Take saved learning, within the settings in force now; returns what was dropped and why."""
@@ -207,6 +225,11 @@ class CircuitController:
                 self.optimum.factors[room] = min(opt.max_factor, max(opt.min_factor, factor))
             else:
                 dropped.append(f"heat-up factor of room {room} (no longer configured)")
+        for room, coefficient in memory.cooling_per_h.items():
+            if room in self.settings.rooms:
+                self.dynamics.cooling_per_h[room] = coefficient
+            else:
+                dropped.append(f"cooling rate of room {room} (no longer configured)")
         return dropped
 
     def step(self, inputs: CircuitInputs, ctx: _Context) -> tuple[float, CircuitState, list[Signal]]:
@@ -222,41 +245,50 @@ class CircuitController:
         comfort = s.comfort
         opt = comfort.optimum_start
         day_target = comfort.day_c + comfort.margin_k
-        # Planned against a night NIGHT_COOLING_K colder than now: the coldest hours (around
-        # 05:00) are still to come when the boost has to be decided, and less headroom then
-        # means a slower morning.
-        headroom = headroom_k(self.curve, composite - NIGHT_COOLING_K, day_target + self.trims["day"].integral)
-        # Without a trustworthy weather, without a room to plan with, or with too little headroom
-        # (a night colder than the station was built for: the maximum supply barely holds the day
-        # target), the night setback could not be undone in time: none tonight.
-        trusted = ctx.outdoor.source not in (OutdoorSource.LAST_GOOD, OutdoorSource.DEFAULT)
-        setback = trusted and bool(rooms.values) and headroom >= opt.min_headroom_k
+        # Planned against the coldest hours of the last day, and colder still if the weather is
+        # cooling (``RecentLow``), and against the supply the limiters allowed the last time they
+        # held it: the boost has to be decided before the coldest hours (around 05:00) come, and
+        # a boost held below the curve's maximum warms more slowly.
+        ceiling = self.ceiling.ceiling(self.curve.max_supply_c)
+        planned = self.recent.add(ctx.now, composite)
+        headroom = headroom_k(self.curve, planned, day_target + self.trims["day"].integral, ceiling)
+        why_not = self._setback_refusal(ctx, rooms, headroom, ceiling)
+        setback = not why_not
         hours_left = hours_to_day_start(ctx.local, comfort)
         held = self.setpoint if self.setpoint is not None else inputs.setpoint_c.usable
         ramp_h = 0.0 if held is None else self._ramp_lead_h(held)
         plan = self.optimum.plan(rooms.values, day_target, headroom, s.building_time_constant_h,
                                  opt.max_heatup_k_per_h, hours_left, opt.lead_h + ramp_h)
-        if (opt.enabled and setback and plan.start and not self.optimum.active
-                and ctx.mode in HEATING_MODES and not is_day(ctx.local, comfort)):
+        night = ctx.mode in HEATING_MODES and not is_day(ctx.local, comfort)
+        # A setback already under way that can no longer be undone later (the night got colder
+        # than planned, a limiter took the headroom, the weather became untrustworthy) is ended
+        # now, with the boost, not by the slow day trim.
+        undo_now = bool(why_not) and self.setback_running and bool(rooms.values)
+        if opt.enabled and (setback and plan.start or undo_now) and not self.optimum.active and night:
             self.optimum.begin(rooms.values, hours_left, headroom, s.building_time_constant_h,
                                opt.max_heatup_k_per_h, ramp_h)
+        self._recover_blind(rooms, ctx, night, headroom, hours_left, ramp_h)
+        if self.blind_until is not None and ctx.now < self.blind_until:
+            signals.append(Signal.ROOMS_LOST_RECOVERY)
         self.optimum.observe(ctx.local, rooms.values, comfort)
         full_ramp_h = self._ramp_lead_h(self.curve.min_supply_c)  # a boost that starts from the minimum
-        if self.optimum.active and not plan.room and hours_left > 2.0 * (opt.lead_h + full_ramp_h):
+        if (self.optimum.active and rooms.values and not plan.room
+                and hours_left > 2.0 * (opt.lead_h + full_ramp_h)):
             # Every room is back with hours to spare (a mild night, a plan still learning): let
             # them coast again and plan the boost anew, rather than hold the day target all night.
             self.optimum.release()
             self.boost_k = 0.0
         floor = comfort_floor(ctx.local, comfort, setback=setback or self.optimum.active,
-                              preheating=self.optimum.active)
+                              preheating=self.optimum.active, night_margin_k=self._night_margin(inputs, rooms, ctx))
         if self.optimum.missed_today:
             signals.append(Signal.MORNING_TARGET_MISSED)
         cut_out = self.cutout.update(damped, self.controller.season.cutout)
         room_cold = rooms.value_c is not None and rooms.value_c < floor.contract_c
         heating = ctx.mode in HEATING_MODES and not (cut_out and not room_cold)
+        coast = self._coast(inputs, rooms, floor, ctx, composite, held)
         if heating:
             self.frost.active = False
-            target, stages = self._heat(inputs, ctx, composite, rooms, floor, headroom, signals)
+            target, stages = self._heat(inputs, ctx, composite, rooms, floor, coast, signals)
             reason = ctx.mode.value
         else:
             target, stages = self._idle(inputs, damped, composite, floor, signals)
@@ -275,6 +307,15 @@ class CircuitController:
             setpoint, ramp_limited = self._ramp(target, inputs.setpoint_c, ctx, hold=stages.near_limit)
             if heating:
                 self._integrate(rooms, floor, ctx, stages, target, setpoint)
+                # The limiters hold the setpoint through their reduction and, close to a line, by
+                # stopping the ramp: either way the setpoint in force is as high as the boost got.
+                limiting = any(limiter.active for limiter in stages.limiters) or (stages.near_limit and ramp_limited)
+                self.ceiling.observe(ctx.now, setpoint, limiting)
+        self.dynamics.observe(inputs.rooms, rooms.values, ctx.now, ctx.outdoor.value_c, stages.coasting)
+        self.setback_running = (heating and floor.floor_c < day_target - 1e-9) or floor.phase == "preheat"
+        missed = [f"{name} {value:.1f} C" for name, value in sorted(rooms.values.items()) if value < floor.contract_c]
+        if heating and missed:
+            signals.append(Signal.COMFORT_TARGET_MISSED)
         self.setpoint = setpoint
         circuit = CircuitState(
             circuit=self.name, curve=self.curve.identity, heating=heating, reason=reason,
@@ -282,31 +323,110 @@ class CircuitController:
             outdoor_damped_c=damped, outdoor_curve_c=composite, room_floor_c=floor.floor_c,
             room_used_c=rooms.value_c, room_used_name=rooms.name, rooms_valid=rooms.valid, rooms_total=rooms.total,
             curve_c=stages.curve_c, trim_room_k=stages.trim_room_k, trim_k=stages.trim_k,
-            trim_integral_k=self._trim(floor).integral, heatup_k_per_h=plan.rate_k_per_h, offset_k=stages.offset_k,
+            trim_integral_k=self._trim(floor).integral, heatup_k_per_h=plan.rate_k_per_h,
+            setback=setback, setback_reason=why_not, headroom_k=headroom, boost_ceiling_c=ceiling,
+            coast_band_k=coast.band_k, cooling_k_per_h=coast.rate_k_per_h,
+            comfort_missed=", ".join(missed) if heating else "", offset_k=stages.offset_k,
             offset_origin=stages.offset_origin, limiters=stages.limiters, clamped=stages.clamped,
             ramp_limited=ramp_limited, setpoint_c=setpoint,
         )
         return setpoint, circuit, signals
 
+    def _setback_refusal(self, ctx: _Context, rooms: RoomChoice, headroom: float, ceiling: float) -> str:
+        """Why there is no night setback tonight ("" if there may be): without a trustworthy weather,
+        without a room to plan with, or with too little headroom (a night colder than the station
+        was built for, or limiters that hold the boost low), it could not be undone in time."""
+        if ctx.outdoor.source in (OutdoorSource.LAST_GOOD, OutdoorSource.DEFAULT):
+            return f"outdoor temperature from {ctx.outdoor.source.value}"
+        if not rooms.values:
+            return "no valid room"
+        minimum = self.settings.comfort.optimum_start.min_headroom_k
+        if headroom < minimum:
+            held = "" if ceiling >= self.curve.max_supply_c else f", the limiters held the supply at {ceiling:.1f} C"
+            return f"boost headroom {headroom:.1f} K < {minimum:g} K{held}"
+        return ""
+
+    def _recover_blind(self, rooms: RoomChoice, ctx: _Context, night: bool, headroom: float, hours_left: float,
+                       ramp_h: float) -> None:
+        """Every room sensor lost while the rooms were let below the day target: boost now, until
+        the day start.
+
+        Without rooms nobody can say when they are back, and a boost planned from their last
+        readings is only as good as the heat-up rates learned on other mornings: a few hours of
+        too much heat is the price of a rare fault, a cold morning without feedback is not. At the
+        day start the boost is cut to its hold as after any boost, which stays while the rooms are
+        lost, and the learned trim keeps acting on the curve. A room that reports again ends the
+        recovery: the ordinary plan takes over.
+        """
+        if rooms.values or not rooms.total:
+            self.blind_until = None
+            return
+        if self.blind_until is not None or not (night and self.setback_running):
+            return
+        self.blind_until = ctx.now + hours_left * 3600.0
+        if not self.optimum.active:
+            opt = self.settings.comfort.optimum_start
+            self.optimum.begin({}, hours_left, headroom, self.settings.building_time_constant_h,
+                               opt.max_heatup_k_per_h, ramp_h)
+
+    def _night_margin(self, inputs: CircuitInputs, rooms: RoomChoice, ctx: _Context) -> float:
+        """The night floor's margin for the room the trim holds (see ``safety.night_margin_k``)."""
+        if rooms.value_c is None or rooms.name not in rooms.values:
+            return 0.0
+        rate = self.dynamics.rate_k_per_h(rooms.name, rooms.value_c, ctx.outdoor.value_c)
+        age_s = inputs.rooms[rooms.name].age_s
+        return night_margin_k(rate, self.dynamics.report_h(rooms.name, age_s), self.dynamics.resolution)
+
+    def _coast(self, inputs: CircuitInputs, rooms: RoomChoice, floor: ComfortFloor, ctx: _Context, composite: float,
+               held: float | None) -> _Coast:
+        """May the rooms keep coasting toward the night floor? Each room stops a band above it: its
+        learned cooling rate times the time until the controller next hears from it plus the time
+        the supply needs to come back (half the ramp from where it is now to the night's supply:
+        a linear ramp delivers about half of its rise while it climbs), plus one sensor step."""
+        if floor.phase != "night" or not rooms.values:
+            return _Coast(False, 0.0, 0.0)
+        night_supply = float(self.curve.supply_for_room(composite, floor.floor_c))
+        start = self.curve.min_supply_c if held is None else held
+        ramp_h = 0.5 * max(0.0, night_supply - start) / self.settings.ramp_up_k_per_h
+        worst = (math.inf, 0.0, 0.0)
+        for name, value in rooms.values.items():
+            age_s = inputs.rooms[name].age_s
+            rate = self.dynamics.rate_k_per_h(name, value, ctx.outdoor.value_c)
+            band = coast_band_k(rate, self.dynamics.report_h(name, age_s), ramp_h, self.dynamics.resolution)
+            spare = room_now(value, age_s / 3600.0, rate) - floor.floor_c - band
+            if spare < worst[0]:
+                worst = (spare, band, rate)
+        return _Coast(worst[0] > 0.0, worst[1], worst[2])
+
     def _heat(self, inputs: CircuitInputs, ctx: _Context, composite: float, rooms: RoomChoice,
-              floor: ComfortFloor, headroom: float, signals: list[Signal]) -> tuple[float, _Stages]:
+              floor: ComfortFloor, coast: _Coast, signals: list[Signal]) -> tuple[float, _Stages]:
         """Curve, trim, boost, offset, clamps and limiters: the heating setpoint before the ramp."""
         curve = self.curve
-        shift = 0.0 if rooms.value_c is None else self._trim(floor).output(floor.floor_c - rooms.value_c)
+        # Without a valid room the trim's learned part still acts: it is what the filed curve gets
+        # wrong for this building, and dropping it leaves the cold rooms colder.
+        trim = self._trim(floor)
+        shift = trim.integral if rooms.value_c is None else trim.output(floor.floor_c - rooms.value_c)
         # The boost: while the optimum start runs and the coldest room is short of the day target,
-        # the full headroom (the circuit's maximum supply). Once the rooms are there the walls
-        # still lag the air, so the boost fades with boost_decay_h instead of stopping.
+        # the full headroom (the circuit's maximum supply). Once the rooms are back the walls
+        # still lag the air, so the boost fades with boost_decay_h instead of stopping. Without
+        # rooms, the safe boost runs until the day start (``_recover_blind``) and its hold then
+        # stays: nothing says the rooms no longer need it.
         opt = self.settings.comfort.optimum_start
-        self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
-        behind = rooms.value_c is None or rooms.value_c < floor.floor_c
+        if self.blind_until is None:
+            self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
+        if rooms.value_c is None:
+            behind = self.blind_until is not None and ctx.now < self.blind_until
+        else:
+            behind = rooms.value_c < floor.floor_c
         if floor.phase == "preheat" and behind:
-            # One kelvin past the headroom: the headroom is linearised, the clamp takes the rest.
-            self.boost_k = max(self.boost_k, headroom + 1.0)
+            # The curve's maximum supply now (the limiters take off what they must): one kelvin
+            # past the headroom at the outdoor temperature the curve is read at, as the headroom
+            # is linearised and the clamp takes the rest.
+            self.boost_k = max(self.boost_k, headroom_k(curve, composite, floor.floor_c + shift) + 1.0)
         elif floor.phase == "preheat" or self.boost_k > 0.0:
             self.boost_k = min(self.boost_k, opt.boost_hold_k)
         shift += self.boost_k
-        coasting = (floor.phase == "night" and rooms.value_c is not None
-                    and rooms.value_c > floor.floor_c + COAST_BAND_K)
+        coasting = coast.allowed
         curve_c = float(curve.supply_for_room(composite, floor.floor_c))
         trimmed = curve.min_supply_c if coasting else float(curve.supply_for_room(composite, floor.floor_c + shift))
         offset_k, origin = 0.0, ""
@@ -483,7 +603,7 @@ class Controller:
         dt_s = 0.0 if self._last is None else min(MAX_STEP_S, max(0.0, now - self._last))
         self._last = now
         local = dt.datetime.fromtimestamp(now, self.timezone)
-        outdoor = self.outdoor.update(inputs.outdoor, inputs.dispatch_outdoor, now)
+        outdoor = self.outdoor.update(inputs.outdoor, inputs.dispatch_outdoor, now, inputs.primary_supply_c)
         self.daily.add(local.date(), outdoor.value_c, dt_s)
         mode, why = season_mode(local.date(), self.daily.complete, self.config.settings.season)
         ctx = _Context(now, dt_s, local, mode, outdoor, inputs.offset)
@@ -497,6 +617,7 @@ class Controller:
             signals.extend(signal for signal in circuit_signals if signal not in signals)
         state = ControllerState(
             timestamp=now, season=mode, season_reason=why, outdoor_raw_c=outdoor.raw_c, outdoor_c=outdoor.value_c,
-            outdoor_source=outdoor.source, outdoor_fault=outdoor.fault, circuits=tuple(states), signals=tuple(signals),
+            outdoor_source=outdoor.source, outdoor_fault=outdoor.fault, outdoor_network_c=outdoor.network_c,
+            circuits=tuple(states), signals=tuple(signals),
         )
         return ControllerDecision(setpoints, state)

@@ -87,7 +87,8 @@ class SimLoop:
         dispatch = Reading.missing("none received")
         if self.dispatch_outdoor is not None:
             dispatch = Reading(self.dispatch_outdoor, True, m.timestamp - self.dispatch_sent_at)
-        inputs = ControllerInputs(_register(m.outdoor_c), circuits, dispatch, self.offset)
+        inputs = ControllerInputs(_register(m.outdoor_c), circuits, dispatch, self.offset,
+                                  _register(m.primary_supply_c))
         decision = self.controller.step(inputs, m.timestamp)
         plc.supply_setpoint_c = round(decision.setpoints[self.circuit] / REGISTER_STEP_C) * REGISTER_STEP_C
         self.decisions += 1

@@ -13,8 +13,8 @@ force now, and dropped where it no longer applies:
 
 * a circuit or room no longer configured: dropped;
 * the trims of a circuit whose curve changed (another name or version): dropped, because the
-  trim is what the *old* curve got wrong for the building; the heat-up factors are the
-  building's own and are kept;
+  trim is what the *old* curve got wrong for the building; the heat-up factors and cooling
+  rates are the building's own and are kept;
 * the daily means, if the file is older than ``DAILY_MEANS_MAX_AGE_S``: the rule counts the last
   days, and a gap of days would make old weather look recent.
 """
@@ -50,6 +50,8 @@ class CircuitMemory(_Strict):
     day_trim_k: float
     night_trim_k: float
     heatup_factors: dict[str, float] = Field(default_factory=dict)
+    cooling_per_h: dict[str, float] = Field(default_factory=dict,
+                                            description="each room's learned cooling with the supply cut, K/h per K")
 
 
 class DailyMean(_Strict):

@@ -75,6 +75,7 @@ class ControllerInputs:
     circuits: Mapping[str, CircuitInputs]
     dispatch_outdoor: Reading = NO_READING  # age = time since dispatch sent it
     offset: DispatchOffset | None = None
+    primary_supply_c: Reading = NO_READING  # the network's supply at the station: corroborates the outdoor sensor
 
 
 class OutdoorSource(str, enum.Enum):
@@ -93,6 +94,7 @@ class Signal(str, enum.Enum):
     OUTDOOR_FROM_DISPATCH = "outdoor_from_dispatch"
     OUTDOOR_LAST_GOOD = "outdoor_last_good"
     OUTDOOR_DEFAULT = "outdoor_default"
+    OUTDOOR_SUSPECT = "outdoor_suspect"
     ROOMS_NONE_VALID = "rooms_none_valid"
     ROOM_SENSOR_INVALID = "room_sensor_invalid"
     RETURN_LIMIT_ACTIVE = "return_limit_active"
@@ -102,6 +104,8 @@ class Signal(str, enum.Enum):
     DISPATCH_OFFSET_ACTIVE = "dispatch_offset_active"
     FROST_PROTECTION = "frost_protection"
     MORNING_TARGET_MISSED = "morning_target_missed"
+    COMFORT_TARGET_MISSED = "comfort_target_missed"
+    ROOMS_LOST_RECOVERY = "rooms_lost_recovery"
     SETPOINT_NOT_WRITTEN = "setpoint_not_written"
     CIRCULATION_LOST = "circulation_lost"
 
@@ -139,6 +143,13 @@ class CircuitState:
     trim_k: float  # what that shift does to the supply, K
     trim_integral_k: float  # the learned part of the trim (room K)
     heatup_k_per_h: float  # predicted boost heat-up rate of the room that sets the start (0: none to plan)
+    setback: bool  # may the rooms fall to the night floor tonight
+    setback_reason: str  # why not ("" when they may)
+    headroom_k: float  # room K the boost could add, against boost_ceiling_c, at the night's planned outdoor
+    boost_ceiling_c: float  # the highest supply the boost will get: the curve's maximum, or what the limiters allowed
+    coast_band_k: float  # the coast stops this far above the night floor (from the rooms' cooling rate and report age)
+    cooling_k_per_h: float  # how fast the room setting the band cools with the supply cut (learned)
+    comfort_missed: str  # rooms read below the contract now, e.g. "A-top-corner 17.8 C" ("" none)
     offset_k: float  # dispatch offset applied (0 when none)
     offset_origin: str
     limiters: tuple[LimiterState, ...]
@@ -160,6 +171,7 @@ class ControllerState:
     outdoor_c: float  # the value in use after plausibility checks and fallback
     outdoor_source: OutdoorSource
     outdoor_fault: str  # why the sensor was rejected ("" when it is fine)
+    outdoor_network_c: float | None  # the outdoor temperature the primary supply corresponds to (None: no evidence)
     circuits: tuple[CircuitState, ...]
     signals: tuple[Signal, ...]
 

@@ -20,7 +20,7 @@ from gateway.control.settings import RoomTrimSettings
 class RoomChoice:
     """The room temperature the trim acts on, and how many rooms it was chosen from."""
 
-    value_c: float | None  # None: no valid room, the circuit runs on its curve alone
+    value_c: float | None  # None: no valid room, the circuit runs on its curve and the learned trim
     name: str
     valid: int
     total: int

@@ -89,16 +89,22 @@ class OutdoorSettings(Strict):
     """The station's outdoor sensor, its plausibility checks and the fallback chain.
 
     Fallback order when the sensor fails a check: the value dispatch sent over MQTT (while younger
-    than ``dispatch_max_age_s``), then the last good value (for ``hold_last_good_s``), then
-    ``default_c``. The default is deliberately cold (the design outdoor temperature): with no idea
-    of the weather, a little too much heat is a cost, too little is a refund and a complaint.
+    than ``dispatch_max_age_s``), then the last good value (for ``hold_last_good_s`` after it was
+    measured), then ``default_c``. The default is deliberately cold (the design outdoor
+    temperature): with no idea of the weather, a little too much heat is a cost, too little is a
+    refund and a complaint. A jump faster than ``max_rate_k_per_h`` is believed only when
+    corroborated: by dispatch's value, by the network's supply temperature (``primary_supply_tag``:
+    the utility runs it on its own outdoor curve, which the controller learns), or, with neither,
+    by the reading holding ``jump_confirm_s`` and then moving like weather.
     """
 
     tag: TagName
+    primary_supply_tag: TagName | None = Field(default=None,
+                                               description="primary supply temperature: evidence for or against a jump")
     range_c: tuple[float, float] = (-45.0, 45.0)
     max_rate_k_per_h: float = Field(default=8.0, gt=0, le=100, description="fastest plausible change")
     jump_confirm_s: float = Field(default=1800.0, ge=0, le=86_400,
-                                  description="a new level that persists this long after a jump is accepted")
+                                  description="without evidence, a new level that holds this long and then moves is accepted")
     frozen_after_s: float | None = Field(default=6 * 3600.0, gt=0,
                                          description="an unchanged reading for this long is a frozen sensor")
     frozen_tolerance_k: float = Field(default=0.05, ge=0, le=1)
@@ -164,8 +170,11 @@ class OptimumStart(Strict):
 class ComfortSettings(Strict):
     """The comfort contract of one circuit: the day target and the night floor, local time.
 
-    ``margin_k`` is how far above the contract the controller aims: room sensors report every
-    5-15 min with 0.1 K resolution, so aiming exactly at 18.0 C would miss it half the time.
+    ``margin_k`` is how far above the contract the controller aims at least: room sensors report
+    every 5-15 min with 0.1 K resolution, so aiming exactly at 18.0 C would miss it half the time.
+    At night the floor keeps more when the station shows it needs more: one sensor step plus what
+    the room held on the floor would cool, with the supply cut, over its longest report interval
+    (``gateway.control.safety``).
     """
 
     day_start: dt.time = dt.time(6, 0)
@@ -337,6 +346,8 @@ class ControllerSettings(Strict):
     def tags(self) -> dict[str, tuple[str, ...]]:
         """Every tag this section reads or writes, with the path of the field that names it."""
         found: dict[str, tuple[str, ...]] = {self.outdoor.tag: ("outdoor", "tag")}
+        if self.outdoor.primary_supply_tag is not None:
+            found[self.outdoor.primary_supply_tag] = ("outdoor", "primary_supply_tag")
         for name, circuit in self.circuits.items():
             where = ("circuits", name)
             found[circuit.setpoint_tag] = (*where, "setpoint_tag")

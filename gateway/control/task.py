@@ -42,6 +42,7 @@ from gateway.control.loader import ControllerConfig, describe_problems, load_con
 from gateway.control.memory import MemoryFile
 from gateway.control.operating_points import OperatingPointLog
 from gateway.control.model import (
+    NO_READING,
     CircuitInputs,
     CircuitState,
     ControllerInputs,
@@ -307,8 +308,10 @@ class ControllerTask:
         if self._dispatch_outdoor is not None:
             value, at = self._dispatch_outdoor
             dispatch = Reading(value, True, now - at)
+        primary = s.outdoor.primary_supply_tag
         return ControllerInputs(
             outdoor=self._reading(s.outdoor.tag),
+            primary_supply_c=NO_READING if primary is None else self._reading(primary),
             dispatch_outdoor=dispatch,
             offset=self._offset,
             circuits={name: self._circuit_inputs(circuit) for name, circuit in s.circuits.items()},

@@ -198,8 +198,10 @@ def test_controller_signals_are_alarms_with_declared_defaults_a_station_can_over
     settings = AlarmSettings.model_validate({"definitions": {"outdoor_bad": {
         "kind": "controller", "signal": "outdoor_sensor_fault", "priority": "low", "message": "室外温度传感器故障"}}})
     alarms = AlarmEngine(settings, TAGS, controller=True)
-    state = ControllerState(0.0, SeasonMode.HEATING, "", None, -5.0, OutdoorSource.DEFAULT, "open circuit", (),
-                            (Signal.OUTDOOR_SENSOR_FAULT, Signal.FROST_PROTECTION))
+    state = ControllerState(timestamp=0.0, season=SeasonMode.HEATING, season_reason="", outdoor_raw_c=None,
+                            outdoor_c=-5.0, outdoor_source=OutdoorSource.DEFAULT, outdoor_fault="open circuit",
+                            outdoor_network_c=None, circuits=(),
+                            signals=(Signal.OUTDOOR_SENSOR_FAULT, Signal.FROST_PROTECTION))
     got = alarms.on_item(state, 100)
     assert sorted(states(got)) == [("ctl_frost_protection", "active"), ("outdoor_bad", "active")]
     ids = {record.id for record in alarms.records}

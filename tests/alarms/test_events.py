@@ -145,18 +145,27 @@ def test_open_and_the_rule_ids_are_refused_as_trip_ids() -> None:
 
 def circuit_state(heating: bool) -> CircuitState:
     """A controller circuit state that only says whether it heats (for the event rules)."""
-    return CircuitState("radiators", "curve v1", heating, "heating" if heating else "cut-out", "day", 0.0, 0.0, 18.0,
-                        None, "", 0, 0, 60.0, 0.0, 0.0, 0.0, 0.0, 0.0, "", (), "", False, 60.0)
+    return CircuitState(
+        circuit="radiators", curve="curve v1", heating=heating, reason="heating" if heating else "cut-out",
+        phase="day", outdoor_damped_c=0.0, outdoor_curve_c=0.0, room_floor_c=18.0, room_used_c=None,
+        room_used_name="", rooms_valid=0, rooms_total=0, curve_c=60.0, trim_room_k=0.0, trim_k=0.0,
+        trim_integral_k=0.0, heatup_k_per_h=0.0, setback=False, setback_reason="", headroom_k=0.0,
+        boost_ceiling_c=0.0, coast_band_k=0.0, cooling_k_per_h=0.0, comfort_missed="", offset_k=0.0,
+        offset_origin="", limiters=(), clamped="", ramp_limited=False, setpoint_c=60.0)
+
+
+def state(timestamp: float, season: SeasonMode, heating: bool) -> ControllerState:
+    return ControllerState(timestamp=timestamp, season=season, season_reason=season.value, outdoor_raw_c=0.0,
+                           outdoor_c=0.0, outdoor_source=OutdoorSource.SENSOR, outdoor_fault="",
+                           outdoor_network_c=None, circuits=(circuit_state(heating),), signals=())
 
 
 def test_no_interruption_while_the_controller_heats_no_circuit() -> None:
     events = engine(interruption={**INTERRUPTION, "confirm_s": 0})
-    summer = ControllerState(0.0, SeasonMode.OFF, "summer", 20.0, 20.0, OutdoorSource.SENSOR, "",
-                             (circuit_state(heating=False),), ())
+    summer = state(0.0, SeasonMode.OFF, heating=False)
     assert events.on_item(summer, 0) == []
     assert events.on_item(batch(1, secondary_supply_temp=25.0, pump_fault=False, primary_supply_lost=False), 1) == []
-    winter = ControllerState(2.0, SeasonMode.HEATING, "heating season", -5.0, -5.0, OutdoorSource.SENSOR, "",
-                             (circuit_state(heating=True),), ())
+    winter = state(2.0, SeasonMode.HEATING, heating=True)
     [started] = events.on_item(winter, 2)
     assert started.cause == "supply 25.0 C below 35"
 

@@ -40,17 +40,20 @@ def test_dispatch_value_comes_before_the_last_good_value_while_it_is_fresh() -> 
     assert (stale.value_c, stale.source) == (-4.0, OutdoorSource.LAST_GOOD)  # the dispatch value was the last good
 
 
-def test_an_implausible_jump_is_refused_until_the_new_level_has_held() -> None:
+def test_an_implausible_jump_without_evidence_is_refused_until_the_new_level_has_held_and_moves() -> None:
     sup = supervisor(max_rate_k_per_h=8, jump_confirm_s=1800)
     sup.update(Reading(-5.0), NONE, 0.0)
     spike = sup.update(Reading(15.0), NONE, 60.0)
     assert spike.source is OutdoorSource.LAST_GOOD and spike.value_c == -5.0
-    assert spike.fault.startswith("implausible jump")
+    assert spike.fault.startswith("implausible jump") and Signal.OUTDOOR_SUSPECT in spike.signals
     assert sup.update(Reading(-5.1), NONE, 120.0).source is OutdoorSource.SENSOR  # spike gone: back at once
     sup.update(Reading(3.0), NONE, 180.0)  # a real step (sensor replaced, sudden front)...
     assert sup.update(Reading(3.0), NONE, 180.0 + 1799.0).source is OutdoorSource.LAST_GOOD
-    accepted = sup.update(Reading(3.0), NONE, 180.0 + 1800.0)  # ...is accepted once it has held
-    assert (accepted.source, accepted.value_c) == (OutdoorSource.SENSOR, 3.0)
+    stuck = sup.update(Reading(3.0), NONE, 180.0 + 1800.0)  # held, but not moving: a stuck sensor looks so
+    assert (stuck.source, stuck.value_c) == (OutdoorSource.LAST_GOOD, -5.1)
+    assert "not moving" in stuck.fault
+    accepted = sup.update(Reading(3.2), NONE, 180.0 + 1860.0)  # ...is accepted once it has held and moves
+    assert (accepted.source, accepted.value_c) == (OutdoorSource.SENSOR, 3.2)
 
 
 def test_weather_speed_changes_are_not_jumps() -> None:

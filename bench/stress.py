@@ -1,0 +1,149 @@
+"""Faults on a severe-cold station: does any room fall below 16 C, and does the state say why (not run in CI).
+
+Run: ``.venv/bin/python bench/stress.py`` (the scenarios one after another, about a minute each
+on a quiet core; ``--help`` for options).
+
+The station is ``tests/control/severe.py``'s: design outdoor -24 C, three buildings that cool fast
+(A's top-floor corner room twice its building's loss per m2, behind an undersized radiator), 10 %
+of room reports lost, the shipped controller with the site's -24 C curve and outdoor default. The
+weather is its coldest week (mean ``--mean`` C, 5 K daily half-swing, passing fronts). Each
+scenario runs the same week from the same start, with one fault:
+
+* ``none``: the week as it is;
+* ``outdoor-frozen``: the outdoor sensor jumps to ``--frozen`` C and sticks there for 3 days;
+* ``rooms-silent``: every room sensor stops reporting for 2 days, from 22:00 of the second night;
+* ``primary-lost``: the network stops delivering for 6 hours, from 01:00 of the third night.
+
+Comfort is judged on the true room temperatures at every cycle (occupied = 06:00-21:00), and the
+published controller state is counted: where the outdoor value came from, the signals raised and
+the phases, so the fallback each fault caused is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway.control.harness import SimLoop  # noqa: E402
+from sim.station import Station  # noqa: E402
+from tests.control.severe import severe_controller, severe_station  # noqa: E402
+
+DAY = 86_400.0
+HOUR = 3_600.0
+START = datetime(2027, 1, 10, 16, 0, tzinfo=UTC)  # 00:00 at the site (UTC+8)
+Fault = tuple[float, Callable[[Station], None], float, Callable[[Station], None]]  # at, inject, until, clear
+
+
+def _silence(station: Station) -> None:
+    for room in station.room_names:
+        station.faults.sensor_silent(room)
+
+
+def _speak(station: Station) -> None:
+    for room in station.room_names:
+        station.faults.clear(room)
+
+
+def scenarios(frozen_c: float) -> dict[str, Fault | None]:
+    return {
+        "none": None,
+        "outdoor-frozen": (DAY, lambda s: s.faults.freeze("outdoor", frozen_c), 4 * DAY,
+                           lambda s: s.faults.clear("outdoor")),
+        "rooms-silent": (DAY + 22 * HOUR, _silence, 3 * DAY + 22 * HOUR, _speak),
+        "primary-lost": (2 * DAY + HOUR, lambda s: s.faults.primary_loss(), 2 * DAY + 7 * HOUR,
+                         lambda s: s.faults.clear("primary_loss")),
+    }
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    heat_gj: float
+    occupied_share: float
+    hours_below_16: float
+    min_room_c: float
+    coldest_room: str
+    outdoor_sources: dict[str, float]  # hours per source
+    signals: dict[str, float]  # hours each signal was raised
+    phases: dict[str, float]  # hours per phase
+    cpu_s: float
+
+
+def run(name: str, args: argparse.Namespace) -> Row:
+    started = time.process_time()
+    station = severe_station(START, seed=args.seed, mean_c=args.mean)
+    loop = SimLoop(station, severe_controller(), "radiators")
+    fault = scenarios(args.frozen)[name]
+    heat0 = station.ledger.primary_in
+    sources: collections.Counter[str] = collections.Counter()
+    signals: collections.Counter[str] = collections.Counter()
+    phases: collections.Counter[str] = collections.Counter()
+    coldest, occupied, who = [], [], []
+    cycle = 60.0
+    for i in range(int(args.days * DAY / cycle)):
+        t = i * cycle
+        if fault is not None and t == fault[0]:
+            fault[1](station)
+        if fault is not None and t == fault[2]:
+            fault[3](station)
+        state = loop.cycle().state
+        station.step(cycle)
+        sources[state.outdoor_source.value] += 1
+        signals.update(signal.value for signal in state.signals)
+        phases[state.circuits[0].phase] += 1
+        rooms = station.truth.rooms_c
+        name_min = min(rooms, key=rooms.__getitem__)
+        coldest.append(rooms[name_min])
+        who.append(name_min)
+        hour = (station.time_s / HOUR + station.params.site_utc_offset_h) % 24.0
+        occupied.append(6.0 <= hour < 21.0)
+    c, occ = np.array(coldest), np.array(occupied)
+    per_h = cycle / HOUR
+    return Row(name, (station.ledger.primary_in - heat0) / 1e9, float(np.mean(c[occ] >= 18.0)),
+               float(np.sum(c < 16.0) * per_h), float(c.min()), who[int(np.argmin(c))],
+               {k: v * per_h for k, v in sources.items()}, {k: v * per_h for k, v in signals.items()},
+               {k: v * per_h for k, v in phases.items()}, time.process_time() - started)
+
+
+def _hours(counts: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mean", type=float, default=-21.0, help="the week's mean outdoor temperature, C")
+    parser.add_argument("--days", type=float, default=7.0)
+    parser.add_argument("--frozen", type=float, default=-5.0, help="the value the outdoor sensor sticks at")
+    parser.add_argument("--scenarios", default=",".join(scenarios(0.0)))
+    args = parser.parse_args()
+    wall = time.monotonic()
+    rows = [run(name.strip(), args) for name in args.scenarios.split(",") if name.strip()]  # one at a time
+    print(f"severe station, {args.days:g} days from {START.date()} (site UTC+8), mean {args.mean:g} C, seed {args.seed}, "
+          f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, wall "
+          f"{time.monotonic() - wall:.0f} s (CPU: " + ", ".join(f"{r.name} {r.cpu_s:.0f} s" for r in rows) + ")")
+    print()
+    print("| scenario | heat GJ | occupied time, every room ≥ 18 °C | hours < 16 °C | coldest room (°C) | "
+          "outdoor source, h | signals raised, h | phases, h |")
+    print("|---|---:|---:|---:|---|---|---|---|")
+    for r in rows:
+        print(f"| {r.name} | {r.heat_gj:,.0f} | {100 * r.occupied_share:.2f} % | {r.hours_below_16:.1f} | "
+              f"{r.coldest_room} {r.min_room_c:.2f} | {_hours(r.outdoor_sources)} | {_hours(r.signals)} | "
+              f"{_hours(r.phases)} |")
+
+
+if __name__ == "__main__":
+    main()
