@@ -18,6 +18,12 @@ from pathlib import Path
 from types import TracebackType
 
 from drivers.modbus.link import ModbusLink
+from gateway.alarms.engine import AlarmEngine
+from gateway.alarms.events import EventEngine
+from gateway.alarms.service import AlarmService, alarm_tick_s
+from gateway.alarms.settings import AlarmSettings
+from gateway.alarms.state import AlarmState
+from gateway.alarms.store import store_path
 from gateway.bus import Bus
 from gateway.config import GatewayConfig, load_gateway_config
 from gateway.control.loader import ControllerConfig, load_controller_config
@@ -53,12 +59,14 @@ class Gateway:
 
     ``controller_clock`` and ``controller_time_scale`` put the controller on another time than the
     wall clock the pollers stamp samples with (the demo: the simulator's, 600 times faster); see
-    ``ControllerTask``. A station leaves both alone.
+    ``ControllerTask``. Alarms and station events are timed on ``alarm_clock`` (default: the
+    controller's clock), so an interruption escalates after a simulated hour. A station leaves
+    all of them alone.
     """
 
     def __init__(self, config: GatewayConfig, bus: Bus | None = None, *, state_dir: Path | None = None,
                  controller: ControllerConfig | None = None, controller_clock: Callable[[], float] = time.time,
-                 controller_time_scale: float = 1.0) -> None:
+                 controller_time_scale: float = 1.0, alarm_clock: Callable[[], float] | None = None) -> None:
         self.config = config
         self.bus = bus or Bus()
         links: dict[tuple[str, ...], ModbusLink] = {}
@@ -79,6 +87,23 @@ class Gateway:
             # The controller's state is durable: it goes through the outbox, numbered with the telemetry.
             self.mqtt = MqttService(config, self.bus, state_dir, self.commands, started=time.time(),
                                     durable={ControllerState: Durable("control", control_payload)})
+        # Subscribed before the pollers start, like the outbox: the first fault is seen.
+        tag_devices = {tag: device for tag, (device, _) in config.tags().items()}
+        clock = alarm_clock or controller_clock
+        engine = AlarmEngine(config.alarms or AlarmSettings(), tag_devices, controller=controller is not None,
+                             now=clock())
+        events = None if config.events is None else EventEngine(
+            config.events, config.station.timezone, config.report.refund_tiers,
+            None if controller is None else controller.settings)
+        if events is not None and config.events is not None and config.events.rooms is not None and not events.rooms:
+            log.warning("events.rooms: no room to watch; list its tags, or run a controller with rooms",
+                        extra=kv(station=config.station.id))
+        self.alarms = AlarmService(
+            engine, self.bus, events=events, clock=clock, tick_s=alarm_tick_s(controller_time_scale),
+            store_path=None if state_dir is None else store_path(state_dir, config.station.id),
+            outbox=None if self.mqtt is None else self.mqtt.outbox,
+            publisher=None if self.mqtt is None else self.mqtt.publisher)
+        self.alarms.provide_commands(self.commands)
         self.latest = LatestValues(config)
         self._latest_feed = self.bus.subscribe("latest-values", maxsize=4096)
         self.controller: ControllerTask | None = None
@@ -122,6 +147,13 @@ class Gateway:
     async def __aenter__(self) -> Gateway:
         if self.mqtt is not None:
             await self.mqtt.__aenter__()
+        try:
+            await self.alarms.__aenter__()  # after the outbox opens: restored transitions go out through it
+        except BaseException as exc:
+            if self.mqtt is not None:
+                await self.mqtt.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._tasks.append(asyncio.create_task(self.alarms.run(), name="alarms"))
         for name, poller in self.pollers.items():
             self._tasks.append(asyncio.create_task(poller.run(), name=f"poll:{name}"))
         self._tasks.append(asyncio.create_task(self.writes.run(), name="writes"))
@@ -150,7 +182,7 @@ class Gateway:
         return parts
 
     async def status_line(self) -> str:
-        """One line for ``systemctl status``: devices online, outbox backlog, controller phase."""
+        """One line for ``systemctl status``: devices online, outbox backlog, controller phase, alarms."""
         online = sum(1 for poller in self.pollers.values() if poller.online)
         parts = [f"devices {online}/{len(self.pollers)} online"]
         if self.mqtt is not None:
@@ -160,6 +192,9 @@ class Gateway:
         if self.controller is not None and (state := self.controller.state) is not None:
             phases = ",".join(sorted({circuit.phase for circuit in state.circuits}))
             parts.append(f"controller {state.season.value} {phases}")
+        open_alarms = self.alarms.engine.open_alarms()
+        unacknowledged = sum(t.record.state is not AlarmState.ACKNOWLEDGED for t in open_alarms)
+        parts.append(f"alarms {len(open_alarms)} open, {unacknowledged} unacknowledged")
         return "; ".join(parts)
 
     def _report_if_died(self, task: asyncio.Task[None]) -> None:
@@ -177,6 +212,8 @@ class Gateway:
             self._metrics_server.__exit__(kind, exc, tb)
         await _cancel(self._tasks)
         self._tasks.clear()
+        # Before the outbox closes: the transitions still queued are stored and sent.
+        await self.alarms.__aexit__(kind, exc, tb)
         if self.mqtt is not None:
             # After the pollers: the outbox stores everything they published before it closes.
             await self.mqtt.__aexit__(kind, exc, tb)

@@ -17,6 +17,7 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from drivers.modbus.codec import engineering_range
 from drivers.modbus.points import DataType
+from gateway.alarms.settings import AlarmSettings, EventSettings
 from gateway.config_base import Backoff, MetricsSettings, Strict, StrictTagged, plain_fields
 from gateway.control.settings import ControllerSettings
 from gateway.mqtt.settings import MqttSettings
@@ -177,10 +178,20 @@ class GatewayConfig(Strict):
     controller: ControllerSettings | None = None
     report: ReportSettings = ReportSettings()
     metrics: MetricsSettings | None = None
+    alarms: AlarmSettings | None = None  # absent: only the controller's signals are alarms
+    events: EventSettings | None = None  # absent: no station events
 
     def tags(self) -> dict[str, tuple[str, TagConfig]]:
         """Every tag by name, with the device it belongs to."""
         return {tag: (device, cfg) for device, dev in self.devices.items() for tag, cfg in dev.tags.items()}
+
+    def max_silence_s(self) -> dict[str, float]:
+        """How long each tag's samples may normally pause: twice its poll interval plus its
+        device's full timeout (``timeout_s`` x (1 + ``retries``)). Beyond that the value is stale,
+        and its device is known lost if the device stopped answering."""
+        return {tag: 2 * self.groups[cfg.group].interval_s + device.timeout_s * (1 + device.retries)
+                for device in self.devices.values() for tag, cfg in device.tags.items()
+                if cfg.group in self.groups}
 
     def problems(self) -> list[tuple[Path_, str]]:
         """Cross-reference checks that a single model cannot make on its own."""
@@ -202,6 +213,11 @@ class GatewayConfig(Strict):
         for where, tag in report_tags:
             if tag is not None and tag not in owner:
                 found.append((where, f"unknown tag {tag!r}"))
+        tag_devices = {tag: device for tag, (device, _) in self.tags().items()}
+        if self.alarms is not None:
+            found.extend(self.alarms.problems(tag_devices, self.max_silence_s()))
+        if self.events is not None:
+            found.extend(self.events.problems(tag_devices))
         return found + self._overlapping_writes()
 
     def _overlapping_writes(self) -> list[tuple[Path_, str]]:

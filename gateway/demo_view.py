@@ -84,7 +84,8 @@ def render(gateway: Gateway, state: DemoState, sim_now: float) -> Group:
     readings.add_column(ratio=1)
     readings.add_row(_station(gateway, title), Group(_rooms(gateway), _devices(gateway)))
     controller = gateway.controller.state if gateway.controller is not None else None
-    return Group(readings, controller_panel(controller, state, zone), _dispatch(gateway, state))
+    return Group(readings, controller_panel(controller, state, zone), alarm_panel(gateway, sim_now),
+                 _dispatch(gateway, state))
 
 
 def _station(gateway: Gateway, title: str) -> Table:
@@ -139,6 +140,35 @@ def controller_panel(state: ControllerState | None, demo: DemoState, zone: ZoneI
     signals = ", ".join(f"[yellow]{signal.value}[/]" for signal in state.signals) or "[green]none"
     grid.add_row("Signals", signals)
     return Panel(grid, title="Supply-curve controller")
+
+
+ALARM_ROWS = 5  # the most urgent; the rest are counted, so the view still fits a 40-line terminal
+PRIORITY_COLOURS = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+
+
+def alarm_panel(gateway: Gateway, now: float) -> Panel:
+    """The alarm list (most urgent first: priority, state, age on the alarms' clock, message) and
+    the open station events."""
+    alarms = gateway.alarms.engine.open_alarms()
+    lines = []
+    for transition in alarms[:ALARM_ROWS]:
+        record = transition.record
+        colour = PRIORITY_COLOURS[transition.priority.value]
+        age = _age(now - (record.activated if record.activated is not None else record.changed))
+        lines.append(f"[{colour}]{transition.priority.value:<8}[/] {record.state.value:<12} {age:>6}  "
+                     f"{escape(record.id)}: {escape(transition.message)}")
+    if len(alarms) > ALARM_ROWS:
+        lines.append(f"[dim]and {len(alarms) - ALARM_ROWS} more")
+    events = gateway.alarms.events.open_events if gateway.alarms.events is not None else []
+    if events:
+        lines.append("Events: " + ", ".join(
+            f"[yellow]{escape(e.id)}[/] {_age(now - e.started)}" + (f" (past {e.escalation_h:g} h)" if e.escalation_h else "")
+            for e in events))
+    return Panel("\n".join(lines) or "[green]no open alarm, no open event", title="Alarms")
+
+
+def _age(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _circuit_rows(grid: Table, c: CircuitState) -> None:

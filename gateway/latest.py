@@ -23,12 +23,8 @@ class LatestValues:
     def __init__(self, config: GatewayConfig, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._samples: dict[str, Sample] = {}
-        self._max_age: dict[str, float] = {}
+        self._max_age = config.max_silence_s()
         self.device_online: dict[str, bool] = {}
-        for device in config.devices.values():
-            for tag, cfg in device.tags.items():
-                interval = config.groups[cfg.group].interval_s
-                self._max_age[tag] = 2 * interval + device.timeout_s * (1 + device.retries)
 
     def update(self, item: BusItem) -> None:
         if isinstance(item, SampleBatch):

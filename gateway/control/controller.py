@@ -61,7 +61,13 @@ from gateway.control.outdoor import OutdoorEstimate, OutdoorSupervisor
 from gateway.control.rooms import RoomChoice, choose_room
 from gateway.control.safety import BoostCeiling, RecentLow, RoomDynamics, coast_band_k, night_margin_k, room_now
 from gateway.control.season import HEATING_MODES, CutoutSwitch, DailyMeans, FrostGuard, season_mode
-from gateway.control.settings import CircuitSettings, ControllerSettings, LimitSettings, SeasonMode
+from gateway.control.settings import (
+    CirculationSettings,
+    CircuitSettings,
+    ControllerSettings,
+    LimitSettings,
+    SeasonMode,
+)
 from gateway.curves import Curve
 
 MAX_STEP_S = 900.0
@@ -116,6 +122,21 @@ class _Context:
     mode: SeasonMode
     outdoor: OutdoorEstimate
     offset: DispatchOffset | None
+
+
+def circulation_lost(inputs: CircuitInputs, settings: CirculationSettings | None) -> str:
+    """Why the circuit's water is not moving ("" while it is, or cannot be told): a tripped pump,
+    a stopped pump, or a flow below ``min_flow_m3h``. An unusable reading proves nothing."""
+    if settings is None:
+        return ""
+    if inputs.pump_fault.usable:
+        return "pump fault"
+    if inputs.pump_running.usable == 0.0:
+        return "pump not running"
+    flow = inputs.circulation_m3h.usable
+    if flow is not None and flow < settings.min_flow_m3h:
+        return f"flow {flow:.1f} m3/h below {settings.min_flow_m3h:g}"
+    return ""
 
 
 def stale_trims(learned_against: str, curve_now: str) -> str | None:
@@ -273,13 +294,23 @@ class CircuitController:
             target, stages = self._idle(inputs, damped, composite, floor, signals)
             reason = "frost protection" if self.frost.active else (
                 f"cut-out: damped outdoor {damped:.1f} C" if ctx.mode in HEATING_MODES else ctx.mode.value)
-        setpoint, ramp_limited = self._ramp(target, inputs.setpoint_c, ctx, hold=stages.near_limit)
-        if heating:
-            self._integrate(rooms, floor, ctx, stages, target, setpoint)
-            # The limiters hold the setpoint through their reduction and, close to a line, by
-            # stopping the ramp: either way the setpoint in force is as high as the boost got.
-            limiting = any(limiter.active for limiter in stages.limiters) or (stages.near_limit and ramp_limited)
-            self.ceiling.observe(ctx.now, setpoint, limiting)
+        lost = circulation_lost(inputs, s.circulation)
+        if lost and heating:
+            # Heat asked for now cannot reach a room, and would reach the network all at once
+            # when the pump restarts: hold the last setpoint, learn nothing from the rooms cooling.
+            held = self.setpoint if self.setpoint is not None else inputs.setpoint_c.usable
+            setpoint, ramp_limited = (held, False) if held is not None else (
+                min(target, s.off_supply_c), False)
+            reason = f"circulation lost: {lost}; holding {setpoint:.1f} C"
+            signals.append(Signal.CIRCULATION_LOST)
+        else:
+            setpoint, ramp_limited = self._ramp(target, inputs.setpoint_c, ctx, hold=stages.near_limit)
+            if heating:
+                self._integrate(rooms, floor, ctx, stages, target, setpoint)
+                # The limiters hold the setpoint through their reduction and, close to a line, by
+                # stopping the ramp: either way the setpoint in force is as high as the boost got.
+                limiting = any(limiter.active for limiter in stages.limiters) or (stages.near_limit and ramp_limited)
+                self.ceiling.observe(ctx.now, setpoint, limiting)
         self.dynamics.observe(inputs.rooms, rooms.values, ctx.now, ctx.outdoor.value_c, stages.coasting)
         self.setback_running = (heating and floor.floor_c < day_target - 1e-9) or floor.phase == "preheat"
         missed = [f"{name} {value:.1f} C" for name, value in sorted(rooms.values.items()) if value < floor.contract_c]

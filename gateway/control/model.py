@@ -62,6 +62,9 @@ class CircuitInputs:
     primary_return_c: Reading = NO_READING
     power_kw: Reading = NO_READING
     flow_m3h: Reading = NO_READING
+    pump_fault: Reading = NO_READING  # 1.0 tripped, 0.0 healthy
+    pump_running: Reading = NO_READING  # 1.0 running, 0.0 stopped
+    circulation_m3h: Reading = NO_READING
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,7 @@ class Signal(str, enum.Enum):
     COMFORT_TARGET_MISSED = "comfort_target_missed"
     ROOMS_LOST_RECOVERY = "rooms_lost_recovery"
     SETPOINT_NOT_WRITTEN = "setpoint_not_written"
+    CIRCULATION_LOST = "circulation_lost"
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,6 +227,20 @@ class FrostSettings(Strict):
         return self
 
 
+class CirculationSettings(Strict):
+    """How the controller knows the circuit's water moves. Without circulation a higher setpoint
+    cannot reach a single room: the valve only overheats the exchanger, and the moment the pump
+    restarts the network gets the hottest water the controller asked for meanwhile. So while the
+    circulation is lost the controller holds its last setpoint (signal ``circulation_lost``, and a
+    reason in its state) and resumes from there when the water moves again. Each tag is optional;
+    a bad or missing reading is not taken as lost (the alarm engine reports the sensor)."""
+
+    pump_fault_tag: TagName | None = Field(default=None, description="bool, true when the pump tripped")
+    pump_running_tag: TagName | None = Field(default=None, description="bool, true while the pump runs")
+    flow_tag: TagName | None = Field(default=None, description="circulation flow, m3/h")
+    min_flow_m3h: float = Field(default=5.0, gt=0, le=10_000, description="below this the water is not moving")
+
+
 class CircuitSettings(Strict):
     """One heating circuit (radiators, floor heating): its curve, rooms, limits and setpoint tag."""
 
@@ -247,6 +261,7 @@ class CircuitSettings(Strict):
     flow_limit: LimitSettings | None = None
     off_supply_c: float = Field(default=30.0, ge=10, le=60, description="setpoint while the circuit does not heat")
     frost: FrostSettings = FrostSettings()
+    circulation: CirculationSettings | None = None
 
 
 class EarlyStart(Strict):
@@ -346,4 +361,8 @@ class ControllerSettings(Strict):
                 limit = getattr(circuit, kind)
                 if limit is not None:
                     found[limit.tag] = (*where, kind, "tag")
+            if circuit.circulation is not None:
+                for name in ("pump_fault_tag", "pump_running_tag", "flow_tag"):
+                    if (tag := getattr(circuit.circulation, name)) is not None:
+                        found[tag] = (*where, "circulation", name)
         return found

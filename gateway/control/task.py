@@ -333,11 +333,26 @@ class ControllerTask:
                     "primary_return_c": circuit.return_limit.tag if circuit.return_limit else None,
                     "power_kw": circuit.power_limit.tag if circuit.power_limit else None,
                     "flow_m3h": circuit.flow_limit.tag if circuit.flow_limit else None}
+        circulation = circuit.circulation
+        flags = {} if circulation is None else {
+            "pump_fault": circulation.pump_fault_tag, "pump_running": circulation.pump_running_tag}
+        if circulation is not None:
+            optional["circulation_m3h"] = circulation.flow_tag
         return CircuitInputs(
             rooms=rooms,
             setpoint_c=self._held(circuit.setpoint_tag),
             **{field: self._reading(tag) for field, tag in optional.items() if tag is not None},
+            **{field: self._flag(tag) for field, tag in flags.items() if tag is not None},
         )
+
+    def _flag(self, tag: str) -> Reading:
+        """A bool tag's latest sample as 1.0 (true) or 0.0, or not usable with the reason."""
+        sample = self._latest.get(tag)
+        if sample is None:
+            return Reading.missing("no sample yet")
+        if sample.quality is not Quality.GOOD or not isinstance(sample.value, bool | int):
+            return Reading(None, False, reason=sample.quality.value + (f": {sample.reason}" if sample.reason else ""))
+        return Reading(1.0 if sample.value else 0.0, True, self._age(sample.timestamp))
 
     def _reading(self, tag: str) -> Reading:
         """A tag's latest sample as a Reading: good and numeric, or not usable with the reason."""

@@ -305,10 +305,13 @@ class Bridge:
 
     def _subscriptions(self) -> list[tuple[str, SubscribeOptions]]:
         topics = self.settings.topics
-        suffixes = {"telemetry": "telemetry", "control": "control", "alarms": "alarms/+", "events": "events/+"}
+        # ``events`` carries every alarm transition and event update; ``events/+`` the retained
+        # per-event states and the ``events/open`` summary.
+        suffixes = {"telemetry": ("telemetry",), "control": ("control",), "alarms": ("alarms/+",),
+                    "events": ("events", "events/+")}
         return [
-            (f"$share/{topics.share_group}/{self._prefix}/{station}/{suffixes[kind]}", SubscribeOptions(qos=1))
-            for station in topics.stations for kind in topics.kinds
+            (f"$share/{topics.share_group}/{self._prefix}/{station}/{suffix}", SubscribeOptions(qos=1))
+            for station in topics.stations for kind in topics.kinds for suffix in suffixes[kind]
         ]
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,

@@ -64,6 +64,8 @@ STATE_CODES = {
     "cleared": 0, "inactive": 0, "normal": 0, "ended": 0, "ok": 0,
     "active": 1, "raised": 1, "started": 1,
     "acknowledged": 2, "acked": 2,
+    "escalated": 1,  # a station event still open, past a deadline (``escalation_h`` says which)
+    "returned": 3, "shelved": 4, "suppressed": 5, "out_of_service": 6,  # the gateway's other alarm states
 }
 """Alarm and event ``state`` words -> a number, so the state survives a numbers-only database."""
 
@@ -73,7 +75,10 @@ _LABEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 """What a string payload value must look like to become a tag (``severity``, ``kind``): short
 enumerations only, so free text can never blow up the series count."""
 
-_TAG_STRINGS = ("severity", "kind")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
+"""An alarm or event id in the ``events`` stream (the gateway's are ``[a-z][a-z0-9_]``, up to 72)."""
+
+_TAG_STRINGS = ("severity", "kind", "priority", "rule")
 
 
 INT64_MAX = 2**63 - 1
@@ -166,7 +171,10 @@ def parse_topic(prefix: str, topic: str) -> Topic | None:
         return None
     parts = topic[len(prefix) + 1:].split("/")
     if len(parts) == 2:
-        kind = {"telemetry": Kind.TELEMETRY, "control": Kind.CONTROL, "meta": Kind.META}.get(parts[1])
+        # ``events`` is the stream of alarm transitions and event updates; the payload's ``kind``
+        # and ``id`` say which (``LineEncoder.state``).
+        kind = {"telemetry": Kind.TELEMETRY, "control": Kind.CONTROL, "meta": Kind.META,
+                "events": Kind.EVENT}.get(parts[1])
         return Topic(kind, parts[0]) if kind is not None and parts[0] else None
     if len(parts) == 3 and parts[0] and parts[2]:
         kind = {"alarms": Kind.ALARM, "events": Kind.EVENT}.get(parts[1])
@@ -338,7 +346,7 @@ class LineEncoder:
         characters, a leading ``_``, ``time``, a tag's name) are dropped too.
         """
         _check_name(topic.station, "station")
-        if topic.kind in (Kind.ALARM, Kind.EVENT):
+        if topic.kind in (Kind.ALARM, Kind.EVENT) and topic.item:  # the ``events`` stream's id is in the payload
             _check_name(topic.item, f"{topic.kind.value} id")
         data = _json_object(payload, self._limits)
         timestamp = _epoch_ms(data.get("ts"), "ts", *self._limits.window_ms())
@@ -346,12 +354,19 @@ class LineEncoder:
         if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
             raise PayloadError(f"{topic.kind.value} with a seq that is not a non-negative integer")
         tags = {"site": self._site(meta), "station": topic.station}
+        measurement = topic.kind.value
         if topic.kind in (Kind.ALARM, Kind.EVENT):
-            tags[topic.kind.value] = topic.item
+            item = topic.item
+            if not item:  # the ``events`` stream: alarm or event, and which one, by the payload
+                measurement = Kind.ALARM.value if data.get("kind") == "alarm" else Kind.EVENT.value
+                item = data.get("id") if isinstance(data.get("id"), str) else ""
+                if not _ID.match(item):
+                    raise PayloadError(f"{measurement} message without a valid id")
+            tags[measurement] = item
         fields: dict[str, str] = {}
         dropped: list[str] = []
         for name, value in data.items():
-            if name in ("ts", "seq"):
+            if name in ("ts", "seq", "id"):
                 continue
             if name == "state" and isinstance(value, str):
                 fields["state"] = f"{STATE_CODES.get(value.lower(), UNKNOWN_STATE)}i"
@@ -369,7 +384,7 @@ class LineEncoder:
             dropped.append(name)
         if not fields:
             raise PayloadError(f"{topic.kind.value} message with no numeric field")
-        key = _escape_measurement(topic.kind.value) + "".join(
+        key = _escape_measurement(measurement) + "".join(
             f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
         line = key + " " + ",".join(f"{escape_tag(k)}={v}" for k, v in fields.items()) + f" {timestamp}"
         problem = line_problem(line)

@@ -43,11 +43,8 @@ BUS_QUEUE = 1024  # bus items; lossless, so a full queue makes the poller wait
 def report_filter(config: GatewayConfig, settings: MqttSettings) -> ReportFilter:
     """The filter for a station: each tag's deadband, and how long its samples may normally pause
     (twice its poll interval plus its device's full timeout, as for a stale value)."""
-    policies: dict[str, TagPolicy] = {}
-    for device in config.devices.values():
-        for tag, cfg in device.tags.items():
-            silence = 2 * config.groups[cfg.group].interval_s + device.timeout_s * (1 + device.retries)
-            policies[tag] = TagPolicy(cfg.deadband, silence)
+    silence = config.max_silence_s()
+    policies = {tag: TagPolicy(cfg.deadband, silence[tag]) for tag, (_device, cfg) in config.tags().items()}
     return ReportFilter(policies, settings.integrity_interval_s)
 
 

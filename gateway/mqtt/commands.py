@@ -99,6 +99,15 @@ class AlarmAckArgs(CommandArgs):
     alarm_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 
 
+class AlarmShelveArgs(CommandArgs):
+    """An operator hides a nuisance alarm for a while; it comes back by itself. The engine also
+    holds it to the station's ``alarms.max_shelve_s``."""
+
+    alarm_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    duration_s: Annotated[float, between(0, 86_400, low_inclusive=False)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
 class WriteArgs(CommandArgs):
     """Write one tag, through the write queue and its limits, with read-back."""
 
@@ -298,11 +307,13 @@ def _describe(exc: ValidationError) -> str:
 
 def standard_commands(writes: WriteQueue) -> CommandRegistry:
     """The commands every gateway has. The controller provides ``setpoint_offset`` and ``outdoor``,
-    the alarm engine ``alarm_ack``, when they run; the MQTT publisher adds ``replay``."""
+    the alarm engine ``alarm_ack`` and ``alarm_shelve``, when they run; the MQTT publisher adds
+    ``replay``."""
     registry = CommandRegistry()
     registry.register("setpoint_offset", SetpointOffsetArgs, unavailable="controller not running")
     registry.register("outdoor", OutdoorArgs, unavailable="controller not running")
     registry.register("alarm_ack", AlarmAckArgs, unavailable="alarm engine not running")
+    registry.register("alarm_shelve", AlarmShelveArgs, unavailable="alarm engine not running")
 
     async def write(args: WriteArgs, command: Command) -> Mapping[str, Value]:
         outcome = await writes.write(args.tag, args.value, command.origin)

@@ -1,6 +1,7 @@
 """Every payload of the MQTT contract (README "MQTT contract"), in one place: telemetry, status,
-meta and command results. The contract is the gateway's public API; keeping its shapes together
-makes a change to it one reviewable diff.
+meta, command results, alarm transitions and states, station event updates and the open events.
+The contract is the gateway's public API; keeping its shapes together makes a change to it one
+reviewable diff.
 
 Telemetry is sized for cellular links: samples are positional arrays, the tag's unit and
 description travel once in the retained ``meta`` message instead of in every sample, times are
@@ -20,6 +21,8 @@ from decimal import Decimal
 from typing import TypeGuard
 
 from drivers.base import Quality
+from gateway.alarms.engine import Transition
+from gateway.alarms.events import StationEvent
 from gateway.config import GatewayConfig, TagConfig
 from gateway.samples import Sample, Value
 
@@ -147,6 +150,53 @@ def result(command_id: str | None, ok: bool, reason: str, now: float, detail: Ma
         payload["result"] = dict(detail)
     payload["ts"] = round(now, 3)
     return _dumps(payload)
+
+
+def _time(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _alarm(transition: Transition) -> dict[str, object]:
+    record = transition.record
+    value = record.value
+    if isinstance(value, float) and not math.isfinite(value):
+        value = None
+    return {"ts": round(record.changed, 3), "kind": "alarm", "id": record.id, "state": record.state.value,
+            "previous": transition.previous.value, "priority": transition.priority.value, "value": value,
+            "limit": transition.limit, "message": transition.message, "activated": _time(record.activated),
+            "acknowledged": _time(record.acknowledged), "returned": _time(record.returned),
+            "origin": record.origin or None, "shelved_until": _time(record.shelved_until),
+            "note": record.note or None, "annunciated": transition.annunciate}
+
+
+def alarm_transition(seq: int, transition: Transition) -> bytes:
+    """One alarm transition on ``events`` (through the outbox: durable, in ``seq`` order)."""
+    return _dumps({"seq": seq, **_alarm(transition)})
+
+
+def alarm_state(transition: Transition) -> bytes:
+    """An alarm's current state, retained on ``alarms/<id>`` (the normal state too, once cleared)."""
+    return _dumps(_alarm(transition))
+
+
+def _event(event: StationEvent) -> dict[str, object]:
+    return {"ts": round(event.changed, 3), "kind": "event", "id": event.id, "rule": event.rule,
+            "state": event.state.value, "message": event.message, "cause": event.cause,
+            "started": round(event.started, 3), "escalation_h": event.escalation_h, "deadline": _time(event.deadline),
+            "ended": _time(event.ended), "duration_s": round(event.duration_s, 3),
+            "value": None if event.value is None else round(event.value, 3),
+            "refund_pct": event.refund_pct}
+
+
+def event_transition(seq: int, event: StationEvent) -> bytes:
+    """A station event's start, escalation or end on ``events`` (through the outbox)."""
+    return _dumps({"seq": seq, **_event(event)})
+
+
+def open_events(events: Sequence[StationEvent], now: float) -> bytes:
+    """The retained ``events/open`` summary: every station event not yet ended (``count`` is what
+    the historian stores of it)."""
+    return _dumps({"ts": round(now, 3), "count": len(events), "open": [_event(event) for event in events]})
 
 
 # -- end-to-end delivery: the historian's confirmation and its replay requests ----------------------

@@ -137,6 +137,7 @@ class Publisher:
         self._stopping = asyncio.Event()
         self.connected = asyncio.Event()
         self._connection: MqttConnection | None = None
+        self._retained: dict[str, bytes] = {}  # current states (alarms), by topic below the station
         self.published_messages = 0  # PUBACKed messages, replays included, for the benchmark and the demo
         self.confirmed_messages = 0  # deleted from the outbox on the historian's confirmation
         commands.register(REPLAY_COMMAND, ReplayArgs, self._replay)  # commands come over this session
@@ -171,6 +172,15 @@ class Publisher:
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
 
+    def publish_retained(self, suffix: str, payload: bytes) -> None:
+        """Publish a current state (an alarm's, the open events') retained on ``suffix`` below the
+        station, now if connected and again on every connection, so a dashboard that subscribes
+        later, or a broker that lost its retained store, sees the truth. Only the latest payload
+        per topic is kept: it is state, not history (history goes through the outbox)."""
+        self._retained[suffix] = payload
+        if self._connection is not None:
+            self._connection.publish(self.topics.of(suffix), payload, qos=1, retain=True)
+
     def stop(self) -> None:
         """Ask ``run()`` to publish the offline status, disconnect and return."""
         self._stopping.set()
@@ -198,6 +208,11 @@ class Publisher:
                                                 last_seq=stats.last_seq))
             self.connected.set()
             self._connection = connection
+            # The retained states in the same step as the connection becomes ``_connection``: one
+            # that changed during the subscriptions above is in ``_retained`` already, and every
+            # later change is published by ``publish_retained`` itself.
+            for suffix, payload in self._retained.items():
+                connection.publish(self.topics.of(suffix), payload, retain=True)
             tasks = [asyncio.create_task(self._pump(connection), name="mqtt-telemetry"),
                      asyncio.create_task(self._answer_commands(connection), name="mqtt-commands")]
             stopping = asyncio.create_task(self._stopping.wait())

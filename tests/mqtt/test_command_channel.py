@@ -30,7 +30,7 @@ async def test_bad_commands_are_refused_with_a_reason_and_change_nothing_on_the_
     config = gateway_config(station_with_mqtt(station_server.port, broker.port))
     bad = [
         ("write", "{\"id\": \"m1\", ", None, "malformed JSON: Expecting property name enclosed in double quotes"),
-        ("reboot", envelope("u1"), "u1", "unknown command 'reboot' (known: alarm_ack, outdoor, replay, setpoint_offset, write)"),
+        ("reboot", envelope("u1"), "u1", "unknown command 'reboot' (known: alarm_ack, alarm_shelve, outdoor, replay, setpoint_offset, write)"),
         ("write", envelope("r1", tag="supply_setpoint", value=200), "r1", "value 200 outside the limits [30.0, 90.0]"),
         ("write", envelope("r2", tag="supply_setpoint", value=target + 10), "r2", "exceeds max_step 5"),
         ("write", envelope("r3", tag="valve_mode", value=1), "r3", "tag 'valve_mode' is not writable"),

@@ -1,0 +1,233 @@
+"""The alarm and event engines at work in the gateway: a bus consumer, a timer, a store, the way out.
+
+* **Bus**: subscribed lossless. An alarm missed because the engine fell behind is worse than a
+  late poll, and evaluating costs microseconds per batch (bench/alarms.py); the slow part (disk,
+  network) runs in a separate writer task behind an in-memory queue, so a slow disk delays the
+  transitions' storage, never polling.
+* **Timers**: ``tick`` every ``tick_s``, for delays, shelving and silent tags.
+* **Way out**, per group of transitions: the store (synced; see ``store.py`` for why first), the
+  outbox (topic ``events``, one message per alarm transition or event update, the
+  station's ``seq``), and the retained states (``alarms/<id>``, and ``events/open`` for the station
+  events not yet ended), published now and on every reconnection. The retained states go first,
+  so a transition seen on ``events`` is never older news than the retained state.
+* **Log**: every transition that is annunciated, one line each; during a flood the summarised
+  ones go to debug, and the ``alarm_flood`` line says how many there were.
+* **Commands**: ``alarm_ack`` and ``alarm_shelve``, answered with the engine's reason when refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from gateway.alarms.engine import AlarmEngine, Transition
+from gateway.alarms.events import EventEngine, StationEvent
+from gateway.alarms.settings import Priority
+from gateway.alarms.state import AlarmRefused, AlarmState
+from gateway.alarms.store import AlarmStore
+from gateway.bus import Bus
+from gateway.logs import kv
+from gateway.mqtt.commands import AlarmAckArgs, AlarmShelveArgs, Command, CommandRegistry, Refused
+from gateway.mqtt.outbox import AsyncOutbox
+from gateway.mqtt.payloads import alarm_state, alarm_transition, event_transition, open_events
+from gateway.mqtt.publisher import Publisher
+from gateway.samples import Value
+from gateway.yaml_source import ConfigError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BUS_QUEUE = 4096
+TICK_S = 1.0
+STOP_TIMEOUT_S = 10.0
+MIN_TICK_S = 0.05
+
+
+def alarm_tick_s(time_scale: float) -> float:
+    """The timers' period: a second of the clock alarms are timed on (on accelerated time, a
+    twentieth of a wall second at most, so a 1 h escalation is at most a few simulated minutes late)."""
+    return max(MIN_TICK_S, TICK_S / time_scale)
+EVENTS_TOPIC = "events"
+
+
+class AlarmService:
+    """Runs an ``AlarmEngine`` (and an ``EventEngine``) on the bus. ``async with`` for the store's
+    lifetime, ``run()`` as a task. ``clock`` is the time alarms and events are timed on: the wall
+    clock on a station, the simulator's in the demo and the accelerated tests."""
+
+    def __init__(self, engine: AlarmEngine, bus: Bus, *, events: EventEngine | None = None,
+                 store_path: Path | None = None,
+                 outbox: AsyncOutbox | None = None, publisher: Publisher | None = None,
+                 clock: Callable[[], float] = time.time, tick_s: float = TICK_S) -> None:
+        self.engine = engine
+        self.events = events
+        self._bus = bus
+        self._subscription = bus.subscribe("alarms", maxsize=BUS_QUEUE, lossless=True)
+        self._store_path = store_path
+        self._store: AlarmStore | None = None
+        self._outbox = outbox
+        self._publisher = publisher
+        self._clock = clock
+        self._tick_s = tick_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-store")
+        self._out: asyncio.Queue[list[Transition | StationEvent]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.transitions = 0  # since start, for the benchmark and tests
+
+    async def __aenter__(self) -> AlarmService:
+        if self._store_path is not None:
+            try:
+                self._store = await self._in_thread(AlarmStore, self._store_path)
+                stored = await self._in_thread(self._store.load)
+                stored_events = await self._in_thread(self._store.load_events)
+            except (OSError, sqlite3.Error) as exc:
+                self._executor.shutdown(wait=False)
+                raise ConfigError([f"--state-dir: cannot open the alarm store {self._store_path}: {exc}"]) from None
+            changed = self.engine.restore(stored, self._clock())
+            if self.events is not None:
+                self.events.restore(stored_events)
+            log.info("alarm states restored", extra=kv(path=self._store_path, stored=len(stored),
+                                                       open=sum(r.state is not AlarmState.NORMAL for r in stored),
+                                                       open_events=len(stored_events)))
+            self._emit(changed)
+        if self._publisher is not None:
+            for record in self.engine.records:
+                self._publisher.publish_retained(f"alarms/{record.id}", alarm_state(self.engine.describe(record.id)))
+            if self.events is not None:
+                self._publisher.publish_retained("events/open", open_events(self.events.open_events, self._clock()))
+        self._writer = asyncio.create_task(self._write_forever(), name="alarm-writer")
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        """Store and hand to the outbox what is queued (the outbox is still open), then close."""
+        self._bus.unsubscribe(self._subscription)
+        if self._writer is not None:
+            try:
+                await asyncio.wait_for(self._out.join(), STOP_TIMEOUT_S)
+            except TimeoutError:  # a disk that hangs must not keep the gateway from stopping
+                log.error("alarm transitions still queued at stop were not stored", extra=kv(
+                    groups=self._out.qsize()))
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        if self._store is not None:
+            await self._in_thread(self._store.close)
+        self._executor.shutdown(wait=True)
+
+    async def run(self) -> None:
+        """Evaluate every bus item and run the timers, until cancelled."""
+        loop = asyncio.get_running_loop()
+        queue = self._subscription.queue
+        next_tick = loop.time() + self._tick_s
+        while True:
+            try:
+                async with asyncio.timeout(max(0.0, next_tick - loop.time())):
+                    item = await queue.get()
+            except TimeoutError:
+                item = None
+            try:
+                if item is not None:
+                    now = self._clock()
+                    self._emit(self.engine.on_item(item, now))
+                    if self.events is not None:
+                        self._emit(self.events.on_item(item, now))
+                if loop.time() >= next_tick:
+                    next_tick = loop.time() + self._tick_s
+                    now = self._clock()
+                    self._emit(self.engine.tick(now))
+                    if self.events is not None:
+                        self._emit(self.events.tick(now))
+            except Exception:  # noqa: BLE001 - a bug on one item must not stop alarms, nor (lossless) polling
+                log.exception("alarm evaluation failed; item skipped", extra=kv(item=type(item).__name__))
+
+    def provide_commands(self, commands: CommandRegistry) -> None:
+        """``alarm_ack`` and ``alarm_shelve`` act on this engine from now on."""
+        async def ack(args: AlarmAckArgs, command: Command) -> Mapping[str, Value]:
+            transition = self._act(lambda: self.engine.acknowledge(args.alarm_id, self._clock(), command.origin))
+            return {"alarm_id": args.alarm_id, "state": transition.record.state.value}
+
+        async def shelve(args: AlarmShelveArgs, command: Command) -> Mapping[str, Value]:
+            transition = self._act(lambda: self.engine.shelve(args.alarm_id, self._clock(), args.duration_s,
+                                                              command.origin, args.reason))
+            return {"alarm_id": args.alarm_id, "state": transition.record.state.value,
+                    "until": transition.record.shelved_until}
+
+        commands.provide("alarm_ack", ack)
+        commands.provide("alarm_shelve", shelve)
+
+    def _act(self, action: Callable[[], Transition]) -> Transition:
+        try:
+            transition = action()
+        except AlarmRefused as exc:
+            raise Refused(str(exc)) from None
+        self._emit([transition])
+        return transition
+
+    def _emit(self, transitions: list[Transition] | list[StationEvent]) -> None:
+        if not transitions:
+            return
+        self.transitions += len(transitions)
+        for transition in transitions:
+            _log(transition)
+        self._out.put_nowait(list(transitions))
+
+    async def _write_forever(self) -> None:
+        while True:
+            transitions = await self._out.get()
+            try:
+                await self._write(transitions)
+            except Exception:  # noqa: BLE001 - one failing write must not stop the alarms behind it
+                log.exception("alarm transitions not stored or not queued for MQTT", extra=kv(
+                    alarms=",".join(t.record.id if isinstance(t, Transition) else t.id for t in transitions)))
+            finally:
+                self._out.task_done()
+
+    async def _write(self, transitions: list[Transition | StationEvent]) -> None:
+        alarms = [t for t in transitions if isinstance(t, Transition)]
+        events = [t for t in transitions if isinstance(t, StationEvent)]
+        if self._store is not None:
+            await self._in_thread(self._store.save, [t.record for t in alarms], events)
+        # The retained states first: whoever reacts to a transition on ``events`` by reading the
+        # retained state finds the state that transition led to, not the one before.
+        if self._publisher is not None:
+            for alarm_id in dict.fromkeys(t.record.id for t in alarms):
+                self._publisher.publish_retained(f"alarms/{alarm_id}", alarm_state(self.engine.describe(alarm_id)))
+            if events and self.events is not None:
+                self._publisher.publish_retained("events/open", open_events(self.events.open_events, self._clock()))
+        for transition in transitions:
+            if self._outbox is not None:
+                encode = (functools.partial(alarm_transition, transition=transition)
+                          if isinstance(transition, Transition) else
+                          functools.partial(event_transition, event=transition))
+                await self._outbox.append(encode, 0, topic=EVENTS_TOPIC)
+
+    async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+
+def _log(transition: Transition | StationEvent) -> None:
+    if isinstance(transition, StationEvent):
+        log.warning("station event", extra=kv(
+            event=transition.id, state=transition.state.value, cause=transition.cause,
+            escalation_h=transition.escalation_h, deadline=transition.deadline, value=transition.value,
+            refund_pct=transition.refund_pct, duration_s=round(transition.duration_s), message=transition.message))
+        return
+    record = transition.record
+    fields = kv(alarm=record.id, state=record.state.value, previous=transition.previous.value,
+                priority=transition.priority.value, value=record.value, message=transition.message,
+                origin=record.origin or None)
+    if not transition.annunciate:
+        log.debug("alarm (summarised: flood)", extra=fields)
+    elif record.state is AlarmState.ACTIVE and transition.priority in (Priority.CRITICAL, Priority.HIGH):
+        log.warning("alarm", extra=fields)
+    else:
+        log.info("alarm", extra=fields)
