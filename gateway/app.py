@@ -160,11 +160,11 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._consume_bus(), name="latest-values"))
         if self.controller is not None:
             self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
+        if self.metrics is not None and self.mqtt is not None:
+            self._tasks.append(asyncio.create_task(refresh_outbox(self.metrics, self.mqtt.outbox), name="metrics"))
         for task in self._tasks:
             task.add_done_callback(self._report_if_died)
-        if self._metrics_server is not None and self.metrics is not None:
-            if self.mqtt is not None:
-                self._tasks.append(asyncio.create_task(refresh_outbox(self.metrics, self.mqtt.outbox), name="metrics"))
+        if self._metrics_server is not None:
             self._metrics_server.__enter__()
         log.info("gateway started", extra=kv(station=self.config.station.id, devices=len(self.pollers),
                                              tags=sum(len(p.tags) for p in self.pollers.values())))
