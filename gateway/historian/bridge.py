@@ -889,7 +889,10 @@ def run_bridge(settings: HistorianSettings, stop: threading.Event) -> bool:
         while not stop.wait(min(0.5, period)) and not bridge.failed.is_set():
             if time.monotonic() >= next_beat:
                 stalled = bridge.stalled(time.monotonic())
-                keep_alive.stalled(stalled) if stalled else keep_alive.alive(bridge.status_line())
+                if stalled:
+                    keep_alive.stalled(stalled)
+                else:
+                    keep_alive.alive(bridge.status_line())
                 next_beat = time.monotonic() + period
     finally:
         notifier.stopping()
