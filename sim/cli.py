@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="sim",
-    help="Simulated heat-exchange station (PLC + heat meter over Modbus TCP) for demos and tests.",
+    help="Simulated heat-exchange station (PLC + heat meter over Modbus TCP, PLC over OPC UA) for demos and tests.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -59,6 +59,8 @@ def run(
     speed: Annotated[float, typer.Option(help="simulated seconds per wall-clock second")] = 600.0,
     tick: Annotated[float, typer.Option(help="wall-clock seconds between physics steps")] = 0.2,
     control_port: Annotated[int, typer.Option(help="JSON-lines control port on the same host")] = DEFAULT_CONTROL_PORT,
+    opcua_port: Annotated[int | None, typer.Option(
+        help="serve the PLC over OPC UA too, on this port (opc.tcp://HOST:PORT/heatgw/station)")] = None,
     seed: Annotated[int | None, typer.Option(
         help="seed for weather, noise and sensor timing (default: the station file's, else 1)")] = None,
     station_file: Annotated[Path | None, typer.Option(
@@ -104,7 +106,7 @@ def run(
     runner = SimRunner(
         station, host=host, port=port, meter_port=meter_port, meter_word_order=meter_word_order.value,
         meter_serial=SerialLine(meter_serial, meter_baudrate) if meter_serial else None, speed=speed, tick_s=tick,
-        control_port=control_port, register_map=register_map,
+        control_port=control_port, register_map=register_map, opcua_port=opcua_port,
     )
     try:
         asyncio.run(_serve(runner))
@@ -219,8 +221,10 @@ async def _serve(runner: SimRunner) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with runner:
         ports = runner.server.ports
-        console.print(f"simulated station: PLC unit 1 on {ports['plc_port']}, meter unit 2 on {ports['meter_port']}, "
-                      f"control on {runner.control_port}, speed x{runner.speed:g}; Ctrl-C stops", highlight=False)
+        opcua = f", PLC over OPC UA at {runner.opcua.endpoint}" if runner.opcua is not None else ""
+        console.print(f"simulated station: PLC unit 1 on {ports['plc_port']}, meter unit 2 on {ports['meter_port']}"
+                      f"{opcua}, control on {runner.control_port}, speed x{runner.speed:g}; Ctrl-C stops",
+                      highlight=False)
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(runner.wait())
         done, pending = await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
