@@ -1,0 +1,39 @@
+"""The OPC UA entry of the protocol registry (``protocol: opcua``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from drivers.opcua.config import OpcUaDevice
+from drivers.opcua.device import OpcUaDeviceRunner
+from gateway.acquisition.device import Device
+from gateway.acquisition.driver import Driver, Problems
+from gateway.acquisition.models import PollGroup
+from gateway.bus import Bus
+
+
+def build(devices: Mapping[str, OpcUaDevice], groups: Mapping[str, PollGroup], bus: Bus, *,
+          state_dir: Path | None = None) -> Mapping[str, Device]:
+    """One session per device: OPC UA servers multiplex everything over one session anyway.
+
+    ``state_dir`` holds the gateway's application certificate (``opcua/``) when a device is
+    secured and names no certificate of its own.
+    """
+    return {name: OpcUaDeviceRunner(name, device, groups, bus, state_dir=state_dir) for name, device in devices.items()}
+
+
+def problems(devices: Mapping[str, OpcUaDevice]) -> Problems:
+    """Node ids and browse paths that do not parse or name a namespace the device does not declare."""
+    found: Problems = []
+    for name, device in devices.items():
+        for tag, problem in device.address_problems().items():
+            field = "node" if device.tags[tag].node is not None else "browse_path"
+            found.append((("devices", name, "tags", tag, field), problem))
+        for group in device.subscriptions:
+            if not any(tag.group == group for tag in device.tags.values()):
+                found.append((("devices", name, "subscriptions", group), f"no tag of this device is in group {group!r}"))
+    return found
+
+
+DRIVER: Driver[OpcUaDevice] = Driver(models=(OpcUaDevice,), build=build, problems=problems)
