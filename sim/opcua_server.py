@@ -114,6 +114,7 @@ class _PlcAttributes(AttributeService):
 
     async def write(self, params: ua.WriteParameters, user: User = User(role=UserRole.Admin)) -> list[ua.StatusCode]:
         await self._server.slow_down()
+        self._server.writes_received += len(params.NodesToWrite)
         results = []
         for item in params.NodesToWrite:
             point = self._server.point_at(item.NodeId) if item.AttributeId == ua.AttributeIds.Value else None
@@ -150,6 +151,8 @@ class StationOpcUaServer:
         self._points = address_space(register_map)
         self._by_id = {point.node_id: point for point in self._points}
         self._faults = HEALTHY
+        self.writes_received = 0
+        """Values clients asked to write, refused or not (a test proves a gateway's refusal stayed local)."""
         self._measurements = station.measurements()
         self._circuits = self._view.circuit_measurements()
         self._server: Server | None = None

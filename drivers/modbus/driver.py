@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusTcpDevice, overlapping_writes
 from drivers.modbus.link import ModbusLink
@@ -14,8 +15,10 @@ from gateway.acquisition.models import PollGroup
 from gateway.bus import Bus
 
 
-def build(devices: Mapping[str, ModbusDevice], groups: Mapping[str, PollGroup], bus: Bus) -> dict[str, Device]:
-    """One poller per device; devices on one serial line share its link (see ``link_key``)."""
+def build(devices: Mapping[str, ModbusDevice], groups: Mapping[str, PollGroup], bus: Bus, *,
+          state_dir: Path | None = None) -> dict[str, Device]:
+    """One poller per device; devices on one serial line share its link (see ``link_key``).
+    Modbus keeps nothing on disk, so ``state_dir`` is not used."""
     links: dict[tuple[str, ...], ModbusLink] = {}
     pollers: dict[str, Device] = {}
     for name, device in devices.items():

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from asyncua import Client, ua
 
 from drivers.base import Quality
+from gateway.writes import WriteQueue
 from sim.opcua_server import OpcUaFaults
 from sim.opcua_space import HEARTBEAT_ID, Kind, address_space
 from sim.registers import DEFAULT_MAP
@@ -142,3 +144,25 @@ async def test_a_removed_node_and_a_failed_sensor_make_only_their_own_tags_bad(p
     assert device.online is True
     assert any(s.tag == "heartbeat" and s.quality is Quality.GOOD for s in later)  # the rest goes on
     assert not any(s.tag in ("tank", "flow") and s.quality is Quality.GOOD for s in later)
+
+
+async def test_a_write_within_limits_is_read_back_and_one_outside_never_reaches_the_server(plc: SimRunner) -> None:
+    assert plc.opcua is not None
+    tags = {"setpoint": {"node": "ns=plc;s=SecondarySide.SupplySetpoint", "group": "fast", "resolution": 0.1,
+                         "writable": {"min": 30, "max": 90}}}
+    async with running(device_config(endpoint(plc), tags), {"fast": 0.25}) as (device, recorder):
+        await recorder.wait_for(lambda: device.online is True, 15, "the session")
+        queue = WriteQueue({"plc": device})
+        worker = asyncio.create_task(queue.run())
+        try:
+            done = await queue.write("setpoint", 57.3, "test")
+            before = plc.opcua.writes_received
+            refused = await queue.write("setpoint", 91.0, "test")
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+    assert done.accepted and done.readback == pytest.approx(57.3, abs=1e-4), done  # written as the node's Float
+    assert plc.station.plc.supply_setpoint_c == pytest.approx(57.3, abs=1e-4)
+    assert not refused.accepted and "outside the limits" in refused.reason
+    assert plc.opcua.writes_received == before  # refused in the gateway: nothing went on the wire
+    assert plc.station.plc.supply_setpoint_c == pytest.approx(57.3, abs=1e-4)
