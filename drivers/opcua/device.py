@@ -64,7 +64,8 @@ class _Group:
     """One group's acquisition on the current session."""
 
     name: str
-    interval_s: float
+    interval_s: float  # the publishing interval (of reads, when polled)
+    refresh_s: float  # the group's own interval: unchanged values are re-published this often
     subscribed: list[str] = field(default_factory=list)
     polled: list[str] = field(default_factory=list)
     subscription_id: int | None = None
@@ -251,7 +252,7 @@ class OpcUaDeviceRunner:
     def _plan(self, name: str) -> _Group:
         interval = self._groups_config[name].interval_s if name in self._groups_config else 1.0
         settings = self.config.subscription(name)
-        group = _Group(name, settings.publishing_interval_s or interval)
+        group = _Group(name, settings.publishing_interval_s or interval, interval)
         members = [tag for tag, cfg in self.config.tags.items() if cfg.group == name and tag in self._nodes]
         if self.config.group_mode(name) == "poll":
             group.polled = members
@@ -357,16 +358,16 @@ class OpcUaDeviceRunner:
         return abs(sample.value - last.value) <= node.deadband
 
     async def _refresh(self, group: _Group) -> None:
-        """Re-publish the group's unchanged good values once per interval, as confirmed by the server."""
+        """Re-publish the group's unchanged good values once per group interval, as confirmed by the server."""
         while True:
-            await asyncio.sleep(group.interval_s)
+            await asyncio.sleep(group.refresh_s)
             now = self._wall_clock()
             if now - group.confirmed > 2 * group.interval_s * group.keepalive_count + self.config.timeout_s:
                 continue  # nothing confirmed lately: the watch decides whether the session is gone
             samples = [replace(last, timestamp=max(last.timestamp, group.confirmed))
                        for tag in group.subscribed
                        if (last := self._latest.get(tag)) is not None and last.quality is Quality.GOOD
-                       and now - self._sent_at.get(tag, 0.0) >= group.interval_s * 0.999]
+                       and now - self._sent_at.get(tag, 0.0) >= group.refresh_s * 0.999]
             if samples:
                 await self._publish(group, samples, refreshed=True)
 
