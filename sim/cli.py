@@ -189,6 +189,46 @@ def comm(
 
 
 @app.command()
+def opcua(
+    offline: Annotated[bool | None, typer.Option("--offline/--online", help="stop serving OPC UA / serve again")] = None,
+    delay: Annotated[float | None, typer.Option(help="answer Read and Write this many seconds late")] = None,
+    bad: Annotated[list[str] | None, typer.Option(
+        help="NODE=StatusCode: the node's value goes bad (e.g. PrimarySide.Flow=BadSensorFailure); "
+             "repeatable; 'none' clears")] = None,
+    remove: Annotated[list[str] | None, typer.Option(
+        help="delete a node from the address space; repeatable; 'none' restores every removed node")] = None,
+    subscriptions: Annotated[bool | None, typer.Option(
+        "--subscriptions/--no-subscriptions", help="accept CreateSubscription, or refuse it (Read only)")] = None,
+    host: HostOption = "127.0.0.1",
+    control_port: ControlPortOption = DEFAULT_CONTROL_PORT,
+) -> None:
+    """Change how the PLC's OPC UA server behaves; options left out keep their current setting."""
+    request: JsonObject = {"cmd": "opcua"}
+    if offline is not None:
+        request["offline"] = offline
+    if delay is not None:
+        request["delay_s"] = delay
+    if subscriptions is not None:
+        request["subscriptions"] = subscriptions
+    if bad is not None:
+        try:
+            request["bad"] = {} if bad == ["none"] else dict(_node_status(item) for item in bad)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--bad") from None
+    if remove is not None:
+        request["removed"] = [] if remove == ["none"] else remove
+    faults = _request(host, control_port, request)
+    console.print(json.dumps(faults), highlight=False)
+
+
+def _node_status(item: str) -> tuple[str, str]:
+    node, sep, code = item.partition("=")
+    if not sep or not node or not code:
+        raise ValueError(f"expected NODE=StatusCode, got {item!r}")
+    return node, code
+
+
+@app.command()
 def stats(
     reset: Annotated[bool, typer.Option(help="zero the counters after showing them")] = False,
     host: HostOption = "127.0.0.1",
