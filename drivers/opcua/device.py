@@ -192,30 +192,25 @@ class OpcUaDeviceRunner:
 
     async def _session_lifetime(self) -> None:
         loop = asyncio.get_running_loop()
-        self._lost = loop.create_future()
+        self._lost = lost = loop.create_future()
         session = Session(self.config, self._state_dir, self._on_lost)
+        tasks: list[asyncio.Task[None]] = []
         try:
-            await asyncio.wait_for(self._start(session), self.config.timeout_s * CONNECT_REQUESTS)
-        except (TimeoutError, asyncio.TimeoutError):
-            await session.close()
-            raise DeviceTimeout(f"{self.config.endpoint}: connect not done within "
-                                f"{self.config.timeout_s * CONNECT_REQUESTS:g} s") from None
-        except BaseException:
-            await session.close()
-            raise
-        tasks = [asyncio.create_task(self._watch(), name=f"opcua-watch:{self._name}")]
-        groups = self._active_groups
-        tasks += [asyncio.create_task(self._poll(group), name=f"opcua-poll:{self._name}:{group.name}")
-                  for group in groups if group.polled]
-        tasks += [asyncio.create_task(self._refresh(group), name=f"opcua-refresh:{self._name}:{group.name}")
-                  for group in groups if group.subscribed]
-        try:
-            assert self._lost is not None
-            await asyncio.wait([self._lost, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await asyncio.wait_for(self._start(session), self.config.timeout_s * CONNECT_REQUESTS)
+            except (TimeoutError, asyncio.TimeoutError):
+                raise DeviceTimeout(f"{self.config.endpoint}: connect not done within "
+                                    f"{self.config.timeout_s * CONNECT_REQUESTS:g} s") from None
+            tasks.append(asyncio.create_task(self._watch(), name=f"opcua-watch:{self._name}"))
+            tasks += [asyncio.create_task(self._poll(session, group), name=f"opcua-poll:{self._name}:{group.name}")
+                      for group in self._active_groups if group.polled]
+            tasks += [asyncio.create_task(self._refresh(group), name=f"opcua-refresh:{self._name}:{group.name}")
+                      for group in self._active_groups if group.subscribed]
+            await asyncio.wait([lost, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
                 if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
                     raise exc
-            raise SessionLost(self._lost.result() if self._lost.done() else "session ended")
+            raise SessionLost(lost.result() if lost.done() else "session ended")
         finally:
             for task in tasks:
                 task.cancel()
@@ -229,7 +224,7 @@ class OpcUaDeviceRunner:
 
     async def _start(self, session: Session) -> None:
         """Open, resolve, subscribe (or plan polls); publish the tags that cannot be read."""
-        await session.__aenter__()
+        await session.open()
         self._session = session
         nodes, problems = await session.resolve(self.config.tags)
         self._nodes = nodes
@@ -387,12 +382,10 @@ class OpcUaDeviceRunner:
 
     # --- polling ---
 
-    async def _poll(self, group: _Group) -> None:
+    async def _poll(self, session: Session, group: _Group) -> None:
         """Read the group's nodes at its interval, on absolute deadlines (as the Modbus poller does)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time()
-        session = self._session
-        assert session is not None
         while True:
             delay = deadline - loop.time()
             if delay > 0:

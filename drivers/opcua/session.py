@@ -66,7 +66,7 @@ def device_errors(what: str, timeout_s: float) -> Iterator[None]:
 
 
 class Session:
-    """A connected client with the tags' nodes resolved; ``async with`` closes it."""
+    """One client session: ``open()`` it, ``close()`` it whatever happened in between."""
 
     def __init__(self, config: OpcUaDevice, state_dir: Path | None,
                  on_lost: Callable[[str], None]) -> None:
@@ -78,19 +78,13 @@ class Session:
         self.client.name = self.client.description = "heatgw gateway"
         self.client.application_uri = config.security.application_uri
 
-    async def __aenter__(self) -> Session:
-        await self._open()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
-
     async def close(self) -> None:
         """Close the session politely if the server is still there, the socket in any case."""
         with contextlib.suppress(Exception):  # a dead server cannot be told goodbye; nothing to recover
             await asyncio.wait_for(self.client.disconnect(), self.config.timeout_s)
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
+        """Connect: check the server against the trust list first when secured, then log in."""
         endpoint = self.config.endpoint
         security = self.config.security
         if security.mode != "None":
