@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from drivers.opcua.config import OpcUaDevice
-from drivers.opcua.device import OpcUaDeviceRunner
 from gateway.acquisition.device import Device
 from gateway.acquisition.driver import Driver, Problems
 from gateway.acquisition.models import PollGroup
@@ -20,6 +19,10 @@ def build(devices: Mapping[str, OpcUaDevice], groups: Mapping[str, PollGroup], b
     ``state_dir`` holds the gateway's application certificate (``opcua/``) when a device is
     secured and names no certificate of its own.
     """
+    # Imported here: asyncua adds some 40 MB to every process that loads the registry (``heatgw
+    # check`` included), and only a station with OPC UA devices needs it.
+    from drivers.opcua.device import OpcUaDeviceRunner
+
     return {name: OpcUaDeviceRunner(name, device, groups, bus, state_dir=state_dir) for name, device in devices.items()}
 
 
