@@ -77,8 +77,24 @@ class UserLogin(Strict):
     password_file: Path
 
 
-class Subscription(Strict):
-    """How one group is acquired from this device: pushed (a subscription) or polled (Read)."""
+class Filter(Strict):
+    """A data-change filter: changes smaller than this are not sent by the server (and not passed on
+    by the gateway, for servers that ignore it). Not the tag's ``deadband``, which only decides what
+    is reported upstream: a filter decides what the controller and the alarms see."""
+
+    filter_deadband: float | None = Field(default=None, gt=0, description="absolute, engineering units")
+    filter_deadband_percent: float | None = Field(default=None, gt=0, le=100, description="of the node's EURange")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Filter:
+        if self.filter_deadband is not None and self.filter_deadband_percent is not None:
+            raise ValueError("give filter_deadband (absolute) or filter_deadband_percent, not both")
+        return self
+
+
+class Subscription(Filter):
+    """How one group is acquired from this device: pushed (a subscription) or polled (Read), and
+    the data-change filter of its tags (a tag's own filter takes precedence)."""
 
     mode: Literal["subscribe", "poll"] | None = Field(default=None, description="default: the device's mode")
     publishing_interval_s: float | None = Field(default=None, gt=0, le=3600, description="default: the group's interval")
@@ -87,13 +103,11 @@ class Subscription(Strict):
     queue_size: int = Field(default=1, ge=1, le=1000)
 
 
-class OpcUaTag(TagBase):
+class OpcUaTag(TagBase, Filter):
     """One variable node: where it is (``node`` or ``browse_path``) and what it means."""
 
     node: str | None = None
     browse_path: str | None = None
-    deadband_percent: float | None = Field(default=None, gt=0, le=100,
-                                           description="of the node's EURange; instead of deadband")
     resolution_: float = Field(default=0.01, gt=0, alias="resolution",
                                description="smallest step the PLC holds; read-back matches within half of it")
 
@@ -107,8 +121,6 @@ class OpcUaTag(TagBase):
     def _one_address(self) -> OpcUaTag:
         if (self.node is None) == (self.browse_path is None):
             raise ValueError("give the node by exactly one of node or browse_path")
-        if self.deadband_percent is not None and self.deadband > 0:
-            raise ValueError("give deadband (absolute) or deadband_percent, not both")
         if not math.isfinite(self.resolution_):
             raise ValueError("resolution must be a finite number")
         return self
@@ -183,6 +195,13 @@ class OpcUaDevice(DeviceConfigBase):
 
     def group_mode(self, group: str) -> Literal["subscribe", "poll"]:
         return self.subscription(group).mode or self.mode
+
+    def data_filter(self, tag: str) -> Filter:
+        """The tag's own data-change filter if it has one, else its group's."""
+        own = self.tags[tag]
+        if own.filter_deadband is not None or own.filter_deadband_percent is not None:
+            return own
+        return self.subscription(own.group)
 
     def address_problems(self) -> dict[str, str]:
         """Tags whose ``node``/``browse_path`` does not parse or names an undeclared namespace."""

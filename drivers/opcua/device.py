@@ -2,7 +2,7 @@
 
 The run loop connects, resolves every tag's node by namespace URI, and then per group either
 creates a subscription (publishing interval, sampling interval, queue size, a data-change filter
-with the tag's deadband) or, for groups configured ``poll``, servers that refuse subscriptions
+with the tags' deadband) or, for groups configured ``poll``, servers that refuse subscriptions
 and nodes that refuse a monitored item, reads the nodes in batches at the group's interval.
 
 Changes are published as they arrive, stamped with the PLC's source timestamp. Between changes
@@ -302,17 +302,19 @@ class OpcUaDeviceRunner:
 
     def _monitored_item(self, tag: str, handle: int, sampling_s: float | None, queue: int,
                         interval_s: float) -> ua.MonitoredItemCreateRequest:
-        cfg = self.config.tags[tag]
+        data_filter = self.config.data_filter(tag)
         node = self._nodes[tag]
         parameters = ua.MonitoringParameters(
             ClientHandle=handle, SamplingInterval=(interval_s if sampling_s is None else sampling_s) * 1000,
             QueueSize=queue, DiscardOldest=True)
-        if cfg.deadband > 0 or cfg.deadband_percent is not None:
-            percent = cfg.deadband_percent is not None
-            parameters.Filter = ua.DataChangeFilter(
-                Trigger=ua.DataChangeTrigger.StatusValue,
-                DeadbandType=ua.DeadbandType.Percent if percent else ua.DeadbandType.Absolute,
-                DeadbandValue=cfg.deadband_percent if percent else cfg.deadband)  # type: ignore[arg-type]
+        if data_filter.filter_deadband_percent is not None:
+            parameters.Filter = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValue,
+                                                    DeadbandType=ua.DeadbandType.Percent,
+                                                    DeadbandValue=data_filter.filter_deadband_percent)
+        elif data_filter.filter_deadband is not None:
+            parameters.Filter = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValue,
+                                                    DeadbandType=ua.DeadbandType.Absolute,
+                                                    DeadbandValue=data_filter.filter_deadband)
         return ua.MonitoredItemCreateRequest(
             ItemToMonitor=ua.ReadValueId(NodeId=node.node_id, AttributeId=ua.AttributeIds.Value),
             MonitoringMode=ua.MonitoringMode.Reporting, RequestedParameters=parameters)

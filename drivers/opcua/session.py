@@ -165,7 +165,7 @@ class Session:
     async def _describe(self, ids: Mapping[str, ua.NodeId],
                         tags: Mapping[str, OpcUaTag]) -> tuple[dict[str, Node], dict[str, str]]:
         """Read each node's DataType (which also proves the node exists) and the EURange a percent
-        deadband needs."""
+        filter needs."""
         names = list(ids)
         types = await self.read([ids[n] for n in names], ua.AttributeIds.DataType)
         nodes: dict[str, Node] = {}
@@ -178,8 +178,8 @@ class Session:
             variant = (ua.VariantType(data_type.Identifier) if isinstance(data_type, ua.NodeId)
                        and data_type.NamespaceIndex == 0 and isinstance(data_type.Identifier, int)
                        and 1 <= data_type.Identifier <= 25 else None)
-            nodes[name] = Node(ids[name], variant, tags[name].deadband)
-        percent = {n: tags[n].deadband_percent for n in nodes if tags[n].deadband_percent is not None}
+            nodes[name] = Node(ids[name], variant, self.config.data_filter(name).filter_deadband or 0.0)
+        percent = {n: p for n in nodes if (p := self.config.data_filter(n).filter_deadband_percent) is not None}
         for name, span in (await self._eu_spans([nodes[n].node_id for n in percent], list(percent))).items():
             nodes[name] = Node(nodes[name].node_id, nodes[name].variant, (percent[name] or 0.0) / 100 * span)
         return nodes, problems
@@ -201,7 +201,7 @@ class Session:
             if isinstance(value, ua.Range) and value.High > value.Low:
                 spans[name] = value.High - value.Low
         for name in set(names) - set(spans):
-            log.warning("no EURange on a node with deadband_percent: only the server applies it",
+            log.warning("no EURange on a node with filter_deadband_percent: only the server applies it",
                         extra=kv(endpoint=self.config.endpoint, tag=name))
         return spans
 

@@ -58,13 +58,14 @@ async def test_the_whole_plc_address_space_is_subscribed_and_changes_arrive_with
     assert {Kind.FLOAT, Kind.DOUBLE, Kind.BOOLEAN, Kind.UINT16, Kind.UINT32} <= kinds  # every type was read
 
 
-async def test_absolute_and_percent_deadbands_hold_back_smaller_changes(plc: SimRunner) -> None:
+async def test_absolute_and_percent_deadband_filters_hold_back_smaller_changes(plc: SimRunner) -> None:
     tags = {
-        "setpoint": {"node": "ns=plc;s=SecondarySide.SupplySetpoint", "group": "fast", "deadband": 0.5},
+        "setpoint": {"node": "ns=plc;s=SecondarySide.SupplySetpoint", "group": "fast"},  # the group's filter
         "manual_valve": {"node": "ns=plc;s=PrimarySide.ManualValvePosition", "group": "fast",
-                         "deadband_percent": 2.0},  # of its EURange 0..100 %: 2 points
+                         "filter_deadband_percent": 2.0},  # its own: of its EURange 0..100 %, 2 points
     }
-    async with running(device_config(endpoint(plc), tags), {"fast": 0.2}) as (_device, recorder), \
+    config = device_config(endpoint(plc), tags, subscriptions={"fast": {"filter_deadband": 0.5}})
+    async with running(config, {"fast": 0.2}) as (_device, recorder), \
             Client(endpoint(plc)) as client:
         index = await client.get_namespace_index("urn:heatgw:sim:station-plc")
         setpoint = client.get_node(ua.NodeId("SecondarySide.SupplySetpoint", index))
