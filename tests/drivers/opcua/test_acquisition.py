@@ -167,3 +167,20 @@ async def test_a_write_within_limits_is_read_back_and_one_outside_never_reaches_
     assert not refused.accepted and "outside the limits" in refused.reason
     assert plc.opcua.writes_received == before  # refused in the gateway: nothing went on the wire
     assert plc.station.plc.supply_setpoint_c == pytest.approx(57.3, abs=1e-4)
+
+
+async def test_a_server_that_stops_answering_is_noticed_by_the_keep_alive_while_only_subscribed(
+        plc: SimRunner) -> None:
+    assert plc.opcua is not None
+    tags = {"heartbeat": {"node": f"ns=plc;i={HEARTBEAT_ID}", "group": "fast"}}
+    async with running(device_config(endpoint(plc), tags), {"fast": 0.25}) as (device, recorder):
+        await recorder.wait_for(lambda: device.online is True, 15, "the session")
+        loop = asyncio.get_running_loop()
+        stalled = loop.time()
+        await plc.opcua.set_faults(OpcUaFaults(delay_s=5.0))  # Read answered 5 s late: the PLC hangs
+        await recorder.wait_for(lambda: device.online is False, 5, "the keep-alive to notice")
+        noticed = loop.time() - stalled
+        await plc.opcua.set_faults(OpcUaFaults())
+    assert noticed < 3.0  # keepalive_s 0.5: the gateway itself reads nothing in subscribe mode
+    assert recorder.statuses("plc")[-1].reason.startswith("connection_lost: session lost")
+    assert recorder.latest("heartbeat").quality is Quality.BAD  # type: ignore[union-attr]
