@@ -164,6 +164,7 @@ class StationOpcUaServer:
         self._dirty = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # start, stop and fault changes, one at a time
+        self._publishing = asyncio.Lock()
 
     # --- lifetime ---
 
@@ -281,7 +282,15 @@ class StationOpcUaServer:
                 log.exception("opcua server: publishing values failed; next update retries")
 
     async def _publish(self) -> None:
-        """Write every value whose value or status changed since it was last written."""
+        """Write every value whose value or status changed since it was last written.
+
+        One pass at a time: the writer task and a fault change both publish, and a pass that read
+        the faults before they changed must not finish after the one that read them after.
+        """
+        async with self._publishing:
+            await self._publish_pass()
+
+    async def _publish_pass(self) -> None:
         server = self._server
         if server is None:
             return
@@ -352,10 +361,11 @@ class StationOpcUaServer:
                 await self._stop()
                 await self._start()
                 return
-            for node_id in previous.removed - faults.removed:
-                await self._add_variable(self._by_id[node_id])
-            for node_id in faults.removed - previous.removed:
-                await self._remove(self._server, node_id)
+            async with self._publishing:  # no pass writes a node while it comes or goes
+                for node_id in previous.removed - faults.removed:
+                    await self._add_variable(self._by_id[node_id])
+                for node_id in faults.removed - previous.removed:
+                    await self._remove(self._server, node_id)
             await self._publish()
         log.info("opcua faults set", extra={"fields": {
             "delay_s": faults.delay_s, "bad": ",".join(sorted(faults.bad)) or "none",
@@ -372,12 +382,15 @@ class StationOpcUaServer:
         """Delete a node the way a compliant server reports it: monitored items get BadNodeIdUnknown.
 
         asyncua's own delete never tells the monitored items (it calls their async callback without
-        awaiting it), so the notification a compliant server sends is written first.
+        awaiting it), so the notification a compliant server sends is written first, and the
+        callbacks are unhooked before the delete so it has none left to call.
         """
         node = self._nodes.pop(node_id)
         await server.write_attribute_value(node, ua.DataValue(
             ua.Variant(), StatusCode=ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown), SourceTimestamp=datetime.now(UTC)))
-        await asyncio.sleep(0)  # let the notification be queued before its node goes
+        aspace = server.iserver.aspace
+        for handle in list(aspace[node].attributes[ua.AttributeIds.Value].datachange_callbacks):
+            aspace.delete_datachange_callback(handle)
         await server.delete_nodes([server.get_node(node)], recursive=True)
         self._shown.pop(node_id, None)
 

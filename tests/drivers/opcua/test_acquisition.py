@@ -136,7 +136,7 @@ async def test_a_removed_node_and_a_failed_sensor_make_only_their_own_tags_bad(p
         await plc.opcua.set_faults(OpcUaFaults(removed=frozenset({"Tank.Level"}),
                                                bad={"PrimarySide.Flow": "BadSensorFailure"}))
         await recorder.wait_for(lambda: recorder.latest("tank").quality is Quality.BAD  # type: ignore[union-attr]
-                                and recorder.latest("flow").quality is Quality.BAD, 5, "both tags bad")  # type: ignore[union-attr]
+                                and recorder.latest("flow").quality is Quality.BAD, 10, "both tags bad")  # type: ignore[union-attr]
         marked = len(recorder.items)
         await asyncio.sleep(1.0)
         later = [s for _, b in recorder.batches("plc") for s in b.samples][marked:]
