@@ -79,9 +79,16 @@ class Session:
         self.client.application_uri = config.security.application_uri
 
     async def close(self) -> None:
-        """Close the session politely if the server is still there, the socket in any case."""
-        with contextlib.suppress(Exception):  # a dead server cannot be told goodbye; nothing to recover
-            await asyncio.wait_for(self.client.disconnect(), self.config.timeout_s)
+        """Close the session politely if the server is still there, the socket in any case.
+
+        asyncua stops its own tasks (publish loop, keep-alive) before it sends CloseSession, so
+        giving up on an unanswered goodbye leaves nothing running but the socket, closed here.
+        """
+        try:
+            with contextlib.suppress(Exception):  # a dead server cannot be told goodbye; nothing to recover
+                await asyncio.wait_for(self.client.disconnect(), self.config.timeout_s)
+        finally:
+            self.client.disconnect_socket()
 
     async def open(self) -> None:
         """Connect: check the server against the trust list first when secured, then log in."""
