@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
-from gateway.config import check_gateway_document
-from gateway.curves import CurveFile
+from gateway.control.loader import ControllerConfig, load_controller_config
+from gateway.curves import load_curve
 from gateway.logs import setup_logging
-from gateway.validation import validate_document
+from gateway.preflight import load_startup
 from gateway.yaml_source import ConfigError, load_yaml
 from gateway.historian.cli import app as historian_app
 from sim.cli import app as sim_app
@@ -29,6 +30,7 @@ console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
 EXIT_INVALID_CONFIG = 2
+T = TypeVar("T")
 
 
 @app.callback()
@@ -41,50 +43,108 @@ def _root(
 
 @app.command()
 def check(
-    files: Annotated[list[Path], typer.Argument(help="station or curve YAML files to validate")],
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="station, controller, curve or historian YAML files, recognised by their content")] = None,
+    config: Annotated[Path | None, typer.Option(help="the station file, as `heatgw run --config` takes it")] = None,
+    controller: Annotated[Path | None, typer.Option(
+        help="controller settings, as `heatgw run --controller` takes them (needs --config)")] = None,
 ) -> None:
     """Validate configuration files without running anything (exit 2 if any is invalid).
 
-    A file with a top-level ``curve:`` key is checked as a heating curve, one with ``controller:``
-    and no ``devices:`` as controller settings (with its curves), one with ``influxdb:`` as
-    historian settings, anything else as a station configuration.
+    `heatgw check --config S --controller C` checks exactly what `heatgw run --config S --controller C`
+    starts with, and reports the same problems in the same words: the files themselves, the
+    controller's tags against the station's (known, and writable where written), its curve files,
+    and the password and certificate files the station names (readable by the user running the check).
+
+    Files given by name: one with a top-level `curve:` key is a heating curve, one with
+    `controller:` and no `devices:` controller settings (checked against the station's tags when
+    one station file is given with it), one with `influxdb:` historian settings, anything else a
+    station configuration.
     """
-    failed = False
-    for path in files:
-        try:
-            console.print(f"[green]ok[/green] {path}: {_check_one(path)}", highlight=False)
-        except ConfigError as exc:
-            failed = True
-            for message in exc.messages:
-                errors.print(message, markup=False, highlight=False)
-        except Exception as exc:  # noqa: BLE001 - a bug in a check is still no reason for a traceback
-            failed = True
-            errors.print(f"{path}: cannot check: internal error {type(exc).__name__}: {exc} (please report)",
-                         markup=False, highlight=False)
-    if failed:
+    if controller is not None and config is None:
+        raise typer.BadParameter("--controller is checked against a station: give --config too", param_hint="--controller")
+    stations, controllers = ([config] if config is not None else []), ([controller] if controller is not None else [])
+    problems: list[str] = []
+    for path in files or []:
+        kind = _guarded(problems, path, _kind_of, path)
+        if kind == "station":
+            stations.append(path)
+        elif kind == "controller":
+            controllers.append(path)
+        elif kind is not None:
+            _guarded(problems, path, _check_one, path, kind)
+    if not stations and not controllers and not files:
+        raise typer.BadParameter("name the files to check, or give --config", param_hint="FILES")
+    pairs = [(station, c) for station in stations for c in (controllers or [None])] if len(stations) == 1 else \
+        [(station, None) for station in stations] + [(None, c) for c in controllers]
+    for station, paired in pairs:
+        path = station or paired
+        assert path is not None
+        _guarded(problems, path, _check_startup, station, paired)
+    for message in dict.fromkeys(problems):  # a station checked with two controller files: its problems once
+        errors.print(message, markup=False, highlight=False)
+    if problems:
         raise typer.Exit(EXIT_INVALID_CONFIG)
 
 
-def _check_one(path: Path) -> str:
-    """Validate one file and describe what it holds in a few words."""
-    document = load_yaml(path)
-    top = document.data if isinstance(document.data, dict) else {}
+def _guarded(problems: list[str], path: Path, step: Callable[..., T], *args: object) -> T | None:
+    """One check; its ConfigError (or a bug in it, reported as such, never as a traceback) noted."""
+    try:
+        return step(*args)
+    except ConfigError as exc:
+        problems.extend(exc.messages)
+    except Exception as exc:  # noqa: BLE001 - a bug in a check is still no reason for a traceback
+        problems.append(f"{path}: cannot check: internal error {type(exc).__name__}: {exc} (please report)")
+    return None
+
+
+def _report_ok(path: Path, description: str) -> None:
+    console.print(f"[green]ok[/green] {path}: {description}", highlight=False)
+
+
+def _kind_of(path: Path) -> str:
+    """What a file holds, by its top-level keys."""
+    top = load_yaml(path).data
+    top = top if isinstance(top, dict) else {}
     if "curve" in top:
-        heating_curve = validate_document(document, CurveFile).curve
-        return f"curve {heating_curve.name!r} v{heating_curve.version} ({heating_curve.circuit}, {heating_curve.date})"
+        return "curve"
     if "influxdb" in top and "devices" not in top:
-        from gateway.historian.settings import load_historian_settings
-
-        historian = load_historian_settings(path)
-        return f"historian {historian.instance!r}"
+        return "historian"
     if "controller" in top and "devices" not in top:
-        from gateway.control.loader import load_controller_config
+        return "controller"
+    return "station"
 
-        controller = load_controller_config(path)
-        return "controller: " + ", ".join(f"{name} on {c.identity}" for name, c in controller.curves.items())
-    config = check_gateway_document(document)
+
+def _check_one(path: Path, kind: str) -> None:
+    """Validate a curve or historian file and say in a few words what it holds."""
+    if kind == "curve":
+        heating_curve = load_curve(path)
+        _report_ok(path, f"curve {heating_curve.name!r} v{heating_curve.version} ({heating_curve.circuit}, {heating_curve.date})")
+        return
+    from gateway.historian.settings import load_historian_settings
+
+    _report_ok(path, f"historian {load_historian_settings(path).instance!r}")
+
+
+def _check_startup(station_path: Path | None, controller_path: Path | None) -> None:
+    """A station (with its controller) as `heatgw run` loads it, or a controller file on its own."""
+    if station_path is None:
+        assert controller_path is not None
+        _report_ok(controller_path, _describe_controller(load_controller_config(controller_path)))
+        return
+    startup = load_startup(station_path, controller_path)
+    config = startup.station
     tag_count = sum(len(device.tags) for device in config.devices.values())
-    return f"station {config.station.id!r}: {len(config.devices)} devices, {tag_count} tags, {len(config.groups)} groups"
+    described = f"station {config.station.id!r}: {len(config.devices)} devices, {tag_count} tags, {len(config.groups)} groups"
+    if startup.controller is not None and startup.controller_path == station_path:
+        described += "; " + _describe_controller(startup.controller)
+    _report_ok(station_path, described)
+    if startup.controller is not None and startup.controller_path != station_path:
+        _report_ok(controller_path or station_path, _describe_controller(startup.controller) + f", tags of {station_path}")
+
+
+def _describe_controller(controller: ControllerConfig) -> str:
+    return "controller: " + ", ".join(f"{name} on {c.identity}" for name, c in controller.curves.items())
 
 
 @app.command()
@@ -103,7 +163,6 @@ def report(
     import datetime as dt
 
     from gateway.config import load_gateway_config
-    from gateway.control.loader import load_controller_config
     from gateway.report.build import build_report
     from gateway.report.historian import HistorianError, VictoriaMetricsHistorian
     from gateway.report.render import print_report, write_csv, write_html
@@ -196,7 +255,6 @@ def demo(
     The controller runs on the simulator's time: at --speed 600 a 60 s cycle takes 0.1 s and a
     simulated day 2.4 minutes. Write intervals are scaled to simulated time, value limits are not.
     """
-    from gateway.control.loader import load_controller_config
     from gateway.demo import run_demo
 
     try:
