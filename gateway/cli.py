@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
+from gateway.control.curve_cli import POINT_COLUMNS, curve_command
 from gateway.control.loader import ControllerConfig, load_controller_config
 from gateway.curves import load_curve
-from gateway.logs import setup_logging
+from gateway.logs import LogLevel, setup_logging
 from gateway.preflight import load_startup
 from gateway.yaml_source import ConfigError, load_yaml
 from gateway.historian.cli import app as historian_app
@@ -23,6 +25,7 @@ app = typer.Typer(
     help="SCADA edge gateway for district-heating heat-exchange stations.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.add_typer(sim_app, name="sim", help="Run the simulated station and inject faults into it.")
 app.add_typer(historian_app, name="historian", help="Bridge station telemetry from MQTT into an InfluxDB-API database.")
@@ -33,18 +36,26 @@ EXIT_INVALID_CONFIG = 2
 T = TypeVar("T")
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        console.print(f"heatgw {version('heatgw')}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="how much to log (to stderr)")] = LogLevel.info,
+    show_version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="print the version and exit")] = False,
 ) -> None:
     """Set up structured logging before any subcommand runs."""
-    setup_logging(log_level)
+    setup_logging(log_level.value)
 
 
 @app.command()
 def check(
     files: Annotated[list[Path] | None, typer.Argument(
-        help="station, controller, curve or historian YAML files, recognised by their content")] = None,
+        metavar="FILE...", help="station, controller, curve or historian YAML files, recognised by their content")] = None,
     config: Annotated[Path | None, typer.Option(help="the station file, as `heatgw run --config` takes it")] = None,
     controller: Annotated[Path | None, typer.Option(
         help="controller settings, as `heatgw run --controller` takes them (needs --config)")] = None,
@@ -226,10 +237,12 @@ def run(
 def curve(
     file: Annotated[Path, typer.Argument(help="heating curve file")],
     png: Annotated[Path | None, typer.Option(help="draw the curve into this PNG")] = None,
-    points: Annotated[Path | None, typer.Option(help="CSV of operating points (outdoor_c,supply_c) to draw")] = None,
+    points: Annotated[Path | None, typer.Option(
+        help=f"CSV of operating points to draw: columns {' and '.join(POINT_COLUMNS)} (a circuit column, if any, "
+             "selects the curve's circuit; <state-dir>/operating-points.csv has them)")] = None,
 ) -> None:
-    """Print a heating curve as a table, and draw it with its limits and operating points."""
-    from gateway.control.curve_cli import curve_command
+    """Print a heating curve as a table, and draw it with its limits and operating points
+    (--png needs matplotlib, which the `plot` extra installs: pip install '/path/to/heatgw[plot]')."""
 
     raise typer.Exit(curve_command(file, png, points))
 
