@@ -11,6 +11,8 @@ module only wires them to pymodbus and adds what a test rig needs on top of a de
   gateway spent;
 * communication faults per unit: ``offline`` (request swallowed, the client times out),
   ``delay_s`` (answers late) and ``exception_ranges`` (exception 02 for matching requests);
+* a unit id nobody serves gets exception 0x0B on TCP (a gateway with nothing behind that id) and
+  silence on the serial line (on RS-485 only the addressed device answers);
 * ``stop()``/``start()`` restart the listener(s) on the same port(s), like a rebooting device.
 """
 
@@ -157,16 +159,25 @@ class _Gate:
         faults: dict[int, CommFaults],
         counts: Counter[tuple[int, int]],
         register_map: RegisterMap,
+        *,
+        bus: bool = False,
     ) -> None:
         self.units = units
+        self.bus = bus
         self.register_map = register_map
         self.faults = faults
         self.counts = counts
         self.in_flight: set[asyncio.Task[Any]] = set()
 
     def faults_for(self, unit: int) -> CommFaults:
-        """A unit's faults, if this port serves it; requests for other units are refused at once."""
+        """A unit's faults, if this port serves it; requests for other units are refused at once
+        (or, on a bus, ignored: see ``ignored``)."""
         return self.faults.get(unit, HEALTHY) if unit in self.units else HEALTHY
+
+    def ignored(self, pdu: ModbusPDU) -> bool:
+        """On an RS-485 bus every device hears every frame and only the addressed one answers: a
+        unit id nobody has gets silence, and the master times out (a TCP gateway answers 0x0B)."""
+        return self.bus and pdu.dev_id not in self.units
 
     def refusal(self, pdu: ModbusPDU) -> ExcCodes | None:
         """Exception a device answers before any value is touched, or ``None``."""
@@ -224,8 +235,8 @@ class _GatedRequestHandler(ServerRequestHandler):
         gate.counts[(pdu.dev_id, pdu.function_code)] += 1
         if delay := gate.faults_for(pdu.dev_id).delay_s:
             await asyncio.sleep(delay)
-        if gate.faults_for(pdu.dev_id).offline or not self.transport:
-            return  # an offline unit never answers; a closed connection cannot
+        if gate.faults_for(pdu.dev_id).offline or gate.ignored(pdu) or not self.transport:
+            return  # an offline or absent unit never answers; a closed connection cannot
         if (code := gate.refusal(pdu)) is not None:
             self.server_send(
                 ExceptionResponse(pdu.function_code, code, device_id=pdu.dev_id, transaction=pdu.transaction_id),
@@ -335,7 +346,7 @@ class StationModbusServer:
     async def _serve_meter_serial(self, line: SerialLine) -> None:
         units = {METER_UNIT: Device.METER}
         listener = _GatedSerialServer([self._sim_device(METER_UNIT, Device.METER)], line=line,
-                                      gate=_Gate(units, self._faults, self._counts, self._map))
+                                      gate=_Gate(units, self._faults, self._counts, self._map, bus=True))
         await listener.serve_forever(background=True)
         self._listeners.append(listener)
         log.info("modbus RTU meter listening", extra={"fields": {"serial": line.path, "baudrate": line.baudrate}})
