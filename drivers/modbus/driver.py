@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusTcpDevice, overlapping_writes
+from drivers.modbus.checks import modbus_problems
+from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusTcpDevice
 from drivers.modbus.link import ModbusLink
 from drivers.modbus.poller import DevicePoller
 from drivers.modbus.tagmap import link_key, make_link
@@ -26,4 +27,4 @@ def build(devices: Mapping[str, ModbusDevice], groups: Mapping[str, PollGroup], 
     return pollers
 
 
-DRIVER: Driver[ModbusDevice] = Driver(models=(ModbusTcpDevice, ModbusRtuDevice), build=build, problems=overlapping_writes)
+DRIVER: Driver[ModbusDevice] = Driver(models=(ModbusTcpDevice, ModbusRtuDevice), build=build, problems=modbus_problems)
