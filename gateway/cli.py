@@ -13,6 +13,7 @@ from rich.console import Console
 
 from gateway.control.curve_cli import POINT_COLUMNS, curve_command
 from gateway.control.loader import ControllerConfig, load_controller_config
+from gateway.config import GatewayConfig
 from gateway.curves import load_curve
 from gateway.logs import LogLevel, setup_logging
 from gateway.preflight import load_startup
@@ -33,6 +34,8 @@ console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
 EXIT_INVALID_CONFIG = 2
+EXIT_NO_ANSWER = 1
+DEFAULT_STATION = Path("/etc/heatgw/station.yaml")
 T = TypeVar("T")
 
 
@@ -163,7 +166,7 @@ def report(
     historian: Annotated[str, typer.Option(help="the historian's URL (VictoriaMetrics, e.g. http://127.0.0.1:8428)")],
     start: Annotated[str, typer.Option("--from", help="first local day, YYYY-MM-DD")],
     end: Annotated[str, typer.Option("--to", help="last local day, YYYY-MM-DD (included)")],
-    config: Annotated[Path, typer.Option(help="the station file")] = Path("/etc/heatgw/station.yaml"),
+    config: Annotated[Path, typer.Option(help="the station file")] = DEFAULT_STATION,
     controller: Annotated[Path | None, typer.Option(
         help="controller settings: the rooms and comfort contract (default: the station file's controller: section)")] = None,
     csv_dir: Annotated[Path | None, typer.Option("--csv", help="write rooms.csv, summary.csv, first-week.csv here")] = None,
@@ -213,7 +216,7 @@ def report(
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Option(help="station configuration file")] = Path("/etc/heatgw/station.yaml"),
+    config: Annotated[Path, typer.Option(help="station configuration file")] = DEFAULT_STATION,
     state_dir: Annotated[Path, typer.Option(help="writable directory for the MQTT outbox, the controller's memory and its operating points")] = Path("/var/lib/heatgw"),
     controller: Annotated[Path | None, typer.Option(
         help="controller settings (default: the station file's own controller: section, if any)")] = None,
@@ -231,6 +234,68 @@ def run(
         for message in exc.messages:
             errors.print(message, markup=False, highlight=False)
         raise typer.Exit(EXIT_INVALID_CONFIG) from None
+
+
+@app.command()
+def read(
+    file: Annotated[Path | None, typer.Argument(metavar="CONFIG", help="the station file (or give --config)")] = None,
+    config: Annotated[Path, typer.Option(help="the station file, as `heatgw run --config` takes it")] = DEFAULT_STATION,
+    device: Annotated[list[str] | None, typer.Option(metavar="NAME", help="read only this device (repeatable)")] = None,
+    tag: Annotated[list[str] | None, typer.Option(metavar="NAME", help="read only this tag (repeatable)")] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="also show the registers (or bits) each value came from, in hex")] = False,
+    count: Annotated[int, typer.Option(min=1, max=10_000, help="poll this many times")] = 1,
+    interval: Annotated[float, typer.Option(min=0.0, max=3600.0, help="seconds between polls")] = 1.0,
+) -> None:
+    """Poll each device once (or --count times) and print every value as the gateway would publish
+    it: tag, address, value with unit, quality and reason, and a HINT where a 32/64-bit value reads
+    like its words are swapped (`looks like word_order: little`). Writes nothing.
+
+    Exit 1 when a device does not answer, 2 on a configuration error.
+    """
+    import time as wall
+
+    from gateway.config import load_gateway_config
+    from gateway.protocols import read_devices
+    from gateway.read_view import render
+
+    if file is not None and config != DEFAULT_STATION and file != config:
+        raise typer.BadParameter(f"two files given: {file} and --config {config}", param_hint="CONFIG")
+    try:
+        station = _selected(load_gateway_config(file or config), device or [], tag or [])
+    except ConfigError as exc:
+        for message in exc.messages:
+            errors.print(message, markup=False, highlight=False)
+        raise typer.Exit(EXIT_INVALID_CONFIG) from None
+    silent = False
+    for poll in range(count):
+        if poll:
+            wall.sleep(interval)
+        readings = asyncio.run(read_devices(station.devices, station.groups))
+        if count > 1:
+            console.print(f"poll {poll + 1} of {count}", highlight=False)
+        for line in render(readings, raw=raw):
+            console.print(line, markup=False, highlight=False)
+        silent = silent or not all(reading.answered for reading in readings)
+    if silent:
+        raise typer.Exit(EXIT_NO_ANSWER)
+
+
+def _selected(station: GatewayConfig, devices: list[str], tags: list[str]) -> GatewayConfig:
+    """The station with only the named devices and tags (all when none are named)."""
+    unknown = [f"unknown device {name!r} (devices: {', '.join(station.devices)})"
+               for name in devices if name not in station.devices]
+    owners = station.tags()
+    unknown += [f"unknown tag {name!r}" for name in tags if name not in owners]
+    if unknown:
+        raise ConfigError(unknown)
+    kept = {}
+    for name, config in station.devices.items():
+        if devices and name not in devices:
+            continue
+        wanted = {tag: cfg for tag, cfg in config.tags.items() if not tags or tag in tags}
+        if wanted:
+            kept[name] = config.model_copy(update={"tags": wanted})
+    return station.model_copy(update={"devices": kept})
 
 
 @app.command()

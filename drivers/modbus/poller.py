@@ -90,6 +90,8 @@ class DevicePoller:
         self._bad_replies: set[tuple[str, int, Function]] = set()  # blocks whose last reply was bad
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
+        self.raw_observer: Callable[[ReadBlock, list[int] | list[bool]], None] | None = None
+        """Shown every block's raw answer before it is decoded (``heatgw read``); None in service."""
         self.tags: dict[str, TagConfig] = dict(device.tags)
         self.points: dict[str, Point] = {tag: to_point(tag, cfg, device) for tag, cfg in device.tags.items()}
         self._groups = [
@@ -192,6 +194,10 @@ class DevicePoller:
         self.stats.values += len(samples)
         return SampleBatch(self.name, group.name, tuple(samples))
 
+    async def poll_once(self) -> list[SampleBatch]:
+        """Every group once, in order (``heatgw read``); a lost device raises as in ``poll_group``."""
+        return [await self.poll_group(group) for group in self._groups]
+
     async def _read_block(self, group: _Group, block: ReadBlock, decoder: BlockDecoder) -> list[Sample]:
         self.stats.requests += 1
         started = time.perf_counter()
@@ -210,6 +216,8 @@ class DevicePoller:
             return self._bad(block.points, Reason.BAD_REPLY, str(exc))
         self._bad_replies.discard((group.name, block.start, block.function))
         self.stats.record_rtt(time.perf_counter() - started)
+        if self.raw_observer is not None:
+            self.raw_observer(block, raw)
         timestamp = self._wall_clock()
         try:
             decoded = decoder.decode(raw)

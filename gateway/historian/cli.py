@@ -47,7 +47,7 @@ def _root(
 def check(
     config: Annotated[Path, typer.Option(help="historian configuration file, as `historian run --config` takes it")] = (
         DEFAULT_CONFIG),
-    file: Annotated[Path | None, typer.Argument(metavar="[FILE]", help="the same file given by position (older form)")] = None,
+    file: Annotated[Path | None, typer.Argument(metavar="FILE", help="the same file given by position (older form)")] = None,
 ) -> None:
     """Validate the configuration without connecting to anything (exit 2 if invalid)."""
     if file is not None and config != DEFAULT_CONFIG and file != config:
