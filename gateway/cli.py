@@ -58,7 +58,7 @@ def _root(
 @app.command()
 def check(
     files: Annotated[list[Path] | None, typer.Argument(
-        metavar="FILE...", help="station, controller, curve or historian YAML files, recognised by their content")] = None,
+        metavar="FILE", help="station, controller, curve or historian YAML files, recognised by their content")] = None,
     config: Annotated[Path | None, typer.Option(help="the station file, as `heatgw run --config` takes it")] = None,
     controller: Annotated[Path | None, typer.Option(
         help="controller settings, as `heatgw run --controller` takes them (needs --config)")] = None,

@@ -174,7 +174,7 @@ def comm(
     offline: Annotated[bool | None, typer.Option("--offline/--online", help="swallow every request")] = None,
     delay: Annotated[float | None, typer.Option(help="answer this many seconds late")] = None,
     exception_range: Annotated[list[str] | None, typer.Option(
-        help="FC:ADDRESS[+COUNT] answered with exception 02; repeatable; 'none' clears")] = None,
+        metavar="FC:ADDRESS[+COUNT]", help="FC:ADDRESS[+COUNT] answered with exception 02; repeatable; 'none' clears")] = None,
     host: HostOption = "127.0.0.1",
     control_port: ControlPortOption = DEFAULT_CONTROL_PORT,
 ) -> None:
