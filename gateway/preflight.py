@@ -61,14 +61,32 @@ def load_startup(config_path: Path, controller_path: Path | None = None) -> Star
 def _controller(problems: list[str], path: Path, config_path: Path, station_document: YamlDocument | None,
                 station: GatewayConfig | None) -> ControllerConfig | None:
     """Load the controller and its curves, and check its tags against the station's."""
-    settings: ControllerSettings | None
     if _same_file(path, config_path):
-        document, settings = station_document, None if station is None else station.controller
-    else:
-        document = _attempt(problems, load_yaml, path)
-        settings = None if document is None else _attempt(problems, controller_settings, document)
+        if station_document is None or station is None or station.controller is None:
+            return None  # the station file's own problems are reported already
+        return _controller_in(problems, path, station_document, station.controller, station)
+    document = _attempt(problems, load_yaml, path)
+    settings = None if document is None else _attempt(problems, controller_settings, document)
     if document is None or settings is None:
         return None
+    return _controller_in(problems, path, document, settings, station)
+
+
+def load_controller_for(station: GatewayConfig, path: Path) -> ControllerConfig:
+    """The controller in ``path`` (a controller or station file) with its curves, checked against
+    ``station``'s tags, every problem at its ``file:line``: a reload (SIGHUP) is refused in the
+    same words as a start."""
+    problems: list[str] = []
+    document = _attempt(problems, load_yaml, path)
+    settings = None if document is None else _attempt(problems, controller_settings, document)
+    loaded = None if document is None or settings is None else _controller_in(problems, path, document, settings, station)
+    if problems or loaded is None:
+        raise ConfigError(problems)
+    return loaded
+
+
+def _controller_in(problems: list[str], path: Path, document: YamlDocument, settings: ControllerSettings,
+                   station: GatewayConfig | None) -> ControllerConfig | None:
     loaded = _attempt(problems, resolve_curves, settings, path.parent, path, document)
     if station is not None:
         writable = {tag: cfg.writable is not None for tag, (_, cfg) in station.tags().items()}
