@@ -62,8 +62,11 @@ def _controller(problems: list[str], path: Path, config_path: Path, station_docu
                 station: GatewayConfig | None) -> ControllerConfig | None:
     """Load the controller and its curves, and check its tags against the station's."""
     if _same_file(path, config_path):
-        if station_document is None or station is None or station.controller is None:
+        if station_document is None or station is None:
             return None  # the station file's own problems are reported already
+        if station.controller is None:
+            problems.append(station_document.error(("controller",), "no controller section in this station file"))
+            return None
         return _controller_in(problems, path, station_document, station.controller, station)
     document = _attempt(problems, load_yaml, path)
     settings = None if document is None else _attempt(problems, controller_settings, document)

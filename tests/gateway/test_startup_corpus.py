@@ -161,3 +161,23 @@ def test_a_password_file_the_service_user_cannot_read_is_named_with_that_user(
                            f"not readable by user {user} (mode 0"), line
     assert "the service runs as this user" in line
     assert not connected(listener)
+
+
+def test_a_station_file_holding_its_controller_is_checked_with_it(tmp_path: Path) -> None:
+    station = lay_out(None, tmp_path / "station", 15999)
+    text = (station / "station.yaml").read_text()
+    controller = (station / "controller.yaml").read_text()
+    (station / "station.yaml").write_text(text + controller.replace("setpoint_tag: supply_setpoint",
+                                                                    "setpoint_tag: supply_temp"))
+    line = len(text.splitlines()) + next(n for n, row in enumerate(controller.splitlines(), 1) if "setpoint_tag" in row)
+    check = heatgw("check", "--config", "station.yaml", cwd=station)
+    assert check.returncode == 2
+    assert check.stderr.startswith(f"station.yaml:{line}:7: controller.circuits.radiators.setpoint_tag: "
+                                   "tag 'supply_temp' is not writable"), check.stderr
+
+
+def test_a_station_file_named_as_the_controller_must_have_one(tmp_path: Path) -> None:
+    station = lay_out(None, tmp_path / "station", 15999)
+    check = heatgw("check", "--config", "station.yaml", "--controller", "station.yaml", cwd=station)
+    assert check.returncode == 2
+    assert check.stderr == "station.yaml:1:1: controller: no controller section in this station file\n"
