@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from drivers.base import DeviceBadReply, DeviceError, DeviceRefused, DeviceTimeout, DeviceUnreachable
 
+ILLEGAL_FUNCTION = 1
+ILLEGAL_DATA_ADDRESS = 2
 EXCEPTION_NAMES = {
     1: "illegal function",
     2: "illegal data address",
@@ -35,8 +37,10 @@ class LinkDown(LinkError, DeviceUnreachable):
 class ExceptionReply(LinkError, DeviceRefused):
     """The device answered with a Modbus exception."""
 
-    def __init__(self, code: int) -> None:
-        super().__init__(f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
+    def __init__(self, code: int, meaning: str = "") -> None:
+        """``meaning`` says what the refusal means for the request at hand, when the caller knows."""
+        text = f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
+        super().__init__(f"{text}: {meaning}" if meaning else text)
         self.code = code
 
 

@@ -28,6 +28,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest, WriteSingleCoilRequest
 from pymodbus.pdu.register_message import (
+    MaskWriteRegisterRequest,
     ReadHoldingRegistersRequest,
     ReadInputRegistersRequest,
     WriteMultipleRegistersRequest,
@@ -36,6 +37,7 @@ from pymodbus.pdu.register_message import (
 
 from drivers.modbus.errors import (
     EXCEPTION_NAMES,
+    ILLEGAL_FUNCTION,
     BadReply,
     ExceptionReply,
     LinkDown,
@@ -149,7 +151,24 @@ class ModbusLink:
             await self._request(WriteMultipleRegistersRequest(address=address, registers=values, dev_id=unit))
 
     async def write_coil(self, unit: int, address: int, value: bool) -> None:
+        """Write one coil (FC05)."""
         await self._request(WriteSingleCoilRequest(address=address, bits=[value], dev_id=unit))
+
+    async def write_mask(self, unit: int, address: int, and_mask: int, or_mask: int) -> None:
+        """Change bits of one holding register in place (FC22, Mask Write Register).
+
+        A device without FC22 answers exception 1; that fails the write with a reason saying so.
+        There is deliberately no fallback to read, modify and write the register: the PLC may
+        change its other bits in between, and we would write back a stale copy of them.
+        """
+        try:
+            await self._request(MaskWriteRegisterRequest(address=address, and_mask=and_mask, or_mask=or_mask,
+                                                         dev_id=unit))
+        except ExceptionReply as exc:
+            if exc.code != ILLEGAL_FUNCTION:
+                raise
+            raise ExceptionReply(exc.code, "the device does not support Mask Write Register (function 22), "
+                                           "the only safe way to write one bit of a register; nothing written") from exc
 
     async def _request(self, request: ModbusPDU) -> list[int] | list[bool] | None:
         """Send one request under the link lock, check its reply, and translate the failure modes."""

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from drivers.base import Quality, Reason
-from drivers.modbus.codec import BlockDecoder, Decoded, Fault, encode_write
+from drivers.modbus.codec import BlockDecoder, Decoded, Fault, MaskWrite, encode_write
 from drivers.modbus.config import ModbusDeviceBase, TagConfig
 from drivers.modbus.link import BadReply, ExceptionReply, LinkDown, LinkError, LinkTimeout, ModbusLink
 from drivers.modbus.planner import ReadBlock, plan_reads, split_block
@@ -237,7 +237,7 @@ class DevicePoller:
         return self._sample(tag, BlockDecoder(block).decode(raw)[tag], self._wall_clock())
 
     def prepare_write(self, tag: str, value: float) -> PreparedWrite:
-        """Encode a checked value into the tag's registers (or coil state)."""
+        """Encode a checked value into the tag's registers, register bit or coil state."""
         point = self.points[tag]
         requested: float | bool = bool(value) if point.is_boolean else value
         try:
@@ -248,12 +248,18 @@ class DevicePoller:
     async def write(self, prepared: PreparedWrite) -> None:
         """Put a prepared value on the wire (only the write queue calls this)."""
         point = self.points[prepared.tag]
+        wire = prepared.wire
         self.stats.requests += 1
-        if isinstance(prepared.wire, bool):
-            await self.link.write_coil(self.unit, point.address, prepared.wire)
-        else:
-            assert isinstance(prepared.wire, list)  # made by prepare_write
-            await self.link.write_registers(self.unit, point.address, prepared.wire)
+        # The table written is the tag's own: a coil write for a register bit would change
+        # another object, one nobody declared writable.
+        if point.function is Function.COIL and isinstance(wire, bool):
+            await self.link.write_coil(self.unit, point.address, wire)
+        elif point.function is Function.HOLDING and isinstance(wire, MaskWrite):
+            await self.link.write_mask(self.unit, point.address, wire.and_mask, wire.or_mask)
+        elif point.function is Function.HOLDING and isinstance(wire, list) and len(wire) == point.count:
+            await self.link.write_registers(self.unit, point.address, wire)
+        else:  # prepare_write never makes this; refuse rather than guess where it should go
+            raise TypeError(f"{prepared.tag}: {type(wire).__name__} cannot be written to a {point.function.name} point")
 
     async def _isolate(self, group: _Group, block: ReadBlock) -> list[Sample]:
         """Split a refused block, remember the split in the plan, and read the parts now."""
