@@ -151,7 +151,8 @@ class _Gate:
     """What stands between the wire and one listener's devices: counting, faults, the map.
 
     Counts and faults are shared by all listeners of a ``StationModbusServer``; ``units`` is
-    what this particular port serves.
+    what this particular port serves. A request for another unit gets exception 11 from a TCP
+    gateway, and silence on a serial line (``serial``), where no device has that address.
     """
 
     def __init__(
@@ -160,8 +161,11 @@ class _Gate:
         faults: dict[int, CommFaults],
         counts: Counter[tuple[int, int]],
         register_map: RegisterMap,
+        *,
+        serial: bool = False,
     ) -> None:
         self.units = units
+        self.serial = serial
         self.register_map = register_map
         self.faults = faults
         self.counts = counts
@@ -230,6 +234,8 @@ class _GatedRequestHandler(ServerRequestHandler):
             await asyncio.sleep(delay)
         if gate.faults_for(pdu.dev_id).offline or not self.transport:
             return  # an offline unit never answers; a closed connection cannot
+        if gate.serial and pdu.dev_id not in gate.units:
+            return  # nobody on the line has that address
         if (code := gate.refusal(pdu)) is not None:
             self.server_send(
                 ExceptionResponse(pdu.function_code, code, device_id=pdu.dev_id, transaction=pdu.transaction_id),
@@ -339,7 +345,7 @@ class StationModbusServer:
     async def _serve_meter_serial(self, line: SerialLine) -> None:
         units = {METER_UNIT: Device.METER}
         listener = _GatedSerialServer([self._sim_device(METER_UNIT, Device.METER)], line=line,
-                                      gate=_Gate(units, self._faults, self._counts, self._map))
+                                      gate=_Gate(units, self._faults, self._counts, self._map, serial=True))
         await listener.serve_forever(background=True)
         self._listeners.append(listener)
         log.info("modbus RTU meter listening", extra={"fields": {"serial": line.path, "baudrate": line.baudrate}})
