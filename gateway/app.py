@@ -20,7 +20,7 @@ from types import TracebackType
 from drivers.modbus.link import ModbusLink
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import EventEngine
-from gateway.alarms.service import AlarmService, alarm_tick_s
+from gateway.alarms.service import EVENTS_TOPIC, AlarmService, alarm_tick_s
 from gateway.alarms.settings import AlarmSettings
 from gateway.alarms.state import AlarmState
 from gateway.alarms.store import store_path
@@ -39,8 +39,10 @@ from gateway.metrics import GatewayCollector, refresh_outbox
 from gateway.metrics_server import MetricsServer
 from gateway.mqtt.batcher import Durable
 from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
+from gateway.mqtt.payloads import device_status
 from gateway.mqtt.service import MqttService
 from gateway.poller import DevicePoller
+from gateway.samples import DeviceStatus
 from gateway.systemd_notify import Notifier, keep_alive
 from gateway.tagmap import link_key, make_link
 from gateway.writes import WriteQueue
@@ -84,9 +86,11 @@ class Gateway:
                         extra=kv(station=config.station.id))
         elif config.mqtt is not None and state_dir is not None:
             # Built before the pollers start, so the outbox's bus subscription sees the first sample.
-            # The controller's state is durable: it goes through the outbox, numbered with the telemetry.
+            # The controller's state and the devices' online/offline changes are durable: they go
+            # through the outbox, numbered with the telemetry, so the historian keeps every one.
             self.mqtt = MqttService(config, self.bus, state_dir, self.commands, started=time.time(),
-                                    durable={ControllerState: Durable("control", control_payload)})
+                                    durable={ControllerState: Durable("control", control_payload),
+                                             DeviceStatus: Durable(EVENTS_TOPIC, device_status)})
         # Subscribed before the pollers start, like the outbox: the first fault is seen.
         tag_devices = {tag: device for tag, (device, _) in config.tags().items()}
         clock = alarm_clock or controller_clock
