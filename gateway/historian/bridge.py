@@ -817,6 +817,7 @@ class Bridge:
             f"written_batches={stats.written_batches}i,write_failures={stats.write_failures}i,"
             f"rejected_values={stats.rejected_values}i,invalid_messages={stats.invalid_messages + self._invalid_meta}i,"
             f"skipped_samples={stats.skipped_samples}i,quarantined={self._quarantine.kept}i,"
+            f"status_repeats={stats.status_repeats}i,"
             f"pending={self.pending}i,parked={parked}i {ts}"
         ]
         for station, state in self._tracker.stations.items():
