@@ -90,7 +90,8 @@ class Gateway:
             # through the outbox, numbered with the telemetry, so the historian keeps every one.
             self.mqtt = MqttService(config, self.bus, state_dir, self.commands, started=time.time(),
                                     durable={ControllerState: Durable("control", control_payload),
-                                             DeviceStatus: Durable(EVENTS_TOPIC, device_status)})
+                                             DeviceStatus: Durable(EVENTS_TOPIC, device_status)},
+                                    rooms=room_tags(config, controller))
         # Subscribed before the pollers start, like the outbox: the first fault is seen.
         tag_devices = {tag: device for tag, (device, _) in config.tags().items()}
         clock = alarm_clock or controller_clock
@@ -222,6 +223,18 @@ class Gateway:
             # After the pollers: the outbox stores everything they published before it closes.
             await self.mqtt.__aexit__(kind, exc, tb)
         log.info("gateway stopped", extra=kv(station=self.config.station.id))
+
+
+def room_tags(config: GatewayConfig, controller: ControllerConfig | None) -> set[str]:
+    """The representative rooms' temperature tags: the controller's rooms and the rooms the
+    station's events watch (the same list when both are configured)."""
+    tags = set()
+    if controller is not None:
+        tags |= {sensor.temp_tag for circuit in controller.settings.circuits.values()
+                 for sensor in circuit.rooms.values()}
+    if config.events is not None and config.events.rooms is not None:
+        tags |= set(config.events.rooms.tags)
+    return tags
 
 
 def control_payload(state: ControllerState, seq: int) -> bytes:

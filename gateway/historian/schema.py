@@ -53,6 +53,7 @@ from gateway.mqtt.payloads import (
     OTHER,
     STATION_REASON,
     STATION_STATE,
+    TAG_KINDS,
     CodeTable,
 )
 
@@ -204,6 +205,8 @@ class TagInfo:
 
     device: str = ""
     unit: str = ""
+    kind: str = ""
+    """What the tag measures, from the contract's closed set (``TAG_KINDS``), or "" if not said."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +231,9 @@ def parse_meta(payload: bytes, limits: PayloadLimits = DEFAULT_LIMITS) -> Statio
     info = {}
     for name, entry in tags.items():
         entry = entry if isinstance(entry, dict) else {}
-        info[str(name)] = TagInfo(device=_text(entry.get("device")), unit=_text(entry.get("unit")))
+        kind = entry.get("kind")
+        info[str(name)] = TagInfo(device=_text(entry.get("device")), unit=_text(entry.get("unit")),
+                                  kind=kind if kind in TAG_KINDS else "")
     return StationMeta(config_hash=_text(data.get("config_hash")), site=_text(data.get("site")), tags=info)
 
 
@@ -470,7 +475,8 @@ class LineEncoder:
         return meta.site if meta is not None and meta.site else self._default_site
 
     def _telemetry_key(self, station: str, meta: StationMeta | None, tag: object) -> str:
-        """``telemetry,device=plc,site=north,station=st1,tag=outdoor_temp,unit=degC `` (tags sorted)."""
+        """``telemetry,device=plc,site=north,station=st1,tag=outdoor_temp,unit=degC `` (tags sorted;
+        ``kind=room`` too where the meta names the tag a representative room)."""
         problem = unsafe_name(tag)
         if problem is not None:
             raise _Skip(f"tag name {problem}")
@@ -480,6 +486,7 @@ class LineEncoder:
         if info is not None:
             tags["device"] = info.device
             tags["unit"] = info.unit
+            tags["kind"] = info.kind
         key = "telemetry" + "".join(f",{k}={escape_tag(v)}" for k, v in sorted(tags.items()) if v) + " "
         problem = line_problem(key + "quality=0i 0")
         if problem is not None:

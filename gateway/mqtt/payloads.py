@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TypeGuard
@@ -134,10 +134,20 @@ def death(reason: str, now: float | None) -> bytes:
     return _dumps(payload)
 
 
-def meta(config: GatewayConfig, digest: str) -> bytes:
-    """Retained station and tag metadata, so telemetry need not carry units and descriptions."""
-    tags = {tag: {"unit": cfg.unit, "device": device, "description": cfg.description}
-            for tag, (device, cfg) in config.tags().items()}
+TAG_KINDS = ("room",)
+"""What a tag can be said to measure in ``meta`` (its ``kind``), a closed set the historian stores
+as a label: ``room`` for a representative room's temperature, so dashboards find the rooms
+whatever they are called."""
+
+
+def meta(config: GatewayConfig, digest: str, rooms: Collection[str] = ()) -> bytes:
+    """Retained station and tag metadata, so telemetry need not carry units and descriptions;
+    ``rooms`` are the tags of the representative rooms (``kind: room``)."""
+    tags: dict[str, dict[str, str]] = {}
+    for tag, (device, cfg) in config.tags().items():
+        tags[tag] = {"unit": cfg.unit, "device": device, "description": cfg.description}
+        if tag in rooms:
+            tags[tag]["kind"] = "room"
     return _dumps({"config_hash": digest, "site": config.station.site, "tags": tags})
 
 

@@ -218,3 +218,16 @@ def test_the_last_will_has_no_time_of_its_own_and_is_stored_when_it_arrived() ->
 def test_a_status_with_an_unbounded_label_or_no_state_word_is_refused(payload: bytes) -> None:
     with pytest.raises(PayloadError):
         LineEncoder("default").status(Topic(Kind.STATUS, "st1"), None, payload, arrived=2.0)
+
+
+def test_a_tag_the_meta_names_a_room_carries_kind_room_and_an_unknown_kind_is_left_out() -> None:
+    meta = parse_meta(json.dumps({"tags": {"room_a_temp": {"unit": "degC", "device": "rooms", "kind": "room"},
+                                           "outdoor_temp": {"unit": "degC", "device": "plc", "kind": "weird word"}}})
+                      .encode())
+    payload = json.dumps({"seq": 1, "t0": 1795456034.0, "s": [["room_a_temp", 19.5, 0, "g"],
+                                                             ["outdoor_temp", -4.5, 0, "g"]]}).encode()
+    assert LineEncoder("default").telemetry("st1", meta, payload).lines == [
+        "telemetry,device=rooms,kind=room,site=default,station=st1,tag=room_a_temp,unit=degC value=19.5,quality=0i "
+        "1795456034000",
+        "telemetry,device=plc,site=default,station=st1,tag=outdoor_temp,unit=degC value=-4.5,quality=0i 1795456034000",
+    ]

@@ -134,3 +134,11 @@ def test_a_device_status_goes_on_the_events_stream_with_its_sequence_number() ->
     assert json.loads(device_status(DeviceStatus("meter", False, 1795456034.25, "timeout: no reply"), 12)) == {
         "seq": 12, "ts": 1795456034.25, "kind": "device", "id": "meter", "state": "offline",
         "reason": "timeout: no reply"}
+
+
+def test_meta_names_the_representative_rooms_as_such_and_nothing_else() -> None:
+    cfg = config()
+    room = next(tag for tag in cfg.tags() if tag.startswith("room_"))
+    tags = json.loads(meta(cfg, config_hash(cfg), rooms={room}))["tags"]
+    assert tags[room]["kind"] == "room"
+    assert [tag for tag, entry in tags.items() if "kind" in entry] == [room]
