@@ -49,12 +49,12 @@ from poll import Figure, gateway_config, machine, render, running, server_proces
 from gateway.app import Gateway
 from gateway.bus import Subscription
 from gateway.config import GatewayConfig
+from gateway.devstack import Mosquitto
 from gateway.mqtt.commands import CommandRegistry
 from gateway.mqtt.outbox import AsyncOutbox, Outbox
 from gateway.mqtt.payloads import DELIVERED_TOPIC, Delivered, StationIdentity, TelemetryEncoder, delivered
 from gateway.mqtt.publisher import Publisher
 from gateway.mqtt.settings import MqttSettings, OutboxSettings
-from gateway.devstack import Mosquitto
 from gateway.samples import Sample
 
 TARGET_CPU_PCT = 25.0  # whole gateway process, of one core, at 10,000 values/s
@@ -191,7 +191,7 @@ async def live(args: argparse.Namespace, workdir: Path, *, with_mqtt: bool) -> L
             if with_mqtt:
                 data["mqtt"] = {"host": "127.0.0.1", "port": service.port, "integrity_interval_s": 0.5}
             gateway = Gateway(GatewayConfig.model_validate(data), state_dir=workdir / "state-live")
-            pollers = list(gateway.pollers.values())
+            pollers = list(gateway.devices.values())
             drain = gateway.bus.subscribe("bench", lossless=False)  # what the live view would be
             drainer = asyncio.create_task(_drain(drain))
             me = psutil.Process()

@@ -47,10 +47,10 @@ import pymodbus
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from drivers.modbus.poller import DevicePoller
 from gateway.app import Gateway, tune_garbage_collector
 from gateway.bus import Subscription
 from gateway.config import GatewayConfig
-from gateway.poller import DevicePoller
 
 HOST = "127.0.0.1"
 REGISTERS_PER_TABLE = 300  # holding and input registers the simulated device serves
@@ -468,7 +468,7 @@ async def measure(args: argparse.Namespace) -> Run:
         tune_garbage_collector()  # as `heatgw run` does
         gateway = Gateway(config)
         subscription = gateway.bus.subscribe("bench", maxsize=1024, lossless=False)
-        pollers = list(gateway.pollers.values())
+        pollers = list(gateway.devices.values())
         rss_max = [0.0]
         async with running(gateway):
             consumer = asyncio.create_task(drain(subscription), name="bench-consumer")

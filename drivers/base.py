@@ -28,3 +28,28 @@ class Reason(str, Enum):
     OUT_OF_RANGE = "out_of_range"  # decoded fine but physically implausible (open sensor: 850 C)
     NO_VALUE = "no_value"  # device says the sensor has no reading (a sentinel raw value)
     NOT_REFRESHED = "not_refreshed"
+
+
+class DeviceError(Exception):
+    """A request to a device did not produce what was asked, whatever the protocol.
+
+    Each driver raises these (or its own subclasses of them) at its edge, so the write queue and
+    the rest of the core tell the cases apart without knowing the protocol. The message is short
+    and operator-facing; it ends up in a write result or a quality reason.
+    """
+
+
+class DeviceUnreachable(DeviceError):
+    """No session with the device (refused, reset, closed mid-reply, serial port gone)."""
+
+
+class DeviceTimeout(DeviceError):
+    """The device did not answer within its timeout (after the configured retries)."""
+
+
+class DeviceRefused(DeviceError):
+    """The device answered, refusing the request (a Modbus exception, an OPC UA Bad status code)."""
+
+
+class DeviceBadReply(DeviceError):
+    """The device answered, but not with a reply to the request sent: it cannot be believed."""

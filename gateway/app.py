@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
-from drivers.modbus.link import ModbusLink
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import EventEngine
 from gateway.alarms.service import EVENTS_TOPIC, AlarmService, alarm_tick_s
 from gateway.alarms.settings import AlarmSettings
 from gateway.alarms.state import AlarmState
 from gateway.alarms.store import store_path
+from gateway.acquisition.device import Device
 from gateway.bus import Bus
 from gateway.config import GatewayConfig, load_gateway_config
 from gateway.control.loader import ControllerConfig, load_controller_config
@@ -41,10 +41,9 @@ from gateway.mqtt.batcher import Durable
 from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
 from gateway.mqtt.payloads import device_status
 from gateway.mqtt.service import MqttService
-from gateway.poller import DevicePoller
+from gateway.protocols import build_devices
 from gateway.samples import DeviceStatus
 from gateway.systemd_notify import Notifier, keep_alive
-from gateway.tagmap import link_key, make_link
 from gateway.writes import WriteQueue
 
 log = logging.getLogger(__name__)
@@ -55,12 +54,12 @@ even on slow industrial flash (bench/outbox.py), so this never fires on a health
 
 
 class Gateway:
-    """The running gateway: pollers feeding the bus, the write queue, and (when the configuration
+    """The running gateway: devices feeding the bus, the write queue, and (when the configuration
     has an ``mqtt`` section and a state directory is given for the outbox) telemetry and commands
     over MQTT. Use ``async with``.
 
     ``controller_clock`` and ``controller_time_scale`` put the controller on another time than the
-    wall clock the pollers stamp samples with (the demo: the simulator's, 600 times faster); see
+    wall clock the devices stamp samples with (the demo: the simulator's, 600 times faster); see
     ``ControllerTask``. Alarms and station events are timed on ``alarm_clock`` (default: the
     controller's clock), so an interruption escalates after a simulated hour. A station leaves
     all of them alone.
@@ -71,28 +70,22 @@ class Gateway:
                  controller_time_scale: float = 1.0, alarm_clock: Callable[[], float] | None = None) -> None:
         self.config = config
         self.bus = bus or Bus()
-        links: dict[tuple[str, ...], ModbusLink] = {}
-        self.pollers: dict[str, DevicePoller] = {}
-        for name, device in config.devices.items():
-            key = link_key(device, name)
-            if key not in links:
-                links[key] = make_link(device)
-            self.pollers[name] = DevicePoller(name, device, config.groups, links[key], self.bus)
-        self.writes = WriteQueue(self.pollers)
+        self.devices: dict[str, Device] = build_devices(config.devices, config.groups, self.bus)
+        self.writes = WriteQueue(self.devices)
         self.commands: CommandRegistry = standard_commands(self.writes)
         self.mqtt: MqttService | None = None
         if config.mqtt is not None and state_dir is None:
             log.warning("mqtt is configured but no state directory was given for the outbox: MQTT is off",
                         extra=kv(station=config.station.id))
         elif config.mqtt is not None and state_dir is not None:
-            # Built before the pollers start, so the outbox's bus subscription sees the first sample.
+            # Built before the devices start, so the outbox's bus subscription sees the first sample.
             # The controller's state and the devices' online/offline changes are durable: they go
             # through the outbox, numbered with the telemetry, so the historian keeps every one.
             self.mqtt = MqttService(config, self.bus, state_dir, self.commands, started=time.time(),
                                     durable={ControllerState: Durable("control", control_payload),
                                              DeviceStatus: Durable(EVENTS_TOPIC, device_status)},
                                     rooms=room_tags(config, controller))
-        # Subscribed before the pollers start, like the outbox: the first fault is seen.
+        # Subscribed before the devices start, like the outbox: the first fault is seen.
         tag_devices = {tag: device for tag, (device, _) in config.tags().items()}
         clock = alarm_clock or controller_clock
         engine = AlarmEngine(config.alarms or AlarmSettings(), tag_devices, controller=controller is not None,
@@ -159,8 +152,8 @@ class Gateway:
                 await self.mqtt.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         self._tasks.append(asyncio.create_task(self.alarms.run(), name="alarms"))
-        for name, poller in self.pollers.items():
-            self._tasks.append(asyncio.create_task(poller.run(), name=f"poll:{name}"))
+        for name, device in self.devices.items():
+            self._tasks.append(asyncio.create_task(device.run(), name=f"poll:{name}"))
         self._tasks.append(asyncio.create_task(self.writes.run(), name="writes"))
         self._tasks.append(asyncio.create_task(self._consume_bus(), name="latest-values"))
         if self.controller is not None:
@@ -171,14 +164,14 @@ class Gateway:
             task.add_done_callback(self._report_if_died)
         if self._metrics_server is not None:
             self._metrics_server.__enter__()
-        log.info("gateway started", extra=kv(station=self.config.station.id, devices=len(self.pollers),
-                                             tags=sum(len(p.tags) for p in self.pollers.values())))
+        log.info("gateway started", extra=kv(station=self.config.station.id, devices=len(self.devices),
+                                             tags=sum(len(d.tags) for d in self.devices.values())))
         return self
 
     def stalled(self) -> list[str]:
         """The parts that made no progress within their own patience (the systemd watchdog)."""
         now = asyncio.get_running_loop().time()
-        parts = [f"poller:{name}" for name, poller in self.pollers.items() if poller.stalled(now)]
+        parts = [f"poller:{name}" for name, device in self.devices.items() if device.stalled(now)]
         if self.mqtt is not None and self.mqtt.outbox.busy_s(now) > OUTBOX_PATIENCE_S:
             parts.append("outbox")
         if self.controller is not None and self.controller.stalled(now):
@@ -188,8 +181,8 @@ class Gateway:
 
     async def status_line(self) -> str:
         """One line for ``systemctl status``: devices online, outbox backlog, controller phase, alarms."""
-        online = sum(1 for poller in self.pollers.values() if poller.online)
-        parts = [f"devices {online}/{len(self.pollers)} online"]
+        online = sum(1 for device in self.devices.values() if device.online)
+        parts = [f"devices {online}/{len(self.devices)} online"]
         if self.mqtt is not None:
             stats = await self.mqtt.outbox.stats()
             link = "connected" if self.mqtt.publisher.connected.is_set() else "disconnected"
@@ -220,7 +213,7 @@ class Gateway:
         # Before the outbox closes: the transitions still queued are stored and sent.
         await self.alarms.__aexit__(kind, exc, tb)
         if self.mqtt is not None:
-            # After the pollers: the outbox stores everything they published before it closes.
+            # After the devices: the outbox stores everything they published before it closes.
             await self.mqtt.__aexit__(kind, exc, tb)
         log.info("gateway stopped", extra=kv(station=self.config.station.id))
 

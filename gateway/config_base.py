@@ -6,11 +6,15 @@ import datetime as dt
 import re
 import types
 import typing
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 _SHORT_TIME = re.compile(r"^[0-9]:[0-5][0-9](?::[0-5][0-9])?$")
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+"""Names of devices, tags and groups: lower-case identifiers, because they become MQTT topic
+levels and historian tags, where spaces and case differences cause trouble."""
 
 
 class Strict(BaseModel):

@@ -115,9 +115,9 @@ def _devices(gateway: Gateway) -> Table:
     table = Table(title="Devices", expand=True)
     for column in ("Device", "State", "Polls", "Requests", "Failures"):
         table.add_column(column)
-    for name, poller in gateway.pollers.items():
-        online = {True: "[green]online", False: "[red]lost", None: "[yellow]connecting"}[poller.online]
-        table.add_row(name, online, str(poller.stats.polls), str(poller.stats.requests), str(poller.stats.failures))
+    for name, device in gateway.devices.items():
+        online = {True: "[green]online", False: "[red]lost", None: "[yellow]connecting"}[device.online]
+        table.add_row(name, online, str(device.stats.polls), str(device.stats.requests), str(device.stats.failures))
     return table
 
 

@@ -47,7 +47,7 @@ def _quote(value: Any) -> str:
 
 
 class LogfmtFormatter(logging.Formatter):
-    """``ts=... level=info logger=gateway.poller msg="device lost" device=plc reason=timeout``."""
+    """``ts=... level=info logger=drivers.modbus.poller msg="device lost" device=plc reason=timeout``."""
 
     converter = time.gmtime
 

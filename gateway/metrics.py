@@ -1,6 +1,6 @@
 """The gateway's Prometheus endpoint (opt-in: the station file's ``metrics:`` section).
 
-Nothing in the acquisition or control path knows Prometheus: the pollers, the publisher and the
+Nothing in the acquisition or control path knows Prometheus: the devices, the publisher and the
 controller keep plain counters and states, and this collector reads them when a scrape arrives.
 The scrape runs on prometheus-client's HTTP thread; it only reads numbers the event loop writes
 (each read is atomic under the GIL). The outbox lives on its own thread with its own SQLite
@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.acquisition.stats import RTT_BUCKETS_S
 from gateway.control.model import OutdoorSource
 from gateway.mqtt.outbox import AsyncOutbox, OutboxStats
-from gateway.poller import RTT_BUCKETS_S
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -49,9 +49,9 @@ class GatewayCollector(Collector):
         requests = CounterMetricFamily("heatgw_device_requests", "requests sent", labels=["device"])
         errors = CounterMetricFamily("heatgw_device_errors", "failed requests and lost links", labels=["device", "reason"])
         rtt = HistogramMetricFamily("heatgw_device_request_duration_seconds", "read round-trip time", labels=["device"])
-        for name, poller in self._gateway.pollers.items():
-            stats = poller.stats
-            up.add_metric([name], 1.0 if poller.online else 0.0)
+        for name, device in self._gateway.devices.items():
+            stats = device.stats
+            up.add_metric([name], 1.0 if device.online else 0.0)
             polls.add_metric([name], stats.polls)
             requests.add_metric([name], stats.requests)
             for reason, count in sorted(stats.errors.items()):

@@ -4,7 +4,8 @@ Every write request, whatever its origin (controller, dispatch command, operator
 through one queue and the same checks *before* it reaches the wire: the tag must be declared
 writable, the value must be a finite number inside the tag's limits, no larger a step than allowed
 from the device's current value, not sooner than the tag's minimum interval, and representable in
-the register type. Then the value is written and read back. Each request and its outcome is logged
+the device (its register type, its node's type). Then the value is written and read back, and
+compared within the tag's resolution. Only the encoding, the wire and the read are the device's. Each request and its outcome is logged
 with its origin, refusals included, so "who changed the setpoint at 02:14" has an answer.
 
 A refused or failed write is not retried here: the requester decides with fresh data. This is
@@ -20,11 +21,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from drivers.base import Quality, Reason
-from drivers.modbus.codec import encode_write
-from drivers.modbus.link import BadReply, LinkError
+from drivers.base import DeviceBadReply, DeviceError, Quality, Reason
+from gateway.acquisition.device import Device, PreparedWrite, Unrepresentable
 from gateway.logs import kv
-from gateway.poller import DevicePoller
 from gateway.samples import Value
 
 log = logging.getLogger(__name__)
@@ -59,12 +58,12 @@ class WriteQueue:
 
     def __init__(
         self,
-        pollers: Mapping[str, DevicePoller],
+        devices: Mapping[str, Device],
         *,
         maxsize: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._poller_of = {tag: poller for poller in pollers.values() for tag in poller.tags}
+        self._device_of = {tag: device for device in devices.values() for tag in device.tags}
         self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize)
         self._clock = clock
         self._last_write: dict[str, float] = {}
@@ -129,36 +128,37 @@ class WriteQueue:
             return WriteResult(request.tag, request.value, request.origin, False, reason, readback)
 
         try:
-            poller, raw = await self._check(request.tag, request.value)
+            device, prepared = await self._check(request.tag, request.value)
         except WriteRefused as exc:
             return failed(str(exc))
-        except BadReply as exc:
+        except DeviceBadReply as exc:
             return failed(f"current value unreadable: {Reason.BAD_REPLY.value}: {exc}")
-        except LinkError as exc:
+        except DeviceError as exc:
             return failed(f"device unreachable: {exc}")
         try:
-            await poller.write_raw(request.tag, raw)
-        except BadReply as exc:
+            await device.write(prepared)
+        except DeviceBadReply as exc:
             return failed(f"write failed: {Reason.BAD_REPLY.value}: {exc}")
-        except LinkError as exc:
+        except DeviceError as exc:
             return failed(f"write failed: {exc}")
         self._last_write[request.tag] = self._clock()
         try:
-            readback = await poller.read_tag(request.tag)
-        except BadReply as exc:
+            readback = await device.read_tag(request.tag)
+        except DeviceBadReply as exc:
             return failed(f"read-back failed: {Reason.BAD_REPLY.value}: {exc}")
-        except LinkError as exc:
+        except DeviceError as exc:
             return failed(f"read-back failed: {exc}")
-        if readback.quality is not Quality.GOOD or not _same(readback.value, request.value, poller, request.tag):
+        if readback.quality is not Quality.GOOD or not _same(readback.value, request.value,
+                                                             device.tags[request.tag].resolution()):
             return failed(f"read-back mismatch: device holds {readback.value!r}", readback.value)
         return WriteResult(request.tag, request.value, request.origin, True, "", readback.value)
 
-    async def _check(self, tag: str, value: Value) -> tuple[DevicePoller, list[int] | bool]:
+    async def _check(self, tag: str, value: Value) -> tuple[Device, PreparedWrite]:
         """Every check that can refuse a write, in the order a person would ask them."""
-        poller = self._poller_of.get(tag)
-        if poller is None:
+        device = self._device_of.get(tag)
+        if device is None:
             raise WriteRefused(f"unknown tag {tag!r}")
-        limits = poller.tags[tag].writable
+        limits = device.tags[tag].writable
         if limits is None:
             raise WriteRefused(f"tag {tag!r} is not writable")
         if isinstance(value, bool):
@@ -171,22 +171,22 @@ class WriteQueue:
         if last is not None and self._clock() - last < limits.min_interval_s:
             raise WriteRefused(f"too soon: at least {limits.min_interval_s} s between writes")
         try:
-            raw = encode_write(poller.points[tag], bool(value) if poller.points[tag].is_boolean else value)
-        except ValueError as exc:
-            raise WriteRefused(f"not representable in the register: {exc}") from None
-        if not poller.online:
-            raise WriteRefused(f"device {poller.name!r} is offline")
+            prepared = device.prepare_write(tag, value)
+        except Unrepresentable as exc:
+            raise WriteRefused(str(exc)) from None
+        if not device.online:
+            raise WriteRefused(f"device {device.name!r} is offline")
         if limits.max_step is not None:
-            current = await poller.read_tag(tag)
+            current = await device.read_tag(tag)
             if current.quality is not Quality.GOOD or not isinstance(current.value, int | float):
                 raise WriteRefused("current value unknown, cannot check max_step")
             if abs(value - current.value) > limits.max_step + 1e-9:
                 raise WriteRefused(f"step {value - current.value:+g} from {current.value:g} exceeds max_step {limits.max_step:g}")
-        return poller, raw
+        return device, prepared
 
 
-def _same(readback: Value, requested: Value, poller: DevicePoller, tag: str) -> bool:
-    """Equal within half a count of the register's resolution."""
+def _same(readback: Value, requested: Value, resolution: float) -> bool:
+    """Equal within half a step of the tag's resolution (a count of a scaled register)."""
     if readback is None or requested is None:
         return False
-    return abs(float(readback) - float(requested)) <= abs(poller.points[tag].scale) / 2 + 1e-9
+    return abs(float(readback) - float(requested)) <= resolution / 2 + 1e-9

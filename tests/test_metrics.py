@@ -48,14 +48,14 @@ async def test_a_silent_device_shows_as_down_with_its_errors_counted_by_reason(
             device.update(timeout_s=0.2, retries=0, backoff={"initial_s": 0.1, "max_s": 0.3})
 
     async with Gateway(station_config(station_server.port, edit)) as gateway:
-        await until(lambda: all(p.online for p in gateway.pollers.values()), 10, "both devices online")
+        await until(lambda: all(p.online for p in gateway.devices.values()), 10, "both devices online")
         before = await asyncio.to_thread(scrape, port)
         assert before[("heatgw_device_up", (("device", "heat_meter"),))] == 1.0
         assert before[("heatgw_device_requests_total", (("device", "plc"),))] > 0
         assert before[("heatgw_device_request_duration_seconds_count", (("device", "plc"),))] > 0
 
         station_server.set_comm_faults(METER_UNIT, CommFaults(offline=True))
-        await until(lambda: gateway.pollers["heat_meter"].online is False, 10, "the meter lost")
+        await until(lambda: gateway.devices["heat_meter"].online is False, 10, "the meter lost")
         await asyncio.sleep(0.5)  # a few more attempts
         after = await asyncio.to_thread(scrape, port)
     assert after[("heatgw_device_up", (("device", "heat_meter"),))] == 0.0

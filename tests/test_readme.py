@@ -56,7 +56,8 @@ def test_every_documented_cli_command_exists() -> None:
 
 
 def test_every_tag_key_is_in_the_configuration_reference() -> None:
-    from gateway.config import ModbusRtuDevice, ModbusTcpDevice, StationInfo, TagConfig
+    from drivers.modbus.config import ModbusRtuDevice, ModbusTcpDevice, TagConfig
+    from gateway.config import StationInfo
 
     reference = README.split("## Configuration reference", 1)[1].split("\n## Command line", 1)[0]
     for model in (StationInfo, TagConfig, ModbusTcpDevice, ModbusRtuDevice):

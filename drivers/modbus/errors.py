@@ -1,6 +1,12 @@
-"""The typed failures of a Modbus request, so callers can set the right quality reason."""
+"""The typed failures of a Modbus request, so callers can set the right quality reason.
+
+Each is also one of the protocol-neutral ``drivers.base`` errors, which is all the write queue and
+the rest of the core catch.
+"""
 
 from __future__ import annotations
+
+from drivers.base import DeviceBadReply, DeviceError, DeviceRefused, DeviceTimeout, DeviceUnreachable
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -14,19 +20,19 @@ EXCEPTION_NAMES = {
 }
 
 
-class LinkError(Exception):
+class LinkError(DeviceError):
     """A request did not produce data."""
 
 
-class LinkTimeout(LinkError):
+class LinkTimeout(LinkError, DeviceTimeout):
     """The device did not answer within its timeout (after the configured retries)."""
 
 
-class LinkDown(LinkError):
+class LinkDown(LinkError, DeviceUnreachable):
     """No connection (refused, reset, closed mid-reply, serial port gone)."""
 
 
-class ExceptionReply(LinkError):
+class ExceptionReply(LinkError, DeviceRefused):
     """The device answered with a Modbus exception."""
 
     def __init__(self, code: int) -> None:
@@ -34,7 +40,7 @@ class ExceptionReply(LinkError):
         self.code = code
 
 
-class BadReply(LinkError):
+class BadReply(LinkError, DeviceBadReply):
     """The device answered, but not with a reply to the request sent: wrong function code, byte or
     register count, transaction or unit id, framing, or a write echo that differs from the write.
 

@@ -36,7 +36,8 @@ from zoneinfo import ZoneInfo
 
 from drivers.base import Quality
 from gateway.bus import Bus
-from gateway.config import GatewayConfig, WriteLimits
+from gateway.acquisition.models import WriteLimits
+from gateway.config import GatewayConfig
 from gateway.control.controller import Controller
 from gateway.control.loader import ControllerConfig, describe_problems, load_controller_config, tag_problems
 from gateway.control.memory import MemoryFile
@@ -394,7 +395,7 @@ class ControllerTask:
         tag_config = self._tags[tag][1]
         limits = tag_config.writable
         assert limits is not None  # checked in __init__ / reload
-        resolution = abs(tag_config.scale)
+        resolution = tag_config.resolution()
         held = self._held(tag).usable
         value = _writable(decided, held, limits, resolution)
         if held is not None and abs(value - held) < resolution / 2:

@@ -17,18 +17,17 @@ import json
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TypeGuard
 
 from drivers.base import Quality
 from gateway.alarms.engine import Transition
 from gateway.alarms.events import StationEvent
-from gateway.config import GatewayConfig, TagConfig
+from gateway.acquisition.models import TagBase
+from gateway.config import GatewayConfig
 from gateway.samples import DeviceStatus, Sample, Value
 
 QUALITY_LETTER = {Quality.GOOD: "g", Quality.BAD: "b", Quality.STALE: "s"}
-MAX_DECIMALS = 9
-SIGNIFICANT_DIGITS = {"float32": 7, "float64": 15}  # what the IEEE format really carries
+UNKNOWN_TAG_DIGITS = -15  # a value of no configured tag: the significant digits a float64 carries
 
 
 def _dumps(payload: object) -> bytes:
@@ -41,20 +40,10 @@ def config_hash(config: GatewayConfig) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _decimals(number: float) -> int:
-    """Decimal places needed to write ``number`` exactly (0.001 -> 3, 0.25 -> 2, 10 -> 0)."""
-    exponent = Decimal(repr(number)).normalize().as_tuple().exponent
-    assert isinstance(exponent, int)  # finite by construction of the config
-    return min(MAX_DECIMALS, max(0, -exponent))
-
-
-def resolution(tag: TagConfig) -> int:
+def resolution(tag: TagBase) -> int:
     """How a tag's values are rounded: ``n >= 0`` decimal places for scaled integers (the register's
-    own resolution), ``-n`` significant digits for floating-point registers."""
-    digits = SIGNIFICANT_DIGITS.get(tag.data_type)
-    if digits is not None:
-        return -digits
-    return max(_decimals(tag.scale), _decimals(tag.offset))
+    own resolution), ``-n`` significant digits for floating-point values; the tag's driver knows."""
+    return tag.telemetry_digits()
 
 
 class TelemetryEncoder:
@@ -83,7 +72,7 @@ class TelemetryEncoder:
             return "false"
         if not math.isfinite(value):
             return "null"
-        places = self._resolutions.get(tag, -SIGNIFICANT_DIGITS["float64"])
+        places = self._resolutions.get(tag, UNKNOWN_TAG_DIGITS)
         if places < 0:
             return f"{value:.{-places}g}"
         if places == 0:

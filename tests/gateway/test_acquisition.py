@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from drivers.base import Quality
+from drivers.modbus.poller import DevicePoller
+from drivers.modbus.tagmap import make_link
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
-from gateway.poller import DevicePoller
-from gateway.tagmap import make_link
 from sim.modbus_server import CommFaults, ExceptionRange, StationModbusServer
 from tests.gateway.conftest import Recorder, demo_station, free_port, station_config
 
@@ -32,7 +32,7 @@ async def poll_every_group_once(poller: DevicePoller) -> dict[str, Any]:
 async def test_whole_map_is_read_with_the_planned_number_of_requests(station_server: StationModbusServer) -> None:
     config = station_config(station_server.port)
     gateway = Gateway(config)
-    plc, meter = gateway.pollers["plc"], gateway.pollers["heat_meter"]
+    plc, meter = gateway.devices["plc"], gateway.devices["heat_meter"]
     # The planner's optimum for config/station.yaml, worked out by hand: PLC fast = inputs 0-17 +
     # holding 100; slow = inputs 14-31 (the gap 17-19 is cheaper read than skipped) + holding
     # 101-102 + coils 0-1; the meter's 17 registers are contiguous.
@@ -103,7 +103,7 @@ async def test_dead_and_slow_devices_never_delay_a_healthy_one(station_server: S
         async with Recorder(gateway.bus) as recorder, gateway:
             await asyncio.sleep(3.0)
 
-    healthy = gateway.pollers["healthy"].stats
+    healthy = gateway.devices["healthy"].stats
     assert healthy.polls >= 11, f"healthy device polled {healthy.polls} times in 3 s at 0.25 s"
     assert max(healthy.lateness_s) < 0.15, "a healthy device's polls started late"
     good = [b for _, b in recorder.batches("healthy") if all(s.quality is Quality.GOOD for s in b.samples)]
@@ -127,7 +127,7 @@ async def test_device_restarted_mid_run_comes_back_without_restarting_the_gatewa
     config = small_config({"plc": {"port": station_server.port, "timeout_s": timeout}}, interval)
     gateway = Gateway(config)
     async with Recorder(gateway.bus) as recorder, gateway:
-        await recorder.wait_for(lambda: gateway.pollers["plc"].online is True, 5, "first connection")
+        await recorder.wait_for(lambda: gateway.devices["plc"].online is True, 5, "first connection")
         await station_server.stop()
         loop = asyncio.get_running_loop()
         stopped_at = loop.time()
@@ -151,7 +151,7 @@ async def test_exception_addresses_are_isolated_and_the_split_remembered(station
     station_server.set_comm_faults(1, CommFaults(exception_ranges=(ExceptionRange(4, 5, 1),)))
     config = station_config(station_server.port)
     gateway = Gateway(config)
-    plc = gateway.pollers["plc"]
+    plc = gateway.devices["plc"]
     fast = next(g for g in plc._groups if g.name == "fast")  # noqa: SLF001
     await plc.link.connect()
     try:
@@ -177,7 +177,7 @@ async def test_refused_writes_never_reach_the_wire_and_a_good_one_is_read_back(s
     before = station.plc.supply_setpoint_c
     gateway = Gateway(config)
     async with gateway:
-        await Recorder(gateway.bus).wait_for(lambda: gateway.pollers["plc"].online is True, 5, "PLC online")
+        await Recorder(gateway.bus).wait_for(lambda: gateway.devices["plc"].online is True, 5, "PLC online")
         station_server.reset_request_counts()
         refusals = {
             ("no_such_tag", 50.0): "unknown tag",

@@ -7,11 +7,11 @@ import random
 
 import pytest
 
+from drivers.modbus.poller import DevicePoller
+from drivers.modbus.tagmap import make_link
 from gateway.bus import Bus
-from gateway.config import Backoff
-from gateway.poller import DevicePoller
+from gateway.config_base import Backoff
 from gateway.samples import DeviceStatus
-from gateway.tagmap import make_link
 from tests.gateway.conftest import station_config
 
 

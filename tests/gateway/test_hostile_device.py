@@ -25,8 +25,8 @@ from gateway.config import GatewayConfig
 from gateway.control.loader import load_controller_config
 from gateway.samples import Sample, SampleBatch
 from sim.modbus_server import StationModbusServer
-from tests.drivers.hostile_modbus import CLOSE, Craft, HostileModbusServer, Request, Step
 from tests.control.conftest import CONFIG_DIR, CONTROLLER_YAML
+from tests.drivers.hostile_modbus import CLOSE, Craft, HostileModbusServer, Request, Step
 from tests.gateway.conftest import Recorder, station_config
 
 TIMEOUT_S = 0.5  # the hostile device's timeout_s (retries: 0)
@@ -315,7 +315,7 @@ async def test_the_controller_keeps_writing_to_the_plc_after_hostile_replies_to_
 async def test_a_block_whose_replies_stay_bad_is_logged_once_until_it_reads_right(
     rig: Rig, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="gateway.poller"):
+    with caplog.at_level(logging.WARNING, logger="drivers.modbus.poller"):
         for _ in range(3):  # three polls in a row get a reply with the wrong function code
             trap = rig.hostile.arm(lambda request, seen: request.function == 4, framed(b"\x03\x04\x00\xd7\x00\x21"))
             await asyncio.wait_for(trap.sprung.wait(), WAIT_S)
@@ -323,7 +323,7 @@ async def test_a_block_whose_replies_stay_bad_is_logged_once_until_it_reads_righ
         trap = rig.hostile.arm(lambda request, seen: request.function == 4, framed(b"\x04\x00"))
         await asyncio.wait_for(trap.sprung.wait(), WAIT_S)
         await rig.first("h_temp", len(rig.recorder.items), lambda s: s.quality is Quality.GOOD, "h_temp good again")
-    warnings = [r for r in caplog.records if r.name == "gateway.poller" and "does not answer the request" in r.getMessage()]
+    warnings = [r for r in caplog.records if r.name == "drivers.modbus.poller" and "does not answer the request" in r.getMessage()]
     assert [r.fields["reason"] for r in warnings] == [  # type: ignore[attr-defined]
         "function code 3 for 4", "0 registers for 2"]
     assert all(r.fields["device"] == "hostile" and r.fields["start"] == 0 for r in warnings)  # type: ignore[attr-defined]

@@ -58,7 +58,7 @@ async def test_heat_meter_is_read_over_rtu_with_the_planned_requests(pty_pair: t
     async with StationModbusServer(demo_station(), port=0, meter_serial=SerialLine(sim_end)) as server:
         config = station_config(server.port, meter_on_serial(gateway_end))
         gateway = Gateway(config)
-        meter = gateway.pollers["heat_meter"]
+        meter = gateway.devices["heat_meter"]
         slow = next(g for g in meter._groups if g.name == "slow")  # noqa: SLF001
         await meter.link.connect()
         try:
@@ -82,15 +82,15 @@ async def test_a_silent_rtu_meter_goes_bad_while_the_tcp_plc_carries_on(pty_pair
             data["groups"] = {"fast": {"interval_s": 0.25}, "slow": {"interval_s": 0.25}}
         gateway = Gateway(station_config(server.port, edit))
         async with Recorder(gateway.bus) as recorder, gateway:
-            await recorder.wait_for(lambda: gateway.pollers["heat_meter"].online is True, 5, "meter online over RTU")
+            await recorder.wait_for(lambda: gateway.devices["heat_meter"].online is True, 5, "meter online over RTU")
             server.set_comm_faults(2, CommFaults(offline=True))
-            await recorder.wait_for(lambda: gateway.pollers["heat_meter"].online is False, 5, "meter lost")
-            plc_polls = gateway.pollers["plc"].stats.polls
-            await recorder.wait_for(lambda: gateway.pollers["plc"].stats.polls >= plc_polls + 4, 5, "PLC still polled")
+            await recorder.wait_for(lambda: gateway.devices["heat_meter"].online is False, 5, "meter lost")
+            plc_polls = gateway.devices["plc"].stats.polls
+            await recorder.wait_for(lambda: gateway.devices["plc"].stats.polls >= plc_polls + 4, 5, "PLC still polled")
             meter_sample = recorder.latest("meter_power")
             assert meter_sample is not None and meter_sample.quality is Quality.BAD
             assert meter_sample.reason.startswith("timeout")
             plc_sample = recorder.latest("outdoor_temp")
             assert plc_sample is not None and plc_sample.quality is Quality.GOOD
             server.set_comm_faults(2, CommFaults())
-            await recorder.wait_for(lambda: gateway.pollers["heat_meter"].online is True, 5, "meter back")
+            await recorder.wait_for(lambda: gateway.devices["heat_meter"].online is True, 5, "meter back")

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
+from gateway.acquisition.device import PreparedWrite
 from gateway.app import Gateway
-from gateway.tagmap import to_point
 from gateway.writes import WriteQueue
 from sim.modbus_server import StationModbusServer
 from tests.gateway.conftest import Recorder, station_config
@@ -23,7 +23,7 @@ async def test_a_driver_that_raises_anything_fails_one_write_and_the_queue_goes_
 ) -> None:
     gateway = Gateway(station_config(station_server.port, lambda data: data.pop("mqtt")))
     async with gateway:
-        poller = gateway.pollers["plc"]
+        poller = gateway.devices["plc"]
         await Recorder(gateway.bus).wait_for(lambda: poller.online is True, 5, "PLC online")
         held = station_server.station.plc.supply_setpoint_c
         poller.read_tag = _broken_read  # type: ignore[method-assign] - a defect in the driver
@@ -47,9 +47,10 @@ class _StuckPoller:
     online = True
 
     def __init__(self) -> None:
-        device = station_config(1).devices["plc"]
-        self.tags = dict(device.tags)
-        self.points = {tag: to_point(tag, cfg, device) for tag, cfg in device.tags.items()}
+        self.tags = dict(station_config(1).devices["plc"].tags)
+
+    def prepare_write(self, tag: str, value: float) -> PreparedWrite:
+        return PreparedWrite(tag, value, [int(value)])
 
     async def read_tag(self, tag: str) -> None:
         await asyncio.Event().wait()

@@ -1,5 +1,7 @@
 """Poll one Modbus device: its groups at their own intervals, with an honest quality on every value.
 
+``DevicePoller`` is the Modbus driver's ``gateway.acquisition.device.Device``.
+
 One ``DevicePoller`` task runs per device, so a device that times out or refuses connections only
 ever delays itself. Within a device, groups are scheduled on absolute deadlines
 (``start + k * interval``) so the interval does not drift with request time, and a poll that
@@ -14,7 +16,6 @@ does not reconnect in lock-step after a network blip.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import random
 import time
@@ -22,51 +23,23 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from drivers.base import Quality, Reason
-from drivers.modbus.codec import BlockDecoder, Decoded, Fault
+from drivers.modbus.codec import BlockDecoder, Decoded, Fault, encode_write
+from drivers.modbus.config import ModbusDeviceBase, TagConfig
 from drivers.modbus.link import BadReply, ExceptionReply, LinkDown, LinkError, LinkTimeout, ModbusLink
 from drivers.modbus.planner import ReadBlock, plan_reads, split_block
 from drivers.modbus.points import Function, Point
+from drivers.modbus.tagmap import to_point
+from gateway.acquisition.device import PreparedWrite, Unrepresentable
+from gateway.acquisition.models import PollGroup
+from gateway.acquisition.stats import DeviceStats
 from gateway.bus import Bus
-from gateway.config import Backoff, ModbusDeviceBase, PollGroup, TagConfig
+from gateway.config_base import Backoff
 from gateway.logs import kv
 from gateway.samples import DeviceStatus, Sample, SampleBatch
-from gateway.tagmap import to_point
 
 log = logging.getLogger(__name__)
 
 ILLEGAL_DATA_ADDRESS = 2
-
-
-RTT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-"""Round-trip time buckets (upper bounds): loopback and a LAN PLC answer in milliseconds, a
-serial meter at 9600 baud in tens, a struggling cellular link in seconds."""
-
-
-@dataclass
-class PollStats:
-    """Counters a benchmark or the metrics endpoint reads; cheap to keep, plain numbers only so the
-    poller knows nothing of who reads them."""
-
-    polls: int = 0
-    requests: int = 0
-    failures: int = 0
-    values: int = 0
-    lateness_s: list[float] = field(default_factory=list)  # start time minus deadline, per poll
-    errors: dict[str, int] = field(default_factory=dict)  # bad blocks and lost links, by reason
-    rtt_counts: list[int] = field(default_factory=lambda: [0] * (len(RTT_BUCKETS_S) + 1))  # last: +Inf
-    rtt_sum_s: float = 0.0
-
-    def record_error(self, reason: Reason) -> None:
-        self.errors[reason.value] = self.errors.get(reason.value, 0) + 1
-
-    def record_rtt(self, seconds: float) -> None:
-        self.rtt_sum_s += seconds
-        self.rtt_counts[bisect.bisect_left(RTT_BUCKETS_S, seconds)] += 1
-
-    def record_lateness(self, seconds: float, keep: int = 10_000) -> None:
-        if len(self.lateness_s) >= keep:
-            del self.lateness_s[: keep // 2]
-        self.lateness_s.append(seconds)
 
 
 @dataclass
@@ -112,7 +85,7 @@ class DevicePoller:
         self.backoff: Backoff = device.backoff
         self._timeout_s, self._retries = device.timeout_s, device.retries
         self.online: bool | None = None  # None until the first connection attempt tells
-        self.stats = PollStats()
+        self.stats = DeviceStats()
         self.progressed: float | None = None  # event-loop time of the run loop's last step (the watchdog)
         self._bad_replies: set[tuple[str, int, Function]] = set()  # blocks whose last reply was bad
         self._wall_clock = wall_clock
@@ -263,14 +236,24 @@ class DevicePoller:
         raw = await self.link.read(self.unit, point.function, point.address, point.count)
         return self._sample(tag, BlockDecoder(block).decode(raw)[tag], self._wall_clock())
 
-    async def write_raw(self, tag: str, raw: list[int] | bool) -> None:
-        """Put already encoded and checked values on the wire (only the write queue calls this)."""
+    def prepare_write(self, tag: str, value: float) -> PreparedWrite:
+        """Encode a checked value into the tag's registers (or coil state)."""
         point = self.points[tag]
+        requested: float | bool = bool(value) if point.is_boolean else value
+        try:
+            return PreparedWrite(tag, requested, encode_write(point, requested))
+        except ValueError as exc:
+            raise Unrepresentable(f"not representable in the register: {exc}") from None
+
+    async def write(self, prepared: PreparedWrite) -> None:
+        """Put a prepared value on the wire (only the write queue calls this)."""
+        point = self.points[prepared.tag]
         self.stats.requests += 1
-        if isinstance(raw, bool):
-            await self.link.write_coil(self.unit, point.address, raw)
+        if isinstance(prepared.wire, bool):
+            await self.link.write_coil(self.unit, point.address, prepared.wire)
         else:
-            await self.link.write_registers(self.unit, point.address, raw)
+            assert isinstance(prepared.wire, list)  # made by prepare_write
+            await self.link.write_registers(self.unit, point.address, prepared.wire)
 
     async def _isolate(self, group: _Group, block: ReadBlock) -> list[Sample]:
         """Split a refused block, remember the split in the plan, and read the parts now."""

@@ -1,4 +1,4 @@
-"""Map the station configuration's tags onto the Modbus driver's points and links.
+"""Map the station configuration's Modbus tags onto the driver's points and links.
 
 The driver knows registers; the configuration knows tags. This is the one place that translates,
 so neither side has to learn the other's vocabulary.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from drivers.modbus.link import ModbusLink, SerialEndpoint, TcpEndpoint
 from drivers.modbus.points import ByteOrder, DataType, Function, Point, WordOrder
-from gateway.config import ModbusDeviceBase, ModbusRtuDevice, ModbusTcpDevice, TagConfig
+from drivers.modbus.config import ModbusDeviceBase, ModbusRtuDevice, ModbusTcpDevice, TagConfig
 
 _FUNCTIONS = {
     "holding": Function.HOLDING,

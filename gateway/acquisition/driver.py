@@ -1,0 +1,40 @@
+"""What a protocol folder gives the gateway: one ``Driver`` entry, listed in ``gateway.protocols``."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from gateway.acquisition.device import Device
+from gateway.acquisition.models import DeviceConfigBase, PollGroup
+from gateway.bus import Bus
+from gateway.yaml_source import Path_
+
+ConfigT = TypeVar("ConfigT", bound=DeviceConfigBase)
+
+Problems = list[tuple[Path_, str]]
+
+
+def _none(devices: Mapping[str, DeviceConfigBase]) -> Problems:
+    return []
+
+
+@dataclass(frozen=True)
+class Driver(Generic[ConfigT]):
+    """A protocol's device models, how to build its devices, and its checks across devices.
+
+    ``build`` gets every device of this driver at once, so devices that must share something (one
+    RS-485 line, one client) share it without the core knowing; it returns one ``Device`` per
+    name. ``problems`` reports what no single model can check (two tags writing one register),
+    with paths from the document's root.
+    """
+
+    models: tuple[type[ConfigT], ...]
+    build: Callable[[Mapping[str, ConfigT], Mapping[str, PollGroup], Bus], Mapping[str, Device]]
+    problems: Callable[[Mapping[str, ConfigT]], Problems] = field(default=_none)
+
+    def protocols(self) -> tuple[str, ...]:
+        """The ``protocol:`` values this driver serves, from its models' ``Literal`` discriminators."""
+        return tuple(key for model in self.models for key in typing.get_args(model.model_fields["protocol"].annotation))
