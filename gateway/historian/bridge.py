@@ -730,7 +730,8 @@ class Bridge:
         # killed after the acknowledgements must not restart believing those numbers are missing
         # (nor store a redelivered status again as a new transition).
         self._save_tracker()
-        self._save_json(self._status_path, self._statuses.snapshot())
+        if self._statuses.changed:
+            self._save_json(self._status_path, self._statuses.snapshot())
         self._acks.append([(item.generation, item.mid, item.qos) for item in batch.messages if item.qos > 0])
         self._released += len(batch.messages)
         self._room.set()

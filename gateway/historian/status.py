@@ -20,6 +20,9 @@ class StatusMemory:
 
     def __init__(self, digests: dict[str, str] | None = None) -> None:
         self._digests = dict(digests or {})
+        self.changed = False
+        """Something was remembered since the last ``snapshot``: the file needs saving (statuses are
+        rare, batches are not, and each save is a synced write)."""
 
     @classmethod
     def restore(cls, data: object) -> StatusMemory:
@@ -28,6 +31,7 @@ class StatusMemory:
         return cls(data)
 
     def snapshot(self) -> dict[str, str]:
+        self.changed = False
         return dict(self._digests)
 
     def is_new(self, station: str, payload: bytes) -> bool:
@@ -35,6 +39,7 @@ class StatusMemory:
 
     def remember(self, station: str, payload: bytes) -> None:
         self._digests[station] = _digest(payload)
+        self.changed = True
 
 
 def _digest(payload: bytes) -> str:
