@@ -197,7 +197,8 @@ def demo(
     simulated day 2.4 minutes. Write intervals are scaled to simulated time, value limits are not.
     """
     from gateway.control.loader import load_controller_config
-    from gateway.demo import run_demo
+    from gateway.demo import DemoStopped, run_demo
+    from gateway.devstack import PortInUse
 
     try:
         settings = load_controller_config(controller)
@@ -208,7 +209,11 @@ def demo(
         for message in exc.messages:
             errors.print(message, markup=False, highlight=False)
         raise typer.Exit(EXIT_INVALID_CONFIG) from None
-    except KeyboardInterrupt:
+    except PortInUse as exc:
+        errors.print(f"demo not started: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    except (KeyboardInterrupt, DemoStopped) as exc:
+        console.print(f"{str(exc) or 'demo stopped by Ctrl-C'}; every process it started is stopped", markup=False)
         return
     console.print(f"demo stopped after {state.cycles} controller cycles and {state.writes} setpoint writes; "
                   f"the historian stored {state.stored_points or 0} points and {state.stored_states or 0} controller states")

@@ -23,11 +23,12 @@ import asyncio
 import contextlib
 import copy
 import logging
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from gateway.control.model import ControllerState
 from gateway.control.task import ORIGIN as CONTROLLER_ORIGIN
 from gateway.demo_logs import throttled
 from gateway.demo_stack import DispatchSide, dispatch_side
+from gateway.devstack import claim_port, die_with_parent
 from gateway.yaml_source import load_yaml
 from gateway.demo_view import DemoState, render
 from gateway.logs import kv
@@ -86,7 +88,9 @@ async def simulator_process(port: int, control_port: int, speed: float) -> Async
     """Run ``heatgw sim run`` as a child process until the block ends."""
     command = [sys.executable, "-m", "gateway", "--log-level", "warning", "sim", "run",
                "--port", str(port), "--control-port", str(control_port), "--speed", str(speed)]
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    claim_port(port, "simulator (--port)")
+    claim_port(control_port, "simulator (--control-port)")
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, start_new_session=True)
     try:
         for opened in (port, control_port):  # the control port opens just after the Modbus one
             await _wait_for_port(opened, process, timeout_s=20)
@@ -115,8 +119,52 @@ async def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s:
 
 async def run_demo(config_path: Path, controller: ControllerConfig, *, port: int, control_port: int,
                    mqtt_port: int, tsdb_port: int, speed: float, duration_s: float | None, live: bool) -> DemoState:
-    """Run the whole chain (+ live view) for ``duration_s`` or until cancelled."""
+    """Run the whole chain (+ live view) for ``duration_s`` or until cancelled.
+
+    SIGTERM and SIGHUP (a closed terminal) cancel it like Ctrl-C does, so every child process is
+    stopped and the working directory removed on the way out; ``DemoStopped`` then says which.
+    """
     config = demo_config(config_path, port, mqtt_port, speed)
+    received: list[signal.Signals] = []
+    with _signals_cancel_this_task(received):
+        try:
+            return await _run_chain(config, controller, port=port, control_port=control_port, mqtt_port=mqtt_port,
+                                    tsdb_port=tsdb_port, speed=speed, duration_s=duration_s, live=live)
+        except asyncio.CancelledError:
+            if received:
+                raise DemoStopped(received[0]) from None
+            raise
+
+
+class DemoStopped(Exception):
+    """The demo was stopped by a signal; everything it started has been stopped."""
+
+    def __init__(self, received: signal.Signals) -> None:
+        super().__init__(f"demo stopped by {received.name}")
+        self.signal = received
+
+
+@contextlib.contextmanager
+def _signals_cancel_this_task(received: list[signal.Signals]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def stop(which: signal.Signals) -> None:
+        received.append(which)
+        task.cancel()
+
+    for which in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(which, stop, which)
+    try:
+        yield
+    finally:
+        for which in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(which)
+
+
+async def _run_chain(config: GatewayConfig, controller: ControllerConfig, *, port: int, control_port: int,
+                     mqtt_port: int, tsdb_port: int, speed: float, duration_s: float | None, live: bool) -> DemoState:
     with tempfile.TemporaryDirectory(prefix="heatgw-demo-") as workdir, \
             dispatch_side(Path(workdir), mqtt_port, tsdb_port) as dispatch, \
             throttled("gateway.writes", CONTROLLER_ORIGIN, WRITE_LOG_EVERY_S):
@@ -140,13 +188,13 @@ async def _run_gateway(gateway: Gateway, clock: SimClock, dispatch: DispatchSide
         deadline = None if duration_s is None else time.monotonic() + duration_s
         started = clock()
         try:
-            with Live(render(gateway, state, clock()), refresh_per_second=4,
-                      transient=False) if live else contextlib.nullcontext() as screen:
+            with Live(render(gateway, state, clock()), refresh_per_second=4, transient=False,
+                      vertical_overflow="crop") if live else contextlib.nullcontext() as screen:
                 while deadline is None or time.monotonic() < deadline:
                     state.stored_points = await dispatch.stored_points()
                     state.stored_states = await dispatch.stored_states(started, clock())
                     if screen is not None:
-                        screen.update(render(gateway, state, clock()))
+                        screen.update(render(gateway, state, clock(), height=screen.console.size.height))
                     await asyncio.sleep(0.5)
         finally:
             for helper in helpers:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway.devstack import Mosquitto, VictoriaMetrics, stop_process
+from gateway.devstack import Mosquitto, VictoriaMetrics, die_with_parent, stop_process
 
 
 @dataclass
@@ -71,7 +71,8 @@ def dispatch_side(workdir: Path, mqtt_port: int, tsdb_port: int) -> Iterator[Dis
         config = _historian_config(workdir / "historian", mqtt_port, database.url)
         log = (workdir / "historian" / "bridge.log").open("ab")
         bridge = subprocess.Popen([sys.executable, "-m", "gateway", "historian", "run", "--config", str(config)],
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                  preexec_fn=die_with_parent, start_new_session=True)
         yield DispatchSide(broker, database, bridge)
     finally:
         stop_process(bridge)

@@ -7,12 +7,21 @@ passwords and ACLs where a test asks for them), and the historian target is vict
 which accepts the InfluxDB v2 line-protocol write API (``/api/v2/write``) and lets a test read
 back what arrived through ``/api/v1/export``. Each service can be stopped and started again on
 the same port, because outage tests need exactly that.
+
+Each service is a child that the starter owns: its port must be free before it starts (so that
+what answers there is the child, never a leftover of an earlier run), it runs in a session of its
+own (a terminal's Ctrl-C or hang-up reaches only the starter, which stops the services in order),
+and it is sent SIGTERM by the kernel if the starter dies without stopping it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -31,6 +40,40 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class PortInUse(RuntimeError):
+    """A port a service was told to use is already held by another process: attaching to that
+    process (a stale broker from an earlier run, say) would silently mix two runs."""
+
+
+def claim_port(port: int, what: str) -> None:
+    """Refuse to start ``what`` on ``port`` when something already listens there.
+
+    Checked before the child starts, so that "the port answers" afterwards can only mean that
+    our own child answers (``wait_for_port`` also fails if the child dies first).
+    """
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the services do: TIME_WAIT is no owner
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(f"{what}: port {port} on 127.0.0.1 is already in use by another process "
+                            f"(a run that was not stopped? see `ss -ltnp 'sport = :{port}'`); "
+                            "stop it or choose another port") from None
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for a child service: Linux sends it SIGTERM when the process that started it
+    dies, even by SIGKILL, so a killed demo or test run leaves no broker or database behind.
+
+    Strictly, the signal follows the *thread* that started the child: start services from the
+    main thread (or one that lives as long as they should), not from a short-lived worker."""
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: no parent-death signal, nothing else lost
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, timeout_s: float = 10.0) -> None:
@@ -120,7 +163,9 @@ class Mosquitto(_ChildProcess):
             lines.append("allow_anonymous false")
         self.config_path.write_text("\n".join(lines) + "\n")
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config_path)], stdout=log, stderr=log)
+        claim_port(self.port, "mosquitto")
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config_path)], stdout=log, stderr=log,
+                                        preexec_fn=die_with_parent, start_new_session=True)
         wait_for_port(self.port, self.process, "mosquitto")
 
     def log(self) -> str:
@@ -157,11 +202,12 @@ class VictoriaMetrics(_ChildProcess):
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = (self.directory / "victoria-metrics.log").open("ab")
+        claim_port(self.port, "victoria-metrics")
         self.process = subprocess.Popen(
             [VICTORIA_METRICS, f"-httpListenAddr=127.0.0.1:{self.port}",
              f"-storageDataPath={self.directory / 'data'}", "-retentionPeriod=100y",
              "-search.latencyOffset=0s", "-loggerLevel=ERROR", *self.extra_args],
-            stdout=log, stderr=log,
+            stdout=log, stderr=log, preexec_fn=die_with_parent, start_new_session=True,
         )
         wait_for_port(self.port, self.process, "victoria-metrics", timeout_s=20)
 
@@ -198,10 +244,11 @@ class Prometheus(_ChildProcess):
             "scrape_configs": [{"job_name": "heatgw", "static_configs": [{"targets": self.targets}]}],
         }))
         log = (self.directory / "prometheus.log").open("ab")
+        claim_port(self.port, "prometheus")
         self.process = subprocess.Popen(
             [PROMETHEUS, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}",
              f"--storage.tsdb.path={self.directory / 'data'}", "--log.level=warn"],
-            stdout=log, stderr=log,
+            stdout=log, stderr=log, preexec_fn=die_with_parent, start_new_session=True,
         )
         wait_for_port(self.port, self.process, "prometheus", timeout_s=30)
         deadline = time.monotonic() + 30

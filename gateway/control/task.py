@@ -165,9 +165,11 @@ class ControllerTask:
         if not (math.isfinite(offset_k) and math.isfinite(duration_s)):
             reason = "offset_k and duration_s must be finite numbers"
         elif abs(offset_k) > bounds.max_offset_k:
-            reason = f"offset_k: must be between {-bounds.max_offset_k:g} and {bounds.max_offset_k:g}"
+            reason = (f"offset_k: must be between {-bounds.max_offset_k:g} and {bounds.max_offset_k:g} "
+                      "(controller.dispatch.max_offset_k)")
         elif offset_k != 0 and not 0 < duration_s <= bounds.max_duration_s:
-            reason = f"duration_s: must be above 0 and at most {bounds.max_duration_s:g}"
+            reason = (f"duration_s: must be above 0 and at most {bounds.max_duration_s:g} "
+                      "(controller.dispatch.max_duration_s)")
         else:
             reason = ""
         if reason:

@@ -1,12 +1,17 @@
 """Bus -> report-by-exception filter -> telemetry messages -> outbox.
 
 The batcher is the outbox's bus consumer, subscribed lossless: while it is busy, the poller waits
-rather than the telemetry being dropped. Samples that pass the filter are gathered for at most
-``batch_max_age_s`` (or ``batch_max_samples``), then written as ONE message in ONE outbox
-transaction, which gives it its sequence number. Batching keeps messages few and compact on the
-link and costs one disk commit per second instead of one per poll.
+rather than the telemetry being dropped. Samples that pass the filter are written as ONE message
+in ONE outbox transaction, which gives it its sequence number, as soon as nothing else is waiting
+on the bus: a completed poll goes out at once, so a value reaches the broker within about its
+poll's own duration, with no batch age to tune. The batching comes from the load itself (a group
+commit): the polls that complete while a message is being stored, or in the same loop turn (many
+devices polled on one schedule), wait on the bus meanwhile and share the next message, up to
+``batch_max_samples``. ``batch_max_age_s`` only bounds the wait of a sample under a load that
+never pauses. Measured with ``bench/latency.py``: the CPU per value is the same as with a fixed
+one-second batch, the latency is the poll's instead of a second.
 
-What a crash can lose is what has not reached the outbox yet: at most one batch age of samples
+What a crash can lose is what has not reached the outbox yet: at most one message of samples
 plus the bus queue. Those never got a sequence number, so the receiver sees a pause in time, as
 during the restart itself, never a gap in the sequence. A clean stop flushes them.
 
@@ -130,7 +135,9 @@ class Batcher:
             while len(self._batch) >= self._max_samples:
                 await self._store(self._batch[: self._max_samples])
                 del self._batch[: self._max_samples]
-            if self._batch and (now >= flush_at or self._stopping):
+            if self._batch and queue.empty():
+                await asyncio.sleep(0)  # polls completing in this same loop turn join the message
+            if self._batch and (now >= flush_at or self._stopping or queue.empty()):
                 await self._store(self._batch)
                 self._batch = []
         if self._batch:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
+import annotated_types
+
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -43,6 +45,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from gateway.alarms.settings import AlarmSettings
+from gateway.control.settings import DispatchSettings
 from gateway.logs import kv
 from gateway.mqtt.payloads import REPLAY_MAX_MESSAGES, result
 from gateway.samples import Value
@@ -80,11 +84,33 @@ def between(low: float, high: float, *, low_inclusive: bool = True) -> AfterVali
     return AfterValidator(check)
 
 
-class SetpointOffsetArgs(CommandArgs):
-    """Dispatch shifts the supply-temperature curve for a while (e.g. ahead of a cold night)."""
+def ceiling(settings: type[BaseModel], field: str) -> float:
+    """The largest value any station may configure for ``settings.field`` (its ``le`` bound).
 
-    offset_k: Annotated[float, between(-5, 5)]
-    duration_s: Annotated[float, between(0, 86_400, low_inclusive=False)]
+    A command's schema refuses only what no station could accept; the station's own bound (say
+    ``max_offset_k: 8``) is checked by the part that owns the setting, which reads it as it is
+    now, also after a reload. Both read one source: the settings model.
+    """
+    for constraint in settings.model_fields[field].metadata:
+        if isinstance(constraint, annotated_types.Le):
+            return float(constraint.le)
+    raise LookupError(f"{settings.__name__}.{field} declares no upper bound")
+
+
+MAX_OFFSET_K = ceiling(DispatchSettings, "max_offset_k")
+MAX_OFFSET_DURATION_S = ceiling(DispatchSettings, "max_duration_s")
+MAX_SHELVE_S = ceiling(AlarmSettings, "max_shelve_s")
+
+
+class SetpointOffsetArgs(CommandArgs):
+    """Dispatch shifts the supply-temperature curve for a while (e.g. ahead of a cold night).
+
+    The station's ``controller.dispatch`` bounds are applied by the controller (see
+    ``ControllerTask.set_dispatch_offset``); this schema only refuses what no station allows.
+    """
+
+    offset_k: Annotated[float, between(-MAX_OFFSET_K, MAX_OFFSET_K)]
+    duration_s: Annotated[float, between(0, MAX_OFFSET_DURATION_S, low_inclusive=False)]
 
 
 class OutdoorArgs(CommandArgs):
@@ -104,7 +130,7 @@ class AlarmShelveArgs(CommandArgs):
     holds it to the station's ``alarms.max_shelve_s``."""
 
     alarm_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
-    duration_s: Annotated[float, between(0, 86_400, low_inclusive=False)]
+    duration_s: Annotated[float, between(0, MAX_SHELVE_S, low_inclusive=False)]
     reason: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 

@@ -167,8 +167,8 @@ async def test_unchanged_setpoints_are_not_rewritten() -> None:
 async def test_dispatch_offset_commands_are_bounded_and_expire() -> None:
     rig = Rig()
     await rig.run(600)
-    assert rig.task.set_dispatch_offset(7.0, 3600, "dispatch/li") == "offset_k: must be between -5 and 5"
-    assert rig.task.set_dispatch_offset(2.0, 10 * 86400, "dispatch/li") == "duration_s: must be above 0 and at most 86400"
+    assert rig.task.set_dispatch_offset(7.0, 3600, "dispatch/li") == "offset_k: must be between -5 and 5 (controller.dispatch.max_offset_k)"
+    assert rig.task.set_dispatch_offset(2.0, 10 * 86400, "dispatch/li") == "duration_s: must be above 0 and at most 86400 (controller.dispatch.max_duration_s)"
     assert rig.task.set_dispatch_offset(3.0, 1800, "dispatch/li") is None
     await rig.run(600)
     state = rig.task.state
