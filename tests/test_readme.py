@@ -19,7 +19,7 @@ def test_register_map_sections_match_sim_registers() -> None:
         sys.path.pop(0)
     assert render(README) == README, "README register map is stale: run scripts/update_register_map.py"
     assert "| input (FC04) | 0 | outdoor_temperature |" in README
-    assert "| holding (FC03/06/16) | 100+10c | c{c}_supply_setpoint |" in README
+    assert "| holding (FC03/06/16/22) | 100+10c | c{c}_supply_setpoint |" in README
 
 
 def test_simulated_stations_section_documents_every_station_file_and_key() -> None:

@@ -24,7 +24,7 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.
 """Instance ids and share-group names: they become MQTT client ids and topic levels, so no
 wildcards, slashes or spaces."""
 
-Kind = Literal["telemetry", "control", "alarms", "events"]
+Kind = Literal["telemetry", "control", "alarms", "events", "status"]
 DURABLE_KINDS = ("telemetry", "control", "events")
 """The kinds whose messages carry the station's one sequence (README "MQTT contract")."""
 
@@ -88,7 +88,8 @@ class TopicSettings(Strict):
     share_group: Identifier = "historian"
     stations: list[Annotated[str, StringConstraints(pattern=r"^(\+|[a-z0-9][a-z0-9_-]{0,63})$")]] = Field(
         default_factory=lambda: ["+"], min_length=1)
-    kinds: list[Kind] = Field(default_factory=lambda: ["telemetry", "control", "alarms", "events"], min_length=1)
+    kinds: list[Kind] = Field(default_factory=lambda: ["telemetry", "control", "alarms", "events", "status"],
+                              min_length=1)
 
     @model_validator(mode="after")
     def _one_sequence(self) -> TopicSettings:

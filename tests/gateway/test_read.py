@@ -20,7 +20,6 @@ import yaml
 
 from sim.modbus_server import SerialLine, StationModbusServer
 from tests.gateway.conftest import demo_station
-from tests.gateway.test_rtu import pty_pair  # noqa: F401 - a fixture used here
 
 ROOT = Path(__file__).resolve().parents[2]
 STATION = ROOT / "config" / "station.yaml"
@@ -128,7 +127,7 @@ def meter_on(serial: str, unit: int = 2) -> Any:
 
 
 async def test_over_rtu_the_meter_prints_its_values_and_an_absent_unit_times_out(
-        tmp_path: Path, pty_pair: tuple[str, str]) -> None:  # noqa: F811
+        tmp_path: Path, pty_pair: tuple[str, str]) -> None:
     sim_end, gateway_end = pty_pair
     async with StationModbusServer(demo_station(), port=0, meter_serial=SerialLine(sim_end)) as server:
         code, out, _ = await heatgw_read("--config", str(station_file(tmp_path, server.port, meter_on(gateway_end))),

@@ -7,10 +7,7 @@ RTU frames on one end, the gateway's serial client opens the other.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,39 +16,9 @@ from drivers.base import Quality
 from drivers.modbus.errors import LinkTimeout
 from gateway.app import Gateway
 from sim.modbus_server import CommFaults, SerialLine, StationModbusServer
-from tests.gateway.conftest import Recorder, demo_station, station_config
+from tests.gateway.conftest import Recorder, demo_station, meter_on_serial, station_config
 
 pytestmark = pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed (scripts/bootstrap.sh installs it)")
-
-
-@pytest.fixture
-def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(simulator end, gateway end) of a socat pty pair; socat is stopped afterwards."""
-    sim_end, gateway_end = tmp_path / "meter-sim", tmp_path / "meter-gw"
-    process = subprocess.Popen(
-        ["socat", f"pty,raw,echo=0,link={sim_end}", f"pty,raw,echo=0,link={gateway_end}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 5
-        while not (sim_end.exists() and gateway_end.exists()):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"socat did not create the pty pair: {process.communicate(timeout=5)[1]!r}")
-            time.sleep(0.02)
-        yield str(sim_end), str(gateway_end)
-    finally:
-        process.terminate()
-        process.wait(timeout=5)
-
-
-def meter_on_serial(gateway_end: str) -> Any:
-    def edit(data: dict[str, Any]) -> None:
-        meter = data["devices"]["heat_meter"]
-        for key in ("host", "port"):
-            meter.pop(key)
-        meter.update(protocol="modbus_rtu", serial_port=gateway_end, baudrate=9600, timeout_s=0.5, retries=0,
-                     backoff={"initial_s": 0.2, "max_s": 1.0})
-    return edit
 
 
 async def test_heat_meter_is_read_over_rtu_with_the_planned_requests(pty_pair: tuple[str, str]) -> None:
