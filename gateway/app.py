@@ -25,8 +25,8 @@ from gateway.alarms.state import AlarmState
 from gateway.alarms.store import store_path
 from gateway.acquisition.device import Device
 from gateway.bus import Bus
-from gateway.config import GatewayConfig, load_gateway_config
-from gateway.control.loader import ControllerConfig, load_controller_config
+from gateway.config import GatewayConfig
+from gateway.control.loader import ControllerConfig
 from gateway.control.memory import FILE_NAME as MEMORY_FILE_NAME
 from gateway.control.memory import MemoryFile
 from gateway.control.operating_points import FILE_NAME as POINTS_FILE_NAME
@@ -41,6 +41,7 @@ from gateway.mqtt.batcher import Durable
 from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
 from gateway.mqtt.payloads import device_status
 from gateway.mqtt.service import MqttService
+from gateway.preflight import load_startup
 from gateway.protocols import build_devices
 from gateway.samples import DeviceStatus
 from gateway.systemd_notify import Notifier, keep_alive
@@ -281,11 +282,9 @@ async def run_until_signalled(config_path: Path, state_dir: Path, controller_pat
     The controller's settings come from ``controller_path``, else from the station file's own
     ``controller:`` section, if it has one.
     """
-    config = load_gateway_config(config_path)
+    startup = load_startup(config_path, controller_path)  # the same check as `heatgw check`
+    config, controller, controller_path = startup.station, startup.controller, startup.controller_path
     tune_garbage_collector()
-    if controller_path is None and config.controller is not None:
-        controller_path = config_path
-    controller = load_controller_config(controller_path) if controller_path is not None else None
     stop = asyncio.Event()
     notifier = Notifier.from_environment()
     with _signals_set(stop):

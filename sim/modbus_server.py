@@ -12,6 +12,8 @@ module only wires them to pymodbus and adds what a test rig needs on top of a de
 * communication faults per unit: ``offline`` (request swallowed, the client times out),
   ``delay_s`` (answers late), ``exception_ranges`` (exception 02 for matching requests) and
   ``unsupported_functions`` (exception 01, as from a device without e.g. Mask Write Register);
+* a unit id nobody serves gets exception 0x0B on TCP (a gateway with nothing behind that id) and
+  silence on the serial line (on RS-485 only the addressed device answers);
 * ``stop()``/``start()`` restart the listener(s) on the same port(s), like a rebooting device.
 """
 
@@ -172,7 +174,8 @@ class _Gate:
         self.in_flight: set[asyncio.Task[Any]] = set()
 
     def faults_for(self, unit: int) -> CommFaults:
-        """A unit's faults, if this port serves it; requests for other units are refused at once."""
+        """A unit's faults, if this port serves it; requests for other units are refused at once
+        (or, on a serial line, not answered)."""
         return self.faults.get(unit, HEALTHY) if unit in self.units else HEALTHY
 
     def refusal(self, pdu: ModbusPDU) -> ExcCodes | None:

@@ -103,6 +103,8 @@ class DevicePoller:
         self._all_bad_logged = False  # the "every value bad" warning is out and recovery not yet logged
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
+        self.raw_observer: Callable[[ReadBlock, list[int] | list[bool]], None] | None = None
+        """Shown every block's raw answer before it is decoded (``heatgw read``); None in service."""
         self.tags: dict[str, TagConfig] = dict(device.tags)
         self.points: dict[str, Point] = {tag: to_point(tag, cfg, device) for tag, cfg in device.tags.items()}
         self._groups = [
@@ -210,6 +212,10 @@ class DevicePoller:
         group.answered = self._data_replies > data_replies
         return SampleBatch(self.name, group.name, tuple(samples))
 
+    async def poll_once(self) -> list[SampleBatch]:
+        """Every group once, in order (``heatgw read``); a lost device raises as in ``poll_group``."""
+        return [await self.poll_group(group) for group in self._groups]
+
     async def _judge_presence(self, group: _Group, batch: SampleBatch, started: float, *,
                               everything_polled: bool) -> None:
         """Online after data; lost when every group has only been refused; all-bad spells logged once.
@@ -264,6 +270,8 @@ class DevicePoller:
             return self._bad(block.points, Reason.BAD_REPLY, str(exc))
         self._bad_replies.discard((group.name, block.start, block.function))
         self.stats.record_rtt(time.perf_counter() - started)
+        if self.raw_observer is not None:
+            self.raw_observer(block, raw)
         timestamp = self._wall_clock()
         try:
             decoded = decoder.decode(raw)

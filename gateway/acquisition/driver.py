@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from gateway.acquisition.device import Device
 from gateway.acquisition.models import DeviceConfigBase, PollGroup
+from gateway.acquisition.reading import DeviceReading
 from gateway.bus import Bus
 from gateway.yaml_source import Path_
 
@@ -34,6 +35,8 @@ class Driver(Generic[ConfigT]):
     models: tuple[type[ConfigT], ...]
     build: Callable[[Mapping[str, ConfigT], Mapping[str, PollGroup], Bus], Mapping[str, Device]]
     problems: Callable[[Mapping[str, ConfigT]], Problems] = field(default=_none)
+    read: Callable[[Mapping[str, ConfigT], Mapping[str, PollGroup]], Awaitable[list[DeviceReading]]] | None = None
+    """``heatgw read``: poll these devices once, with what came over the wire (optional)."""
 
     def protocols(self) -> tuple[str, ...]:
         """The ``protocol:`` values this driver serves, from its models' ``Literal`` discriminators."""

@@ -17,6 +17,7 @@ from pydantic import Field, StringConstraints, model_validator
 from gateway.config_base import Backoff, MetricsSettings, Strict
 from gateway.historian.schema import PayloadLimits
 from gateway.validation import validate_document
+from gateway.files import unreadable
 from gateway.yaml_source import ConfigError, Path_, load_yaml
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -219,10 +220,8 @@ def load_historian_settings(path: Path) -> HistorianSettings:
     settings = validate_document(document, HistorianSettings)
     problems = []
     for where, file in settings.referenced_files():
-        try:
-            file.open("rb").close()
-        except OSError as exc:
-            problems.append(document.error(where, f"cannot read {file}: {exc.strerror or exc}"))
+        if (problem := unreadable(file)) is not None:
+            problems.append(document.error(where, problem))
     if problems:
         raise ConfigError(problems)
     return settings

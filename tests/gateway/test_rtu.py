@@ -7,11 +7,13 @@ RTU frames on one end, the gateway's serial client opens the other.
 from __future__ import annotations
 
 import shutil
+import time
 from typing import Any
 
 import pytest
 
 from drivers.base import Quality
+from drivers.modbus.errors import LinkTimeout
 from gateway.app import Gateway
 from sim.modbus_server import CommFaults, SerialLine, StationModbusServer
 from tests.gateway.conftest import Recorder, demo_station, meter_on_serial, station_config
@@ -60,3 +62,27 @@ async def test_a_silent_rtu_meter_goes_bad_while_the_tcp_plc_carries_on(pty_pair
             assert plc_sample is not None and plc_sample.quality is Quality.GOOD
             server.set_comm_faults(2, CommFaults())
             await recorder.wait_for(lambda: gateway.devices["heat_meter"].online is True, 5, "meter back")
+
+
+async def test_a_unit_id_nobody_has_on_the_line_is_not_answered_and_times_out(pty_pair: tuple[str, str]) -> None:
+    """On RS-485 only the addressed device answers: a unit id no meter has gets silence, never an
+    exception (that is a TCP gateway's answer), and the master waits its whole timeout."""
+    sim_end, gateway_end = pty_pair
+    async with StationModbusServer(demo_station(), port=0, meter_serial=SerialLine(sim_end)) as server:
+        def edit(data: dict[str, Any]) -> None:
+            meter_on_serial(gateway_end)(data)
+            data["devices"]["heat_meter"]["unit_id"] = 7
+        gateway = Gateway(station_config(server.port, edit))
+        meter = gateway.devices["heat_meter"]
+        slow = next(g for g in meter._groups if g.name == "slow")  # noqa: SLF001
+        await meter.link.connect()
+        try:
+            server.reset_request_counts()
+            started = time.monotonic()
+            with pytest.raises(LinkTimeout):  # the poller turns it into bad samples, reason "timeout"
+                await meter.poll_group(slow)
+            waited = time.monotonic() - started
+        finally:
+            meter.link.close()
+    assert waited >= 0.5 * 0.9, "answered before the meter's 0.5 s timeout"
+    assert server.request_counts() == {(7, 3): 1}, "the request reached the line, and only once"
