@@ -19,14 +19,14 @@ from types import TracebackType
 
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import EventEngine
-from gateway.alarms.service import AlarmService, alarm_tick_s
+from gateway.alarms.service import EVENTS_TOPIC, AlarmService, alarm_tick_s
 from gateway.alarms.settings import AlarmSettings
 from gateway.alarms.state import AlarmState
 from gateway.alarms.store import store_path
 from gateway.acquisition.device import Device
 from gateway.bus import Bus
-from gateway.config import GatewayConfig, load_gateway_config
-from gateway.control.loader import ControllerConfig, load_controller_config
+from gateway.config import GatewayConfig
+from gateway.control.loader import ControllerConfig
 from gateway.control.memory import FILE_NAME as MEMORY_FILE_NAME
 from gateway.control.memory import MemoryFile
 from gateway.control.operating_points import FILE_NAME as POINTS_FILE_NAME
@@ -39,8 +39,11 @@ from gateway.metrics import GatewayCollector, refresh_outbox
 from gateway.metrics_server import MetricsServer
 from gateway.mqtt.batcher import Durable
 from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
+from gateway.mqtt.payloads import device_status
 from gateway.mqtt.service import MqttService
+from gateway.preflight import load_startup
 from gateway.protocols import build_devices
+from gateway.samples import DeviceStatus
 from gateway.systemd_notify import Notifier, keep_alive
 from gateway.writes import WriteQueue
 
@@ -77,9 +80,12 @@ class Gateway:
                         extra=kv(station=config.station.id))
         elif config.mqtt is not None and state_dir is not None:
             # Built before the devices start, so the outbox's bus subscription sees the first sample.
-            # The controller's state is durable: it goes through the outbox, numbered with the telemetry.
+            # The controller's state and the devices' online/offline changes are durable: they go
+            # through the outbox, numbered with the telemetry, so the historian keeps every one.
             self.mqtt = MqttService(config, self.bus, state_dir, self.commands, started=time.time(),
-                                    durable={ControllerState: Durable("control", control_payload)})
+                                    durable={ControllerState: Durable("control", control_payload),
+                                             DeviceStatus: Durable(EVENTS_TOPIC, device_status)},
+                                    rooms=room_tags(config, controller))
         # Subscribed before the devices start, like the outbox: the first fault is seen.
         tag_devices = {tag: device for tag, (device, _) in config.tags().items()}
         clock = alarm_clock or controller_clock
@@ -213,6 +219,18 @@ class Gateway:
         log.info("gateway stopped", extra=kv(station=self.config.station.id))
 
 
+def room_tags(config: GatewayConfig, controller: ControllerConfig | None) -> set[str]:
+    """The representative rooms' temperature tags: the controller's rooms and the rooms the
+    station's events watch (the same list when both are configured)."""
+    tags = set()
+    if controller is not None:
+        tags |= {sensor.temp_tag for circuit in controller.settings.circuits.values()
+                 for sensor in circuit.rooms.values()}
+    if config.events is not None and config.events.rooms is not None:
+        tags |= set(config.events.rooms.tags)
+    return tags
+
+
 def control_payload(state: ControllerState, seq: int) -> bytes:
     """The ``control`` topic's JSON: the controller state, with the contract's ``ts`` time key and
     the station's ``seq`` (shared with telemetry: the historian sees one series of numbers), and
@@ -264,11 +282,9 @@ async def run_until_signalled(config_path: Path, state_dir: Path, controller_pat
     The controller's settings come from ``controller_path``, else from the station file's own
     ``controller:`` section, if it has one.
     """
-    config = load_gateway_config(config_path)
+    startup = load_startup(config_path, controller_path)  # the same check as `heatgw check`
+    config, controller, controller_path = startup.station, startup.controller, startup.controller_path
     tune_garbage_collector()
-    if controller_path is None and config.controller is not None:
-        controller_path = config_path
-    controller = load_controller_config(controller_path) if controller_path is not None else None
     stop = asyncio.Event()
     notifier = Notifier.from_environment()
     with _signals_set(stop):

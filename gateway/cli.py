@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
-from gateway.config import check_gateway_document
-from gateway.curves import CurveFile
-from gateway.logs import setup_logging
-from gateway.validation import validate_document
+from gateway.control.curve_cli import POINT_COLUMNS, curve_command
+from gateway.control.loader import ControllerConfig, load_controller_config
+from gateway.config import GatewayConfig
+from gateway.curves import load_curve
+from gateway.logs import LogLevel, setup_logging
+from gateway.preflight import load_startup
 from gateway.yaml_source import ConfigError, load_yaml
 from gateway.historian.cli import app as historian_app
 from sim.cli import app as sim_app
@@ -22,6 +26,7 @@ app = typer.Typer(
     help="SCADA edge gateway for district-heating heat-exchange stations.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.add_typer(sim_app, name="sim", help="Run the simulated station and inject faults into it.")
 app.add_typer(historian_app, name="historian", help="Bridge station telemetry from MQTT into an InfluxDB-API database.")
@@ -29,62 +34,131 @@ console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
 EXIT_INVALID_CONFIG = 2
+EXIT_NO_ANSWER = 1
+DEFAULT_STATION = Path("/etc/heatgw/station.yaml")
+T = TypeVar("T")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        console.print(f"heatgw {version('heatgw')}", highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="how much to log (to stderr)")] = LogLevel.info,
+    show_version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="print the version and exit")] = False,
 ) -> None:
     """Set up structured logging before any subcommand runs."""
-    setup_logging(log_level)
+    setup_logging(log_level.value)
 
 
 @app.command()
 def check(
-    files: Annotated[list[Path], typer.Argument(help="station or curve YAML files to validate")],
+    files: Annotated[list[Path] | None, typer.Argument(
+        metavar="FILE", help="station, controller, curve or historian YAML files, recognised by their content")] = None,
+    config: Annotated[Path | None, typer.Option(help="the station file, as `heatgw run --config` takes it")] = None,
+    controller: Annotated[Path | None, typer.Option(
+        help="controller settings, as `heatgw run --controller` takes them (needs --config)")] = None,
 ) -> None:
     """Validate configuration files without running anything (exit 2 if any is invalid).
 
-    A file with a top-level ``curve:`` key is checked as a heating curve, one with ``controller:``
-    and no ``devices:`` as controller settings (with its curves), one with ``influxdb:`` as
-    historian settings, anything else as a station configuration.
+    `heatgw check --config S --controller C` checks exactly what `heatgw run --config S --controller C`
+    starts with, and reports the same problems in the same words: the files themselves, the
+    controller's tags against the station's (known, and writable where written), its curve files,
+    and the password and certificate files the station names (readable by the user running the check).
+
+    Files given by name: one with a top-level `curve:` key is a heating curve, one with
+    `controller:` and no `devices:` controller settings (checked against the station's tags when
+    one station file is given with it), one with `influxdb:` historian settings, anything else a
+    station configuration.
     """
-    failed = False
-    for path in files:
-        try:
-            console.print(f"[green]ok[/green] {path}: {_check_one(path)}", highlight=False)
-        except ConfigError as exc:
-            failed = True
-            for message in exc.messages:
-                errors.print(message, markup=False, highlight=False)
-        except Exception as exc:  # noqa: BLE001 - a bug in a check is still no reason for a traceback
-            failed = True
-            errors.print(f"{path}: cannot check: internal error {type(exc).__name__}: {exc} (please report)",
-                         markup=False, highlight=False)
-    if failed:
+    if controller is not None and config is None:
+        raise typer.BadParameter("--controller is checked against a station: give --config too", param_hint="--controller")
+    stations, controllers = ([config] if config is not None else []), ([controller] if controller is not None else [])
+    problems: list[str] = []
+    for path in files or []:
+        kind = _guarded(problems, path, _kind_of, path)
+        if kind == "station":
+            stations.append(path)
+        elif kind == "controller":
+            controllers.append(path)
+        elif kind is not None:
+            _guarded(problems, path, _check_one, path, kind)
+    if not stations and not controllers and not files:
+        raise typer.BadParameter("name the files to check, or give --config", param_hint="FILES")
+    pairs = [(station, c) for station in stations for c in (controllers or [None])] if len(stations) == 1 else \
+        [(station, None) for station in stations] + [(None, c) for c in controllers]
+    for station, paired in pairs:
+        path = station or paired
+        assert path is not None
+        _guarded(problems, path, _check_startup, station, paired)
+    for message in dict.fromkeys(problems):  # a station checked with two controller files: its problems once
+        errors.print(message, markup=False, highlight=False)
+    if problems:
         raise typer.Exit(EXIT_INVALID_CONFIG)
 
 
-def _check_one(path: Path) -> str:
-    """Validate one file and describe what it holds in a few words."""
-    document = load_yaml(path)
-    top = document.data if isinstance(document.data, dict) else {}
+def _guarded(problems: list[str], path: Path, step: Callable[..., T], *args: object) -> T | None:
+    """One check; its ConfigError (or a bug in it, reported as such, never as a traceback) noted."""
+    try:
+        return step(*args)
+    except ConfigError as exc:
+        problems.extend(exc.messages)
+    except Exception as exc:  # noqa: BLE001 - a bug in a check is still no reason for a traceback
+        problems.append(f"{path}: cannot check: internal error {type(exc).__name__}: {exc} (please report)")
+    return None
+
+
+def _report_ok(path: Path, description: str) -> None:
+    console.print(f"[green]ok[/green] {path}: {description}", highlight=False)
+
+
+def _kind_of(path: Path) -> str:
+    """What a file holds, by its top-level keys."""
+    top = load_yaml(path).data
+    top = top if isinstance(top, dict) else {}
     if "curve" in top:
-        heating_curve = validate_document(document, CurveFile).curve
-        return f"curve {heating_curve.name!r} v{heating_curve.version} ({heating_curve.circuit}, {heating_curve.date})"
+        return "curve"
     if "influxdb" in top and "devices" not in top:
-        from gateway.historian.settings import load_historian_settings
-
-        historian = load_historian_settings(path)
-        return f"historian {historian.instance!r}"
+        return "historian"
     if "controller" in top and "devices" not in top:
-        from gateway.control.loader import load_controller_config
+        return "controller"
+    return "station"
 
-        controller = load_controller_config(path)
-        return "controller: " + ", ".join(f"{name} on {c.identity}" for name, c in controller.curves.items())
-    config = check_gateway_document(document)
+
+def _check_one(path: Path, kind: str) -> None:
+    """Validate a curve or historian file and say in a few words what it holds."""
+    if kind == "curve":
+        heating_curve = load_curve(path)
+        _report_ok(path, f"curve {heating_curve.name!r} v{heating_curve.version} ({heating_curve.circuit}, {heating_curve.date})")
+        return
+    from gateway.historian.settings import load_historian_settings
+
+    _report_ok(path, f"historian {load_historian_settings(path).instance!r}")
+
+
+def _check_startup(station_path: Path | None, controller_path: Path | None) -> None:
+    """A station (with its controller) as `heatgw run` loads it, or a controller file on its own."""
+    if station_path is None:
+        assert controller_path is not None
+        _report_ok(controller_path, _describe_controller(load_controller_config(controller_path)))
+        return
+    startup = load_startup(station_path, controller_path)
+    config = startup.station
     tag_count = sum(len(device.tags) for device in config.devices.values())
-    return f"station {config.station.id!r}: {len(config.devices)} devices, {tag_count} tags, {len(config.groups)} groups"
+    described = f"station {config.station.id!r}: {len(config.devices)} devices, {tag_count} tags, {len(config.groups)} groups"
+    if startup.controller is not None and startup.controller_path == station_path:
+        described += "; " + _describe_controller(startup.controller)
+    _report_ok(station_path, described)
+    if startup.controller is not None and startup.controller_path != station_path:
+        _report_ok(controller_path or station_path, _describe_controller(startup.controller) + f", tags of {station_path}")
+
+
+def _describe_controller(controller: ControllerConfig) -> str:
+    return "controller: " + ", ".join(f"{name} on {c.identity}" for name, c in controller.curves.items())
 
 
 @app.command()
@@ -92,7 +166,7 @@ def report(
     historian: Annotated[str, typer.Option(help="the historian's URL (VictoriaMetrics, e.g. http://127.0.0.1:8428)")],
     start: Annotated[str, typer.Option("--from", help="first local day, YYYY-MM-DD")],
     end: Annotated[str, typer.Option("--to", help="last local day, YYYY-MM-DD (included)")],
-    config: Annotated[Path, typer.Option(help="the station file")] = Path("/etc/heatgw/station.yaml"),
+    config: Annotated[Path, typer.Option(help="the station file")] = DEFAULT_STATION,
     controller: Annotated[Path | None, typer.Option(
         help="controller settings: the rooms and comfort contract (default: the station file's controller: section)")] = None,
     csv_dir: Annotated[Path | None, typer.Option("--csv", help="write rooms.csv, summary.csv, first-week.csv here")] = None,
@@ -103,7 +177,6 @@ def report(
     import datetime as dt
 
     from gateway.config import load_gateway_config
-    from gateway.control.loader import load_controller_config
     from gateway.report.build import build_report
     from gateway.report.historian import HistorianError, VictoriaMetricsHistorian
     from gateway.report.render import print_report, write_csv, write_html
@@ -143,7 +216,7 @@ def report(
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Option(help="station configuration file")] = Path("/etc/heatgw/station.yaml"),
+    config: Annotated[Path, typer.Option(help="station configuration file")] = DEFAULT_STATION,
     state_dir: Annotated[Path, typer.Option(help="writable directory for the MQTT outbox, the controller's memory and its operating points")] = Path("/var/lib/heatgw"),
     controller: Annotated[Path | None, typer.Option(
         help="controller settings (default: the station file's own controller: section, if any)")] = None,
@@ -164,13 +237,77 @@ def run(
 
 
 @app.command()
+def read(
+    file: Annotated[Path | None, typer.Argument(metavar="CONFIG", help="the station file (or give --config)")] = None,
+    config: Annotated[Path, typer.Option(help="the station file, as `heatgw run --config` takes it")] = DEFAULT_STATION,
+    device: Annotated[list[str] | None, typer.Option(metavar="NAME", help="read only this device (repeatable)")] = None,
+    tag: Annotated[list[str] | None, typer.Option(metavar="NAME", help="read only this tag (repeatable)")] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="also show the registers (or bits) each value came from, in hex")] = False,
+    count: Annotated[int, typer.Option(min=1, max=10_000, help="poll this many times")] = 1,
+    interval: Annotated[float, typer.Option(min=0.0, max=3600.0, help="seconds between polls")] = 1.0,
+) -> None:
+    """Poll each device once (or --count times) and print every value as the gateway would publish
+    it: tag, address, value with unit, quality and reason, and a HINT where a 32/64-bit value reads
+    like its words are swapped (`looks like word_order: little`). Writes nothing.
+
+    Exit 1 when a device does not answer, 2 on a configuration error.
+    """
+    import time as wall
+
+    from gateway.config import load_gateway_config
+    from gateway.protocols import read_devices
+    from gateway.read_view import render
+
+    if file is not None and config != DEFAULT_STATION and file != config:
+        raise typer.BadParameter(f"two files given: {file} and --config {config}", param_hint="CONFIG")
+    try:
+        station = _selected(load_gateway_config(file or config), device or [], tag or [])
+    except ConfigError as exc:
+        for message in exc.messages:
+            errors.print(message, markup=False, highlight=False)
+        raise typer.Exit(EXIT_INVALID_CONFIG) from None
+    silent = False
+    for poll in range(count):
+        if poll:
+            wall.sleep(interval)
+        readings = asyncio.run(read_devices(station.devices, station.groups))
+        if count > 1:
+            console.print(f"poll {poll + 1} of {count}", highlight=False)
+        for line in render(readings, raw=raw):
+            console.print(line, markup=False, highlight=False)
+        silent = silent or not all(reading.answered for reading in readings)
+    if silent:
+        raise typer.Exit(EXIT_NO_ANSWER)
+
+
+def _selected(station: GatewayConfig, devices: list[str], tags: list[str]) -> GatewayConfig:
+    """The station with only the named devices and tags (all when none are named)."""
+    unknown = [f"unknown device {name!r} (devices: {', '.join(station.devices)})"
+               for name in devices if name not in station.devices]
+    owners = station.tags()
+    unknown += [f"unknown tag {name!r}" for name in tags if name not in owners]
+    if unknown:
+        raise ConfigError(unknown)
+    kept = {}
+    for name, config in station.devices.items():
+        if devices and name not in devices:
+            continue
+        wanted = {tag: cfg for tag, cfg in config.tags.items() if not tags or tag in tags}
+        if wanted:
+            kept[name] = config.model_copy(update={"tags": wanted})
+    return station.model_copy(update={"devices": kept})
+
+
+@app.command()
 def curve(
     file: Annotated[Path, typer.Argument(help="heating curve file")],
     png: Annotated[Path | None, typer.Option(help="draw the curve into this PNG")] = None,
-    points: Annotated[Path | None, typer.Option(help="CSV of operating points (outdoor_c,supply_c) to draw")] = None,
+    points: Annotated[Path | None, typer.Option(
+        help=f"CSV of operating points to draw: columns {' and '.join(POINT_COLUMNS)} (a circuit column, if any, "
+             "selects the curve's circuit; <state-dir>/operating-points.csv has them)")] = None,
 ) -> None:
-    """Print a heating curve as a table, and draw it with its limits and operating points."""
-    from gateway.control.curve_cli import curve_command
+    """Print a heating curve as a table, and draw it with its limits and operating points
+    (--png needs matplotlib, which the `plot` extra installs: pip install '/path/to/heatgw[plot]')."""
 
     raise typer.Exit(curve_command(file, png, points))
 
@@ -198,7 +335,6 @@ def demo(
     The controller runs on the simulator's time: at --speed 600 a 60 s cycle takes 0.1 s and a
     simulated day 2.4 minutes. Write intervals are scaled to simulated time, value limits are not.
     """
-    from gateway.control.loader import load_controller_config
     from gateway.demo import DemoStopped, run_demo
     from gateway.devstack import PortInUse
 

@@ -200,13 +200,13 @@ async def _run_gateway(gateway: Gateway, clock: SimClock, dispatch: DispatchSide
         deadline = None if duration_s is None else time.monotonic() + duration_s
         started = clock()
         try:
-            with Live(render(gateway, state, clock()), refresh_per_second=4,
-                      transient=False) if live else contextlib.nullcontext() as screen:
+            with Live(render(gateway, state, clock()), refresh_per_second=4, transient=False,
+                      vertical_overflow="crop") if live else contextlib.nullcontext() as screen:
                 while deadline is None or time.monotonic() < deadline:
                     state.stored_points = await dispatch.stored_points()
                     state.stored_states = await dispatch.stored_states(started, clock())
                     if screen is not None:
-                        screen.update(render(gateway, state, clock()))
+                        screen.update(render(gateway, state, clock(), height=screen.console.size.height))
                     await asyncio.sleep(0.5)
         finally:
             for helper in helpers:

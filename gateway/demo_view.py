@@ -17,6 +17,7 @@ from rich.console import Group
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from drivers.base import Quality
 from gateway.app import Gateway
@@ -24,22 +25,33 @@ from gateway.control.model import CircuitState, ControllerState, LimiterState
 from gateway.latest import LatestValues
 from gateway.samples import Sample
 
-STATION_ROWS = (
-    ("outdoor_temp", "Outdoor"),
-    ("primary_supply_temp", "Primary supply"),
-    ("primary_return_temp", "Primary return"),
-    ("primary_flow", "Primary flow"),
-    ("valve_position", "Control valve"),
-    ("supply_setpoint", "Supply setpoint"),
-    ("secondary_supply_temp", "Secondary supply"),
-    ("secondary_return_temp", "Secondary return"),
-    ("secondary_flow", "Circulation flow"),
-    ("pump_frequency", "Pump frequency"),
-    ("meter_power", "Heat meter power"),
-    ("meter_energy_gj", "Heat meter energy"),
-    ("makeup_total", "Make-up water total"),
-    ("tank_level", "Softened-water tank"),
-)
+UNIT_SPELLING = {"degC": "°C", "degc": "°C", "C": "°C", "m3/h": "m³/h", "m3": "m³"}
+"""One spelling for units on screen, whatever a station file writes."""
+
+COMPACT_BELOW_LINES = 44  # a terminal shorter than this gets the compact view (it fits 80 x 24)
+
+
+def display_unit(unit: str) -> str:
+    return UNIT_SPELLING.get(unit, unit)
+
+
+def room_sensors(gateway: Gateway) -> list[tuple[str, str, str | None]]:
+    """``(room, temperature tag, sensor-age tag)`` of each representative room the controller reads."""
+    if gateway.controller is None:
+        return []
+    return [(room, sensor.temp_tag, sensor.age_tag)
+            for circuit in gateway.controller.settings.circuits.values() for room, sensor in circuit.rooms.items()]
+
+
+def station_rows(gateway: Gateway) -> list[tuple[str, str]]:
+    """``(label, tag)`` for the station table, built from the configuration the gateway runs: the
+    tags the controller reads and writes first (outdoor, supply, setpoint, limiters), then every
+    other tag in the order of the station file; the rooms have their own table."""
+    rooms = {tag for _room, temp, age in room_sensors(gateway) for tag in (temp, age) if tag is not None}
+    first = list(gateway.controller.settings.tags()) if gateway.controller is not None else []
+    ordered = [tag for tag in dict.fromkeys([*first, *gateway.config.tags()]) if tag not in rooms]
+    return [(tag.replace("_", " ").capitalize(), tag) for tag in ordered if tag in gateway.config.tags()]
+
 
 PHASES = {
     "day": "[green]day[/]: rooms held at the day target",
@@ -75,39 +87,115 @@ def good_number(sample: Sample | None) -> float | None:
     return float(sample.value)
 
 
-def render(gateway: Gateway, state: DemoState, sim_now: float) -> Group:
-    """The live view: station values, rooms, devices, the controller, the dispatch side."""
+def render(gateway: Gateway, state: DemoState, sim_now: float, height: int | None = None) -> Group:
+    """The live view: station values, rooms, devices, the controller, the alarms, the dispatch side.
+
+    A terminal shorter than ``COMPACT_BELOW_LINES`` gets the compact view: as many station values
+    as fit, the controller in a few lines, the most urgent alarms and one line of the dispatch side.
+    """
     zone = ZoneInfo(gateway.config.station.timezone)
     title = f"{gateway.config.station.name}  (simulated time {_local(sim_now, zone, '%Y-%m-%d %H:%M %Z')})"
+    controller = gateway.controller.state if gateway.controller is not None else None
+    if height is not None and height < COMPACT_BELOW_LINES:
+        return _compact(gateway, state, title, controller, sim_now, height)
     readings = Table.grid(expand=True)  # side by side, so the whole view fits a 40-line terminal
     readings.add_column(ratio=1)
     readings.add_column(ratio=1)
-    readings.add_row(_station(gateway, title), Group(_rooms(gateway), _devices(gateway)))
-    controller = gateway.controller.state if gateway.controller is not None else None
+    rows = FULL_STATION_ROWS if height is None else max(FULL_STATION_ROWS, height - FULL_FIXED_LINES)
+    readings.add_row(_station(gateway, title, rows), Group(_rooms(gateway), _devices(gateway)))
     return Group(readings, controller_panel(controller, state, zone), alarm_panel(gateway, sim_now),
                  _dispatch(gateway, state))
 
 
-def _station(gateway: Gateway, title: str) -> Table:
+FULL_STATION_ROWS = 14  # the station table's rows when the height is unknown or small
+FULL_FIXED_LINES = 36  # the controller, alarm and dispatch panels and the table's own frame
+
+
+COMPACT_FIXED_LINES = 13  # title, controller (3 + borders), alarms (3 + borders), dispatch line, margin
+
+
+def _compact(gateway: Gateway, state: DemoState, title: str, controller: ControllerState | None, now: float,
+             height: int) -> Group:
+    values = Table.grid(expand=True, padding=(0, 1))
+    for _ in range(2):
+        values.add_column(ratio=3, no_wrap=True, overflow="ellipsis")
+        values.add_column(ratio=2, justify="right", no_wrap=True)
+    cells = [(label, _compact_cell(gateway.latest, tag, gateway.config.tags()[tag][1].unit))
+             for label, tag in station_rows(gateway)]
+    rooms = room_sensors(gateway)
+    capacity = 2 * max(2, height - COMPACT_FIXED_LINES - len(controller.circuits if controller else ()) - bool(rooms))
+    shown = cells[:capacity]
+    if len(cells) > capacity:
+        shown[-1] = ("", f"[dim]+{len(cells) - capacity + 1} more")
+    for left, right in zip(shown[::2], [*shown[1::2], ("", "")], strict=False):
+        values.add_row(left[0], left[1], right[0], right[1])
+    heading = [f"[bold]{escape(title)}[/]"] + ([f"Coldest room: {_coldest_room(gateway, rooms)}"] if rooms else [])
+    return Group(*heading, values, _compact_controller(controller, state),
+                 alarm_panel(gateway, now, rows=3), _dispatch_line(gateway, state))
+
+
+def _compact_cell(latest: LatestValues, tag: str, unit: str) -> str:
+    reading, quality = _cells(latest, tag, display_unit(unit))
+    return reading if "good" in quality else f"{reading} {quality}"
+
+
+def _coldest_room(gateway: Gateway, rooms: list[tuple[str, str, str | None]]) -> str:
+    readings = [(value, room) for room, temp, _age in rooms if (value := good_number(gateway.latest.get(temp))) is not None]
+    if not readings:
+        return "[yellow]no valid room"
+    value, room = min(readings)
+    colour = "red" if value < 16 else "yellow" if value < 18 else "green"
+    return f"[{colour}]{value:.1f} °C[/] in {escape(room)} ({len(readings)} of {len(rooms)} rooms reporting)"
+
+
+def _compact_controller(state: ControllerState | None, demo: DemoState) -> Panel:
+    if state is None:
+        return Panel("[yellow]waiting for the first cycle", title="Supply-curve controller")
+    signals = ", ".join(f"[yellow]{signal.value}[/]" for signal in state.signals) or "[green]no signal"
+    lines = [f"{state.season.value}, outdoor {state.outdoor_c:.1f} °C from {state.outdoor_source.value}; "
+             f"{demo.writes} writes in {demo.cycles} cycles; {signals}"]
+    for c in state.circuits:
+        written = "-" if c.written_c is None else f"{c.written_c:.1f} °C"
+        lines.append(f"[bold]{escape(c.circuit)}[/] {PHASES.get(c.phase, c.phase).split(':')[0]}: curve {c.curve_c:.1f}, "
+                     f"decided {c.setpoint_c:.1f}, written {written} {escape(c.write_status)}")
+    return Panel("\n".join(lines), title="Supply-curve controller")
+
+
+def _dispatch_line(gateway: Gateway, state: DemoState) -> str:
+    online = sum(1 for device in gateway.devices.values() if device.online)
+    devices = f"devices {online}/{len(gateway.devices)} online"
+    if gateway.mqtt is None:
+        return f"{devices}; MQTT off"
+    link = "[green]connected[/]" if gateway.mqtt.publisher.connected.is_set() else "[red]disconnected[/]"
+    points = "?" if state.stored_points is None else f"{state.stored_points:,}"
+    return (f"{devices}; MQTT {link}, seq {gateway.mqtt.outbox.last_seq}; historian {points} points  "
+            "[dim]Ctrl-C stops")
+
+
+def _station(gateway: Gateway, title: str, rows: int) -> Table:
     table = Table(title=title, expand=True)
     for column in ("Value", "Reading", "Quality"):
-        table.add_column(column, justify="right" if column == "Reading" else "left")
+        table.add_column(column, justify="right" if column == "Reading" else "left", no_wrap=True,
+                         overflow="ellipsis")
     tags = gateway.config.tags()
-    for tag, label in STATION_ROWS:
-        table.add_row(label, *_cells(gateway.latest, tag, tags[tag][1].unit))
+    listed = station_rows(gateway)
+    for label, tag in listed[:rows]:
+        table.add_row(label, *_cells(gateway.latest, tag, display_unit(tags[tag][1].unit)))
+    if len(listed) > rows:
+        table.add_row(f"[dim]+{len(listed) - rows} more", "", "")
     return table
 
 
 def _rooms(gateway: Gateway) -> Table:
-    table = Table(title="Representative rooms (wireless sensors)", expand=True)
+    table = Table(title="Representative rooms (the controller's)", expand=True)
     for column in ("Room", "Temperature", "Sensor age", "Quality"):
         table.add_column(column)
     latest = gateway.latest
-    for tag in sorted(t for t in gateway.config.tags() if t.startswith("room_") and t.endswith("_temp")):
-        age = good_number(latest.get(tag.removesuffix("_temp") + "_age"))
+    for room, temp, age_tag in room_sensors(gateway):
+        age = good_number(latest.get(age_tag)) if age_tag is not None else None
         age_text = "-" if age is None else f"{age / 60:.0f} min"
-        reading, quality = _cells(latest, tag, "°C")
-        table.add_row(tag.removeprefix("room_").removesuffix("_temp"), reading, age_text, quality)
+        reading, quality = _cells(latest, temp, "°C")
+        table.add_row(escape(room), reading, age_text, quality)
     return table
 
 
@@ -146,25 +234,34 @@ ALARM_ROWS = 5  # the most urgent; the rest are counted, so the view still fits 
 PRIORITY_COLOURS = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 
 
-def alarm_panel(gateway: Gateway, now: float) -> Panel:
+def alarm_panel(gateway: Gateway, now: float, rows: int = ALARM_ROWS) -> Panel:
     """The alarm list (most urgent first: priority, state, age on the alarms' clock, message) and
-    the open station events."""
+    the open station events; ``rows`` alarms at most, the rest counted."""
     alarms = gateway.alarms.engine.open_alarms()
     lines = []
-    for transition in alarms[:ALARM_ROWS]:
+    for transition in alarms[:rows]:
         record = transition.record
         colour = PRIORITY_COLOURS[transition.priority.value]
         age = _age(now - (record.activated if record.activated is not None else record.changed))
         lines.append(f"[{colour}]{transition.priority.value:<8}[/] {record.state.value:<12} {age:>6}  "
                      f"{escape(record.id)}: {escape(transition.message)}")
-    if len(alarms) > ALARM_ROWS:
-        lines.append(f"[dim]and {len(alarms) - ALARM_ROWS} more")
+    if len(alarms) > rows:
+        lines.append(f"[dim]and {len(alarms) - rows} more")
     events = gateway.alarms.events.open_events if gateway.alarms.events is not None else []
     if events:
         lines.append("Events: " + ", ".join(
             f"[yellow]{escape(e.id)}[/] {_age(now - e.started)}" + (f" (past {e.escalation_h:g} h)" if e.escalation_h else "")
             for e in events))
-    return Panel("\n".join(lines) or "[green]no open alarm, no open event", title="Alarms")
+    if not lines:
+        return Panel("[green]no open alarm, no open event", title="Alarms")
+    # One line each, cut at the panel's edge: the list must keep its height (the full text is in the log).
+    return Panel(Group(*map(_one_line, lines)), title="Alarms")
+
+
+def _one_line(markup: str) -> Text:
+    text = Text.from_markup(markup, overflow="ellipsis")
+    text.no_wrap = True
+    return text
 
 
 def _age(seconds: float) -> str:

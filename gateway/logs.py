@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from enum import StrEnum
 from typing import Any
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -100,6 +101,16 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stderr
         super().emit(record)
+
+
+class LogLevel(StrEnum):
+    """What ``--log-level`` takes: the CLI lists these in its help and refuses anything else with
+    a one-line message (``verbose`` is not a level), never a traceback."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
 
 
 def setup_logging(level: str = "info") -> None:

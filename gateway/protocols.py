@@ -18,6 +18,7 @@ from drivers.opcua.driver import DRIVER as OPCUA
 from gateway.acquisition.device import Device
 from gateway.acquisition.driver import Driver, Problems
 from gateway.acquisition.models import DeviceConfigBase, PollGroup
+from gateway.acquisition.reading import DeviceReading
 from gateway.bus import Bus
 
 DRIVERS: tuple[Driver[Any], ...] = (MODBUS, OPCUA)
@@ -50,3 +51,16 @@ def build_devices(devices: Mapping[str, DeviceConfigBase], groups: Mapping[str, 
         if mine := _of(driver, devices):
             built.update(driver.build(mine, groups, bus, state_dir=state_dir))
     return {name: built[name] for name in devices}
+
+
+async def read_devices(devices: Mapping[str, DeviceConfigBase], groups: Mapping[str, PollGroup]) -> list[DeviceReading]:
+    """One poll of every device (``heatgw read``), in the configuration's order."""
+    readings: dict[str, DeviceReading] = {}
+    for driver in DRIVERS:
+        if mine := _of(driver, devices):
+            if driver.read is None:
+                readings.update({name: DeviceReading(name, device.protocol, False, "this protocol cannot be read "
+                                                     "this way yet") for name, device in mine.items()})
+            else:
+                readings.update({reading.device: reading for reading in await driver.read(mine, groups)})
+    return [readings[name] for name in devices]

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sim.faults import WIRED_SENSORS, describe_fault_kinds
 from sim.modbus_server import SerialLine
 from sim.runner import JsonObject, SimRunner, send_control
 from sim.weather import SeasonDates, heating_season
@@ -31,6 +32,7 @@ app = typer.Typer(
     help="Simulated heat-exchange station (PLC + heat meter over Modbus TCP, PLC over OPC UA) for demos and tests.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -143,18 +145,23 @@ def status(host: HostOption = "127.0.0.1", control_port: ControlPortOption = DEF
     console.print(table)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+FAULT_HELP = "\n\n".join([
+    "Inject a station fault; its arguments follow as --name value (or name=value).",
+    "\b\nKinds:\n" + "\n".join(f"  {line}" for line in describe_fault_kinds()),
+    "Sensors: " + ", ".join(WIRED_SENSORS) + ", or a room's name. On a station file's plant with several "
+    "circuits, pump, leak, interlock and secondary-sensor faults also take --circuit N (default 0).",
+    "Examples: 'fault sensor_open --sensor outdoor', 'fault leak --m3h 2', 'fault pump_trip', "
+    "'fault clear --name leak'. Values are read as JSON when they parse (numbers, true/false).",
+])
+
+
+@app.command(help=FAULT_HELP, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def fault(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="name of a station fault (a method of sim.faults.Faults)")],
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="one of the kinds listed above")],
     host: HostOption = "127.0.0.1",
     control_port: ControlPortOption = DEFAULT_CONTROL_PORT,
 ) -> None:
-    """Inject a station fault; its arguments follow as --name value (or name=value).
-
-    Examples: 'fault sensor_open --sensor outdoor', 'fault leak --m3h 2', 'fault pump_trip',
-    'fault clear --name leak'. Values are read as JSON when they parse (numbers, true/false).
-    """
     try:
         kwargs = _parse_kwargs(ctx.args)
     except ValueError as exc:
@@ -169,7 +176,7 @@ def comm(
     offline: Annotated[bool | None, typer.Option("--offline/--online", help="swallow every request")] = None,
     delay: Annotated[float | None, typer.Option(help="answer this many seconds late")] = None,
     exception_range: Annotated[list[str] | None, typer.Option(
-        help="FC:ADDRESS[+COUNT] answered with exception 02; repeatable; 'none' clears")] = None,
+        metavar="FC:ADDRESS[+COUNT]", help="FC:ADDRESS[+COUNT] answered with exception 02; repeatable; 'none' clears")] = None,
     host: HostOption = "127.0.0.1",
     control_port: ControlPortOption = DEFAULT_CONTROL_PORT,
 ) -> None:

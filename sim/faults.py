@@ -13,6 +13,7 @@ once; a wireless one's shows with its next radio report.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,6 +36,11 @@ WIRED_SENSORS: tuple[str, ...] = (
 
 SensorFaultKind = Literal["open", "short", "frozen", "silent"]
 InterlockKind = Literal["overtemp", "overpressure"]
+
+FAULT_KINDS: tuple[str, ...] = ("sensor_open", "sensor_short", "freeze", "sensor_silent", "pump_trip",
+                                "makeup_pump_fault", "leak", "primary_loss", "trip_interlock", "pit_flooding", "clear")
+"""The faults ``heatgw sim fault KIND`` injects: the methods of ``Faults`` that break something (or
+clear it); the others answer questions."""
 
 _FLAG_FAULTS = ("pump_trip", "makeup_pump_fault", "primary_loss", "overtemp", "overpressure", "pit_flooding")
 _MAX_LEAK_M3H = 100.0
@@ -206,3 +212,17 @@ class Faults:
             known = ", ".join(sorted(self._sensor_names))
             raise ValueError(f"unknown sensor {sensor!r}; known: {known}")
         return sensor
+
+
+def describe_fault_kinds() -> list[str]:
+    """One line per fault kind: its name, its arguments as the CLI takes them, and what it does."""
+    lines = []
+    for kind in FAULT_KINDS:
+        method = getattr(Faults, kind)
+        arguments = []
+        for name, parameter in list(inspect.signature(method).parameters.items())[1:]:
+            option = f"--{name.replace('_', '-')} {name.upper()}"
+            arguments.append(option if parameter.default is inspect.Parameter.empty else f"[{option}]")
+        summary = (inspect.getdoc(method) or "").splitlines()[0].replace("``", "")
+        lines.append(" ".join([kind, *arguments]) + f": {summary}")
+    return lines

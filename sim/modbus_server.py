@@ -10,7 +10,10 @@ module only wires them to pymodbus and adds what a test rig needs on top of a de
 * every request is counted per (unit id, function code), so a test can prove how many requests a
   gateway spent;
 * communication faults per unit: ``offline`` (request swallowed, the client times out),
-  ``delay_s`` (answers late) and ``exception_ranges`` (exception 02 for matching requests);
+  ``delay_s`` (answers late), ``exception_ranges`` (exception 02 for matching requests) and
+  ``unsupported_functions`` (exception 01, as from a device without e.g. Mask Write Register);
+* a unit id nobody serves gets exception 0x0B on TCP (a gateway with nothing behind that id) and
+  silence on the serial line (on RS-485 only the addressed device answers);
 * ``stop()``/``start()`` restart the listener(s) on the same port(s), like a rebooting device.
 """
 
@@ -33,6 +36,7 @@ from sim.readings import Measurements
 from sim.registers import (
     DEFAULT_MAP,
     FUNCTION_BLOCKS,
+    MASK_WRITE,
     METER_UNIT,
     PLC_UNIT,
     READ_FUNCTIONS,
@@ -80,6 +84,7 @@ class CommFaults:
     offline: bool = False
     delay_s: float = 0.0
     exception_ranges: tuple[ExceptionRange, ...] = ()
+    unsupported_functions: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if not 0 <= self.delay_s <= 3600:
@@ -90,8 +95,8 @@ HEALTHY = CommFaults()
 
 
 def request_span(pdu: ModbusPDU) -> tuple[int, int]:
-    """(address, count) a request touches; single-coil/register writes carry no count field."""
-    if pdu.function_code in (5, 6):
+    """(address, count) a request touches; single-coil/register and mask writes carry no count field."""
+    if pdu.function_code in (5, 6, MASK_WRITE):
         return pdu.address, 1
     return pdu.address, pdu.count
 
@@ -100,7 +105,8 @@ class _Gate:
     """What stands between the wire and one listener's devices: counting, faults, the map.
 
     Counts and faults are shared by all listeners of a ``StationModbusServer``; ``units`` is
-    what this particular port serves.
+    what this particular port serves. A request for another unit gets exception 11 from a TCP
+    gateway, and silence on a serial line (``serial``), where no device has that address.
     """
 
     def __init__(
@@ -109,15 +115,19 @@ class _Gate:
         faults: dict[int, CommFaults],
         counts: Counter[tuple[int, int]],
         register_map: RegisterMap,
+        *,
+        serial: bool = False,
     ) -> None:
         self.units = units
+        self.serial = serial
         self.register_map = register_map
         self.faults = faults
         self.counts = counts
         self.in_flight: set[asyncio.Task[Any]] = set()
 
     def faults_for(self, unit: int) -> CommFaults:
-        """A unit's faults, if this port serves it; requests for other units are refused at once."""
+        """A unit's faults, if this port serves it; requests for other units are refused at once
+        (or, on a serial line, not answered)."""
         return self.faults.get(unit, HEALTHY) if unit in self.units else HEALTHY
 
     def refusal(self, pdu: ModbusPDU) -> ExcCodes | None:
@@ -125,7 +135,8 @@ class _Gate:
         device = self.units.get(pdu.dev_id)
         if device is None:
             return ExcCodes.GATEWAY_NO_RESPONSE  # a TCP gateway with nothing behind this unit id
-        if pdu.function_code not in FUNCTION_BLOCKS:
+        unsupported = self.faults_for(pdu.dev_id).unsupported_functions
+        if pdu.function_code not in FUNCTION_BLOCKS or pdu.function_code in unsupported:
             return ExcCodes.ILLEGAL_FUNCTION
         address, count = request_span(pdu)
         if any(r.overlaps(pdu.function_code, address, count) for r in self.faults_for(pdu.dev_id).exception_ranges):
@@ -178,6 +189,8 @@ class _GatedRequestHandler(ServerRequestHandler):
             await asyncio.sleep(delay)
         if gate.faults_for(pdu.dev_id).offline or not self.transport:
             return  # an offline unit never answers; a closed connection cannot
+        if gate.serial and pdu.dev_id not in gate.units:
+            return  # nobody on the line has that address
         if (code := gate.refusal(pdu)) is not None:
             self.server_send(
                 ExceptionResponse(pdu.function_code, code, device_id=pdu.dev_id, transaction=pdu.transaction_id),
@@ -288,7 +301,7 @@ class StationModbusServer:
     async def _serve_meter_serial(self, line: SerialLine) -> None:
         units = {METER_UNIT: Device.METER}
         listener = _GatedSerialServer([self._sim_device(METER_UNIT, Device.METER)], line=line,
-                                      gate=_Gate(units, self._faults, self._counts, self._map))
+                                      gate=_Gate(units, self._faults, self._counts, self._map, serial=True))
         await listener.serve_forever(background=True)
         self._listeners.append(listener)
         log.info("modbus RTU meter listening", extra={"fields": {"serial": line.path, "baudrate": line.baudrate}})
@@ -411,11 +424,12 @@ class StationModbusServer:
 
         Must never await anything that suspends (see ``_GatedRequestHandler``). The read-backs
         pymodbus does inside FC05/FC06 to build the echo are left alone, so the echo is what
-        was written even for the alarm-reset coil, which then reads 0.
+        was written even for the alarm-reset coil, which then reads 0. A mask write (FC22) reads
+        the register first to apply its masks to: that read sees the current value.
         """
         block = FUNCTION_BLOCKS[function_code]
         if values is None:
-            if function_code in READ_FUNCTIONS:
+            if function_code in READ_FUNCTIONS or function_code == MASK_WRITE:
                 _fill(registers, start_address, self._images[device].get(block, {}), bits=block in _BIT_BLOCKS)
             return None
         try:
@@ -459,4 +473,6 @@ def _fill(registers: list[int], start_address: int, image: Image, *, bits: bool)
 
 def _describe(faults: CommFaults) -> dict[str, Any]:
     ranges = ",".join(f"fc{r.function_code}:{r.address}+{r.count}" for r in faults.exception_ranges)
-    return {"offline": faults.offline, "delay_s": faults.delay_s, "exception_ranges": ranges or "none"}
+    unsupported = ",".join(str(code) for code in sorted(faults.unsupported_functions))
+    return {"offline": faults.offline, "delay_s": faults.delay_s, "exception_ranges": ranges or "none",
+            "unsupported_functions": unsupported or "none"}

@@ -78,7 +78,10 @@ WORDS = {DType.BIT: 1, DType.INT16: 1, DType.UINT16: 1, DType.UINT32: 2, DType.F
 _INT_RANGE = {DType.INT16: (-32768, 32767), DType.UINT16: (0, 65535), DType.UINT32: (0, 2**32 - 1)}
 
 READ_FUNCTIONS: Mapping[int, Block] = {1: Block.COIL, 2: Block.DISCRETE_INPUT, 3: Block.HOLDING, 4: Block.INPUT}
-WRITE_FUNCTIONS: Mapping[int, Block] = {5: Block.COIL, 15: Block.COIL, 6: Block.HOLDING, 16: Block.HOLDING}
+MASK_WRITE = 22  # Mask Write Register: bits of one holding register changed in place
+WRITE_FUNCTIONS: Mapping[int, Block] = {
+    5: Block.COIL, 15: Block.COIL, 6: Block.HOLDING, 16: Block.HOLDING, MASK_WRITE: Block.HOLDING,
+}
 FUNCTION_BLOCKS: Mapping[int, Block] = {**READ_FUNCTIONS, **WRITE_FUNCTIONS}
 
 

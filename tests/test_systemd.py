@@ -101,7 +101,7 @@ def test_historian_unit_checks_its_config_keeps_its_state_and_stops_in_time() ->
     assert d["ExecStart"] == [f"{INSTALL_PREFIX}/bin/heatgw historian run --config /etc/heatgw/historian.yaml"]
     # "-": the check lists every problem but its failure is not the unit's (see the gateway unit's test);
     # `heatgw historian run` exits 2 on the same file, which RestartPreventExitStatus does stop.
-    assert d["ExecStartPre"] == [f"-{INSTALL_PREFIX}/bin/heatgw historian check /etc/heatgw/historian.yaml"]
+    assert d["ExecStartPre"] == [f"-{INSTALL_PREFIX}/bin/heatgw historian check --config /etc/heatgw/historian.yaml"]
     assert d["RestartPreventExitStatus"] == ["2"], "a config error must not restart-loop"
     assert d["Type"] == ["notify"] and int(d["WatchdogSec"][0].removesuffix("s")) > 0
     assert d["StateDirectory"] == ["heatgw-historian"]

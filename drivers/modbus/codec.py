@@ -210,11 +210,24 @@ def decode_block(block: ReadBlock, raw: Sequence[int] | Sequence[bool]) -> dict[
     return BlockDecoder(block).decode(raw)
 
 
-def encode_write(point: Point, value: Value) -> list[int] | bool:
-    """The registers (or the bit) to write so that the device holds ``value``.
+@dataclass(frozen=True, slots=True)
+class MaskWrite:
+    """One bit of a holding register, as Mask Write Register (function 22) writes it.
 
-    Coils and register bits return a bool (a register bit is written with Mask Write Register or
-    a read-modify-write, which the caller owns). Register values are un-scaled with
+    The device computes ``(current AND and_mask) OR (or_mask AND NOT and_mask)`` in one step, so
+    the register's other bits are never touched, even when the PLC changes them between our read
+    and our write (a read-modify-write from here could put back a stale bit).
+    """
+
+    and_mask: int
+    or_mask: int
+
+
+def encode_write(point: Point, value: Value) -> list[int] | bool | MaskWrite:
+    """What to write so that the device holds ``value``.
+
+    A coil gets a bool; one bit of a holding register gets a ``MaskWrite`` (never a coil write at
+    the register's address: that is another object, one nobody declared writable). Register values are un-scaled with
     ``(value - offset) / scale``, rounded to the nearest integer for integer and BCD types, range
     checked, and laid out in the point's word and byte order. Raises ``ValueError`` when the value
     cannot be represented, or would read back as the point's "no value" sentinel.
@@ -224,7 +237,9 @@ def encode_write(point: Point, value: Value) -> list[int] | bool:
     if point.is_boolean:
         if not isinstance(value, bool | np.bool_):
             raise ValueError(f"{point.key}: boolean point needs a bool, got {value!r}")
-        return bool(value)
+        if point.bit is None:
+            return bool(value)
+        return _mask_write(point, bool(value))
     raw = _unscale(point, value)
     if point.data_type in _BCD_DIGITS:
         raw = int(str(raw), 16)  # decimal digits reinterpreted as nibbles: 1234 -> 0x1234
@@ -232,6 +247,15 @@ def encode_write(point: Point, value: Value) -> list[int] | bool:
     if point.no_value_pattern is not None and int.from_bytes(packed, "big") == point.no_value_pattern:
         raise ValueError(f"{point.key}: {value!r} encodes to the no-value sentinel")
     return _registers_from_bytes(packed, point.word_order, point.byte_order)
+
+
+def _mask_write(point: Point, value: bool) -> MaskWrite:
+    """Masks that set or clear the point's bit; ``bit`` counts in the byte-order corrected register,
+    so on a byte-swapped device bit 0 is the wire register's bit 8."""
+    assert point.bit is not None
+    wire_bit = point.bit if point.byte_order is ByteOrder.BIG else (point.bit + 8) % 16
+    mask = 1 << wire_bit
+    return MaskWrite(and_mask=0xFFFF ^ mask, or_mask=mask if value else 0)
 
 
 def _register_groups(block: ReadBlock) -> list[_BitGroup | _ValueGroup]:

@@ -91,8 +91,8 @@ class TagConfig(TagBase):
 class ModbusDeviceBase(DeviceConfigBase):
     """Settings every Modbus device has, whatever the transport."""
 
-    _plain = plain_fields("unit_id", "timeout_s", "retries", "max_registers", "max_bits", "max_gap", "word_order",
-                          "byte_order", "host", "port", "serial_port", "baudrate", "parity", "stopbits")
+    _plain = plain_fields("unit_id", "timeout_s", "retries", "max_registers", "max_bits", "max_gap", "high_addresses",
+                          "word_order", "byte_order", "host", "port", "serial_port", "baudrate", "parity", "stopbits")
 
     unit_id: int = Field(default=1, ge=0, le=255)
     timeout_s: float = Field(default=1.0, gt=0, le=60)
@@ -100,6 +100,8 @@ class ModbusDeviceBase(DeviceConfigBase):
     max_registers: int = Field(default=125, ge=1, le=125, description="registers per read request")
     max_bits: int = Field(default=2000, ge=1, le=2000, description="coils/discretes per read request")
     max_gap: int = Field(default=16, ge=0, le=124, description="unused registers a read may span")
+    high_addresses: bool = Field(default=False, description="the map really uses addresses 10001 and up (SunSpec): "
+                                                            "no 4xxxx-reference hint")
     word_order: Order = "big"
     byte_order: Order = "big"
     tags: dict[Name, TagConfig] = Field(min_length=1)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusTcpDevice, overlapping_writes
+from drivers.modbus.checks import modbus_problems
+from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusTcpDevice
 from drivers.modbus.link import ModbusLink
 from drivers.modbus.poller import DevicePoller
+from drivers.modbus.reading import read_devices
 from drivers.modbus.tagmap import link_key, make_link
 from gateway.acquisition.device import Device
 from gateway.acquisition.driver import Driver
 from gateway.acquisition.models import PollGroup
+from gateway.acquisition.reading import DeviceReading
 from gateway.bus import Bus
 
 
@@ -19,8 +22,17 @@ def build(devices: Mapping[str, ModbusDevice], groups: Mapping[str, PollGroup], 
           state_dir: Path | None = None) -> dict[str, Device]:
     """One poller per device; devices on one serial line share its link (see ``link_key``).
     Modbus keeps nothing on disk, so ``state_dir`` is not used."""
+    return dict(_pollers(devices, groups, bus))
+
+
+async def read(devices: Mapping[str, ModbusDevice], groups: Mapping[str, PollGroup]) -> list[DeviceReading]:
+    """``heatgw read``: the same pollers, each polled once (see ``drivers.modbus.reading``)."""
+    return await read_devices(_pollers(devices, groups, Bus()))
+
+
+def _pollers(devices: Mapping[str, ModbusDevice], groups: Mapping[str, PollGroup], bus: Bus) -> dict[str, DevicePoller]:
     links: dict[tuple[str, ...], ModbusLink] = {}
-    pollers: dict[str, Device] = {}
+    pollers: dict[str, DevicePoller] = {}
     for name, device in devices.items():
         key = link_key(device, name)
         if key not in links:
@@ -29,4 +41,5 @@ def build(devices: Mapping[str, ModbusDevice], groups: Mapping[str, PollGroup], 
     return pollers
 
 
-DRIVER: Driver[ModbusDevice] = Driver(models=(ModbusTcpDevice, ModbusRtuDevice), build=build, problems=overlapping_writes)
+DRIVER: Driver[ModbusDevice] = Driver(models=(ModbusTcpDevice, ModbusRtuDevice), build=build, problems=modbus_problems,
+                                      read=read)

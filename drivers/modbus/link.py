@@ -14,20 +14,28 @@ pymodbus does the framing; this module gives the rest of the driver what pymodbu
   converter usually is too;
 * no hidden reconnect loop: pymodbus's own is disabled so the poller decides when to retry, with
   backoff and jitter, and knows the device is down meanwhile. The one reopen after a reset is a
-  single attempt; if it fails, the request fails with ``LinkDown``.
+  single attempt; if it fails, the request fails with ``LinkDown``;
+* failures that say why in a few stable words (``connection_refused``, ``no_such_port``,
+  ``permission_denied``, ``no answer within 2 s``), for the operator; pymodbus's own text
+  ("Modbus Error: [Input/Output] No response received ...") goes to the debug log only. pymodbus
+  turns a failed connect into ``False`` and drops the operating system's error (its transport
+  catches the ``OSError`` of ``create_connection`` or of opening the serial port, and only logs
+  it), so the link wraps the transport's connection factory to keep that error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest, WriteSingleCoilRequest
 from pymodbus.pdu.register_message import (
+    MaskWriteRegisterRequest,
     ReadHoldingRegistersRequest,
     ReadInputRegistersRequest,
     WriteMultipleRegistersRequest,
@@ -36,19 +44,24 @@ from pymodbus.pdu.register_message import (
 
 from drivers.modbus.errors import (
     EXCEPTION_NAMES,
+    ILLEGAL_FUNCTION,
     BadReply,
     ExceptionReply,
     LinkDown,
     LinkError,
     LinkTimeout,
+    os_cause,
 )
 from drivers.modbus.points import Function
 from drivers.modbus.replies import RawDecoder, RawReply, StrictSocketFramer, parse_reply, request_pdu
+from gateway.logs import kv
 
 __all__ = [
     "EXCEPTION_NAMES", "BadReply", "ExceptionReply", "LinkDown", "LinkError", "LinkTimeout", "ModbusLink",
     "SerialEndpoint", "TcpEndpoint",
 ]
+
+log = logging.getLogger(__name__)
 
 _READ_REQUESTS = {
     Function.HOLDING: ReadHoldingRegistersRequest,
@@ -85,6 +98,8 @@ class ModbusLink:
         self._in_flight = False
         self._reopen = False  # the link reset itself: reopen before the next request
         self._patience_s = timeout_s * (1 + retries)
+        self._connect_timeout_s = timeout_s
+        self._connect_error: OSError | None = None  # why the last connect failed, as the OS said
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
         if isinstance(endpoint, TcpEndpoint):
             self._client = AsyncModbusTcpClient(
@@ -99,25 +114,56 @@ class ModbusLink:
                 trace_connect=self._connection_changed,
             )
             self._client.ctx.framer.decoder = RawDecoder()
+        self._keep_connect_errors()
+
+    def _keep_connect_errors(self) -> None:
+        """Remember the ``OSError`` of the transport's connection factory (``create_connection``,
+        opening the serial port) before pymodbus swallows it into ``connect() -> False``."""
+        transport = self._client.ctx
+        create = transport.call_create
+
+        async def create_keeping_error() -> Any:
+            try:
+                return await create()
+            except OSError as exc:
+                self._connect_error = exc
+                raise
+
+        transport.call_create = create_keeping_error
 
     @property
     def connected(self) -> bool:
         return bool(self._client.connected)
 
     async def connect(self) -> None:
-        """Open the connection; raise LinkDown when the device cannot be reached."""
+        """Open the connection; raise ``LinkDown`` with the cause (``connection_refused``,
+        ``no_such_port``...) when it cannot be opened, ``LinkTimeout`` when it is not made in time."""
         async with self._lock:
             if not self._client.connected:
                 await self._open()
 
     async def _open(self) -> None:
+        self._connect_error = None
         try:
             ok = await self._client.connect()
         except (OSError, ModbusException) as exc:
-            raise LinkDown(str(exc) or type(exc).__name__) from exc
+            raise self._failure("connect", exc, otherwise="cannot connect") from exc
         if not ok:
-            raise LinkDown(f"cannot connect to {self.describe()}")
+            error = self._connect_error
+            if error is None:  # pymodbus's own wait for the connection ran out
+                log.debug("connect timed out", extra=kv(link=self.describe()))
+                raise LinkTimeout(f"no connection within {self._connect_timeout_s:g} s")
+            raise self._failure("connect", error, otherwise="cannot connect") from error
         self._reopen = False
+
+    def _failure(self, doing: str, exc: BaseException, *, otherwise: str) -> LinkError:
+        """The typed, short failure for an OS error (``otherwise`` for a library one); the full
+        text goes to the debug log."""
+        log.debug("%s failed", doing, extra=kv(link=self.describe(), error=type(exc).__name__, detail=str(exc)))
+        if isinstance(exc, OSError):
+            cause = os_cause(exc)
+            return LinkTimeout(cause) if cause == "timeout" else LinkDown(cause)
+        return LinkDown(otherwise)
 
     def close(self) -> None:
         self._reopen = False
@@ -149,7 +195,24 @@ class ModbusLink:
             await self._request(WriteMultipleRegistersRequest(address=address, registers=values, dev_id=unit))
 
     async def write_coil(self, unit: int, address: int, value: bool) -> None:
+        """Write one coil (FC05)."""
         await self._request(WriteSingleCoilRequest(address=address, bits=[value], dev_id=unit))
+
+    async def write_mask(self, unit: int, address: int, and_mask: int, or_mask: int) -> None:
+        """Change bits of one holding register in place (FC22, Mask Write Register).
+
+        A device without FC22 answers exception 1; that fails the write with a reason saying so.
+        There is deliberately no fallback to read, modify and write the register: the PLC may
+        change its other bits in between, and we would write back a stale copy of them.
+        """
+        try:
+            await self._request(MaskWriteRegisterRequest(address=address, and_mask=and_mask, or_mask=or_mask,
+                                                         dev_id=unit))
+        except ExceptionReply as exc:
+            if exc.code != ILLEGAL_FUNCTION:
+                raise
+            raise ExceptionReply(exc.code, "the device does not support Mask Write Register (function 22), "
+                                           "the only safe way to write one bit of a register; nothing written") from exc
 
     async def _request(self, request: ModbusPDU) -> list[int] | list[bool] | None:
         """Send one request under the link lock, check its reply, and translate the failure modes."""
@@ -163,18 +226,16 @@ class ModbusLink:
             try:
                 # execute() raises ConnectionException synchronously on a connection it knows is gone.
                 reply = await self._client.execute(False, request)
-            except ModbusIOException as exc:
+            except (ModbusIOException, asyncio.TimeoutError) as exc:
                 self._reset()
+                log.debug("request unanswered", extra=kv(link=self.describe(), detail=str(exc)))
                 raise LinkTimeout(f"no answer within {self._patience_s:g} s") from exc
             except _ClosedByDevice as exc:
                 self._reset()
                 raise LinkDown("connection closed by the device") from exc
             except (ConnectionException, OSError) as exc:
                 self._reset()
-                raise LinkDown(str(exc) or type(exc).__name__) from exc
-            except asyncio.TimeoutError as exc:
-                self._reset()
-                raise LinkTimeout(f"no answer within {self._patience_s:g} s") from exc
+                raise self._failure("request", exc, otherwise="connection dropped") from exc
             finally:
                 self._in_flight = False
             try:

@@ -11,6 +11,14 @@ When a device stops answering, every one of its tags is published BAD at once (w
 interval plus the timeout), a ``DeviceStatus(online=False)`` goes on the bus for the alarm
 engine, and reconnection is retried with exponential backoff and jitter, so a fleet of stations
 does not reconnect in lock-step after a network blip.
+
+Presence is what the device's answers show, never what the transport allows: a TCP connection
+or an open serial port says nothing (a Modbus TCP gateway accepts connections for a meter that
+is not behind it, an RS-485 adapter opens without a meter on the line). A device is online after
+a poll that returned data; one that has only ever answered exceptions or replies that cannot be
+believed is declared lost, with that reason, once each of its groups has been polled. While it is
+online, values that are all bad for longer than the slowest group's interval are logged once
+(a warning with the reason), and their recovery once (info): the log says what the samples say.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from drivers.base import Quality, Reason
-from drivers.modbus.codec import BlockDecoder, Decoded, Fault, encode_write
+from drivers.modbus.codec import BlockDecoder, Decoded, Fault, MaskWrite, encode_write
 from drivers.modbus.config import ModbusDeviceBase, TagConfig
+from drivers.modbus.errors import ILLEGAL_DATA_ADDRESS
 from drivers.modbus.link import BadReply, ExceptionReply, LinkDown, LinkError, LinkTimeout, ModbusLink
 from drivers.modbus.planner import ReadBlock, plan_reads, split_block
 from drivers.modbus.points import Function, Point
@@ -39,8 +49,6 @@ from gateway.samples import DeviceStatus, Sample, SampleBatch
 
 log = logging.getLogger(__name__)
 
-ILLEGAL_DATA_ADDRESS = 2
-
 
 @dataclass
 class _Group:
@@ -48,6 +56,9 @@ class _Group:
     interval_s: float
     blocks: list[ReadBlock]
     next_deadline: float = 0.0
+    answered: bool = False  # whether its last poll got data from the device (not only refusals)
+    bad_since: float | None = None  # loop time of the first of its polls, in a row, with no good value
+    reason: str = ""  # the commonest reason among its last poll's values when none was good
     # One decoder per block, same order: looking one up by block would hash the whole block
     # (every point in it) on every read, a measurable share of a poll's CPU.
     decoders: list[BlockDecoder] = field(default_factory=list)
@@ -88,8 +99,12 @@ class DevicePoller:
         self.stats = DeviceStats()
         self.progressed: float | None = None  # event-loop time of the run loop's last step (the watchdog)
         self._bad_replies: set[tuple[str, int, Function]] = set()  # blocks whose last reply was bad
+        self._data_replies = 0  # replies that carried data, so a poll can tell data from refusals
+        self._all_bad_logged = False  # the "every value bad" warning is out and recovery not yet logged
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()
+        self.raw_observer: Callable[[ReadBlock, list[int] | list[bool]], None] | None = None
+        """Shown every block's raw answer before it is decoded (``heatgw read``); None in service."""
         self.tags: dict[str, TagConfig] = dict(device.tags)
         self.points: dict[str, Point] = {tag: to_point(tag, cfg, device) for tag, cfg in device.tags.items()}
         self._groups = [
@@ -128,8 +143,9 @@ class DevicePoller:
                     try:
                         await self.link.connect()
                     except LinkError as exc:
-                        self.stats.record_error(Reason.CONNECTION_LOST)
-                        await self._mark_lost(Reason.CONNECTION_LOST, str(exc))
+                        reason = Reason.TIMEOUT if isinstance(exc, LinkTimeout) else Reason.CONNECTION_LOST
+                        self.stats.record_error(reason)
+                        await self._mark_lost(reason, str(exc))
                         failures += 1
                         await asyncio.sleep(self._backoff_delay(failures))
                         continue
@@ -158,6 +174,8 @@ class DevicePoller:
         now = loop.time()
         for group in self._groups:
             group.next_deadline = now
+            group.answered, group.bad_since, group.reason = False, None, ""
+        polled: set[str] = set()  # groups polled on this connection
         while True:
             group = min(self._groups, key=lambda g: g.next_deadline)
             delay = group.next_deadline - loop.time()
@@ -176,9 +194,9 @@ class DevicePoller:
                 return answered
             answered = True
             self.progressed = loop.time()
-            # Online means answering, not merely accepting a TCP connection.
-            await self._mark_online()
+            polled.add(group.name)
             await self.bus.publish(batch)
+            await self._judge_presence(group, batch, started, everything_polled=len(polled) == len(self._groups))
             # Next tick on the absolute grid; skip ticks the poll overran rather than burst.
             missed = max(0, int((loop.time() - group.next_deadline) // group.interval_s))
             group.next_deadline += group.interval_s * (missed + 1) if missed else group.interval_s
@@ -187,10 +205,52 @@ class DevicePoller:
         """Read every block of ``group``; per-block exceptions degrade only the affected points."""
         self.stats.polls += 1
         samples: list[Sample] = []
+        data_replies = self._data_replies
         for block, decoder in list(zip(group.blocks, group.decoders, strict=True)):
             samples.extend(await self._read_block(group, block, decoder))
         self.stats.values += len(samples)
+        group.answered = self._data_replies > data_replies
         return SampleBatch(self.name, group.name, tuple(samples))
+
+    async def poll_once(self) -> list[SampleBatch]:
+        """Every group once, in order (``heatgw read``); a lost device raises as in ``poll_group``."""
+        return [await self.poll_group(group) for group in self._groups]
+
+    async def _judge_presence(self, group: _Group, batch: SampleBatch, started: float, *,
+                              everything_polled: bool) -> None:
+        """Online after data; lost when every group has only been refused; all-bad spells logged once.
+
+        ``started`` is the loop time the poll of ``group`` began; ``everything_polled`` says
+        whether each group has been polled since the connection was made.
+        """
+        good = any(sample.quality is Quality.GOOD for sample in batch.samples)
+        if good:
+            group.bad_since, group.reason = None, ""
+        else:
+            group.bad_since = started if group.bad_since is None else group.bad_since
+            group.reason = _commonest(s.reason for s in batch.samples)
+        if group.answered:
+            await self._mark_online()
+        if self.online is not True:
+            if everything_polled and not any(g.answered for g in self._groups):
+                # Answers, but only refusals: the device is not there (a gateway's exception 11),
+                # or not the device the configuration describes.
+                await self._mark_lost_while_answering(group.reason)
+            return
+        if good:
+            if self._all_bad_logged:
+                self._all_bad_logged = False
+                log.info("device values recovered", extra=kv(device=self.name, group=group.name))
+            return
+        bad_since = [g.bad_since for g in self._groups]
+        if self._all_bad_logged or None in bad_since:
+            return
+        bad_for = asyncio.get_running_loop().time() - max(t for t in bad_since if t is not None)
+        if bad_for > max(g.interval_s for g in self._groups):
+            self._all_bad_logged = True
+            log.warning("every value of the device is bad", extra=kv(
+                device=self.name, link=self.link.describe(), bad_for_s=round(bad_for, 1),
+                reason=_commonest(g.reason for g in self._groups)))
 
     async def _read_block(self, group: _Group, block: ReadBlock, decoder: BlockDecoder) -> list[Sample]:
         self.stats.requests += 1
@@ -210,12 +270,15 @@ class DevicePoller:
             return self._bad(block.points, Reason.BAD_REPLY, str(exc))
         self._bad_replies.discard((group.name, block.start, block.function))
         self.stats.record_rtt(time.perf_counter() - started)
+        if self.raw_observer is not None:
+            self.raw_observer(block, raw)
         timestamp = self._wall_clock()
         try:
             decoded = decoder.decode(raw)
         except ValueError as exc:  # a reply of the wrong length: this block is bad, the rest goes on
             self.stats.record_error(Reason.DECODE_ERROR)
             return self._bad(block.points, Reason.DECODE_ERROR, str(exc))
+        self._data_replies += 1
         return [self._sample(key, result, timestamp) for key, result in decoded.items()]
 
     def _note_bad_reply(self, group: _Group, block: ReadBlock, exc: BadReply) -> None:
@@ -237,7 +300,7 @@ class DevicePoller:
         return self._sample(tag, BlockDecoder(block).decode(raw)[tag], self._wall_clock())
 
     def prepare_write(self, tag: str, value: float) -> PreparedWrite:
-        """Encode a checked value into the tag's registers (or coil state)."""
+        """Encode a checked value into the tag's registers, register bit or coil state."""
         point = self.points[tag]
         requested: float | bool = bool(value) if point.is_boolean else value
         try:
@@ -248,12 +311,18 @@ class DevicePoller:
     async def write(self, prepared: PreparedWrite) -> None:
         """Put a prepared value on the wire (only the write queue calls this)."""
         point = self.points[prepared.tag]
+        wire = prepared.wire
         self.stats.requests += 1
-        if isinstance(prepared.wire, bool):
-            await self.link.write_coil(self.unit, point.address, prepared.wire)
-        else:
-            assert isinstance(prepared.wire, list)  # made by prepare_write
-            await self.link.write_registers(self.unit, point.address, prepared.wire)
+        # The table written is the tag's own: a coil write for a register bit would change
+        # another object, one nobody declared writable.
+        if point.function is Function.COIL and isinstance(wire, bool):
+            await self.link.write_coil(self.unit, point.address, wire)
+        elif point.function is Function.HOLDING and isinstance(wire, MaskWrite):
+            await self.link.write_mask(self.unit, point.address, wire.and_mask, wire.or_mask)
+        elif point.function is Function.HOLDING and isinstance(wire, list) and len(wire) == point.count:
+            await self.link.write_registers(self.unit, point.address, wire)
+        else:  # prepare_write never makes this; refuse rather than guess where it should go
+            raise TypeError(f"{prepared.tag}: {type(wire).__name__} cannot be written to a {point.function.name} point")
 
     async def _isolate(self, group: _Group, block: ReadBlock) -> list[Sample]:
         """Split a refused block, remember the split in the plan, and read the parts now."""
@@ -289,12 +358,23 @@ class DevicePoller:
         """Publish every tag BAD and the device offline, once per loss rather than once per retry."""
         if self.online is False:
             return
-        self.online = False
         for group in self._groups:
             points = [p for block in group.blocks for p in block.points]
             await self.bus.publish(SampleBatch(self.name, group.name, tuple(self._bad(points, reason, detail))))
-        log.warning("device lost", extra=kv(device=self.name, link=self.link.describe(), reason=reason.value, detail=detail))
-        await self.bus.publish(DeviceStatus(self.name, False, self._wall_clock(), f"{reason.value}: {detail}"))
+        await self._declare_lost(f"{reason.value}: {detail}")
+
+    async def _mark_lost_while_answering(self, reason: str) -> None:
+        """The device is lost though it answers: its values already went out bad with their own
+        reasons (one block refused, another a reply that cannot be believed), so only the status
+        changes."""
+        if self.online is not False:
+            await self._declare_lost(reason)
+
+    async def _declare_lost(self, reason: str) -> None:
+        self.online = False
+        self._all_bad_logged = False  # the loss says it now; "device online" will say the recovery
+        log.warning("device lost", extra=kv(device=self.name, link=self.link.describe(), reason=reason))
+        await self.bus.publish(DeviceStatus(self.name, False, self._wall_clock(), reason))
 
     async def _mark_online(self) -> None:
         if self.online is True:
@@ -308,3 +388,9 @@ class DevicePoller:
         base = min(self.backoff.max_s, self.backoff.initial_s * 2 ** max(0, failures - 1))
         spread = self.backoff.jitter
         return base * self._rng.uniform(1 - spread, 1 + spread)
+
+
+def _commonest(reasons: Iterable[str]) -> str:
+    """The reason most values share (one reason for a log line or a status)."""
+    counted = Counter(reasons).most_common(1)
+    return counted[0][0] if counted else ""

@@ -24,7 +24,7 @@ from pymodbus.pdu import DecodePDU, ModbusPDU
 from drivers.modbus.errors import BadReply, ExceptionReply
 
 READS = {1: "bits", 2: "bits", 3: "registers", 4: "registers"}
-WRITE_SINGLE = (5, 6)  # the reply echoes the whole request
+WHOLE_ECHO = (5, 6, 22)  # single coil, single register, mask write: the reply echoes the whole request
 WRITE_MULTIPLE_REGISTERS = 16  # the reply echoes address and quantity
 MBAP_SIZE = 7  # transaction id, protocol id, length, unit id
 MAX_MBAP_LENGTH = 254  # unit id + a PDU of at most 253 bytes
@@ -97,7 +97,7 @@ def parse_reply(request: bytes, reply: bytes) -> list[int] | list[bool] | None:
         raise BadReply(f"function code {reply[0]} for {function}")
     if function in READS:
         return _read_data(function, int.from_bytes(request[3:5], "big"), reply)
-    echo = request if function in WRITE_SINGLE else request[:5]
+    echo = request if function in WHOLE_ECHO else request[:5]
     if reply != echo:
         raise BadReply(f"write echo {reply[1:].hex()} for {echo[1:].hex()}")
     return None

@@ -35,6 +35,9 @@ from gateway.samples import Sample, SampleBatch, Value
 
 T = TypeVar("T")
 
+INTERRUPTION = "interruption"
+"""The supply interruption rule's name (and its event's id): what dispatch's season report lists."""
+
 
 class EventState(str, Enum):
     STARTED = "started"
@@ -176,7 +179,7 @@ class EventEngine:
         # cold circulation): a cold supply or a stopped pump then interrupts nothing.
         self._heat_owed = True
         if (interruption := settings.interruption) is not None:
-            self._add("interruption", "interruption", "供热中断 Supply interruption", interruption.confirm_s,
+            self._add(INTERRUPTION, INTERRUPTION, "供热中断 Supply interruption", interruption.confirm_s,
                       interruption.escalations_h)
         if (makeup := settings.makeup) is not None:
             self._add("makeup_loss", "makeup_loss",
@@ -250,7 +253,7 @@ class EventEngine:
         causes, known = interruption_causes(rule, self._values)
         if not self._heat_owed:
             causes = []
-        return self._trackers["interruption"].update(bool(causes) if known else None, now, ", ".join(causes))
+        return self._trackers[INTERRUPTION].update(bool(causes) if known else None, now, ", ".join(causes))
 
     def _makeup_loss(self, rule: MakeupSettings, now: float) -> list[StationEvent]:
         total = self._values.get(rule.total_tag)

@@ -46,18 +46,35 @@ def curve_table(curve: Curve) -> str:
     return "\n".join(lines)
 
 
+POINT_COLUMNS = ("outdoor_c", "setpoint_c")
+"""The operating-points CSV columns ``--points`` reads (and ``--help`` names)."""
+PLOT_EXTRA_HINT = ("--png needs matplotlib: install heatgw with its plot extra, "
+                   f"{sys.executable} -m pip install '/path/to/heatgw[plot]' (where heatgw was installed from)")
+
+
 def read_points(path: Path, circuit: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Operating points from a CSV with ``outdoor_c`` and ``setpoint_c`` columns; if it also has a
     ``circuit`` column (the gateway's own ``operating-points.csv``), only that ``circuit``'s rows."""
     with path.open(newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle)
                 if circuit is None or row.get("circuit") in (None, circuit)]
+    outdoor_column, setpoint_column = POINT_COLUMNS
     try:
-        outdoor = np.array([float(row["outdoor_c"]) for row in rows])
-        setpoint = np.array([float(row["setpoint_c"]) for row in rows])
+        outdoor = np.array([float(row[outdoor_column]) for row in rows])
+        setpoint = np.array([float(row[setpoint_column]) for row in rows])
     except (KeyError, ValueError) as exc:
-        raise ConfigError([f"{path}: operating points need numeric outdoor_c and setpoint_c columns ({exc})"]) from None
+        raise ConfigError([f"{path}: operating points need numeric {outdoor_column} and {setpoint_column} columns "
+                           f"({exc})"]) from None
     return outdoor, setpoint
+
+
+def can_plot() -> bool:
+    """Whether matplotlib is there: an optional dependency (the `plot` extra), not on every station PC."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def plot_curve(curve: Curve, png: Path, points: tuple[np.ndarray, np.ndarray] | None = None,
@@ -103,7 +120,11 @@ def plot_curve(curve: Curve, png: Path, points: tuple[np.ndarray, np.ndarray] | 
 
 def curve_command(file: Path, png: Path | None = None, points: Path | None = None,
                   out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """The CLI command: print the table, draw the PNG; returns the exit code (2 on a bad file)."""
+    """The CLI command: print the table, draw the PNG; returns the exit code (2 on a bad file, 1
+    when --png cannot be drawn here)."""
+    if png is not None and not can_plot():
+        err.write(PLOT_EXTRA_HINT + "\n")
+        return 1
     try:
         curve = load_curve(file)
         operating = read_points(points, curve.circuit) if points is not None else None

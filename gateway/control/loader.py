@@ -42,11 +42,12 @@ def load_controller_config(path: Path) -> ControllerConfig:
     a broken station file unnoticed). Curve paths are relative to ``path``'s directory.
     """
     document = load_yaml(path)
-    settings = _settings_from(document)
+    settings = controller_settings(document)
     return resolve_curves(settings, path.parent, path, document)
 
 
-def _settings_from(document: YamlDocument) -> ControllerSettings:
+def controller_settings(document: YamlDocument) -> ControllerSettings:
+    """The ``controller:`` section of a stand-alone controller file or of a whole (fully checked) station file."""
     data = document.data
     if isinstance(data, dict) and "devices" in data:
         config = check_gateway_document(document)  # a station file: the full check
@@ -75,7 +76,8 @@ def resolve_curves(settings: ControllerSettings, base_dir: Path, source: Path | 
             problems.extend(f"circuit {name}: {message}" if document is None
                             else document.error(where, f"circuit {name}: {message}") for message in exc.messages)
         except ConfigError as exc:
-            problems.extend(f"circuit {name}: {message}" for message in exc.messages)
+            # The fault is in the curve file, at its own file:line: that comes first, as in every message.
+            problems.extend(f"{message} (the curve of circuit {name})" for message in exc.messages)
     if problems:
         raise ConfigError(problems)
     return ControllerConfig(settings, curves, source)

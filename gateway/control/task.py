@@ -39,7 +39,7 @@ from gateway.bus import Bus
 from gateway.acquisition.models import WriteLimits
 from gateway.config import GatewayConfig
 from gateway.control.controller import Controller
-from gateway.control.loader import ControllerConfig, describe_problems, load_controller_config, tag_problems
+from gateway.control.loader import ControllerConfig, describe_problems, tag_problems
 from gateway.control.memory import MemoryFile
 from gateway.control.operating_points import OperatingPointLog
 from gateway.control.model import (
@@ -56,6 +56,7 @@ from gateway.control.model import (
 from gateway.control.settings import CircuitSettings, ControllerSettings
 from gateway.latest import LatestValues
 from gateway.logs import kv
+from gateway.preflight import load_controller_for
 from gateway.writes import WriteQueue
 from gateway.yaml_source import ConfigError
 
@@ -228,12 +229,7 @@ class ControllerTask:
     def load_for_reload(self, path: Path) -> ControllerConfig:
         """Read and check ``path`` against the station's tags; ConfigError if refused. Touches no
         running state, so it may run on any thread."""
-        config = load_controller_config(path)
-        problems = tag_problems(config.settings,
-                                {tag: cfg.writable is not None for tag, (_, cfg) in self._tags.items()})
-        if problems:
-            raise ConfigError(describe_problems(problems))
-        return config
+        return load_controller_for(self._station, path)
 
     def _refused(self, path: Path, exc: ConfigError) -> str:
         reason = "\n".join(exc.messages)

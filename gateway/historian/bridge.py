@@ -73,6 +73,7 @@ from gateway.historian.schema import (
 )
 from gateway.historian.quarantine import Quarantine
 from gateway.historian.sequence import Gap, SequenceTracker, StationSequence, Verdict
+from gateway.historian.status import StatusMemory
 from gateway.config_base import Backoff
 from gateway.historian.metrics import BridgeCollector, write_histogram
 from gateway.historian.settings import HistorianSettings
@@ -142,6 +143,7 @@ class Stats:
     rejected_values: int = 0
     invalid_messages: int = 0
     skipped_samples: int = 0
+    status_repeats: int = 0
 
 
 class Throttle:
@@ -182,6 +184,8 @@ class Bridge:
         self._quarantine = Quarantine(settings.state_dir, settings.instance, settings.quarantine)
         self._state_path = settings.state_dir / f"sequence-{settings.instance}.json"
         self._tracker = self._load_tracker()
+        self._status_path = settings.state_dir / f"status-{settings.instance}.json"
+        self._statuses = self._load_statuses()
         self._prefix = settings.topics.prefix
         self._peer_topic = f"{self._prefix}/_historian/{settings.topics.share_group}/seen"
 
@@ -308,7 +312,7 @@ class Bridge:
         # ``events`` carries every alarm transition and event update; ``events/+`` the retained
         # per-event states and the ``events/open`` summary.
         suffixes = {"telemetry": ("telemetry",), "control": ("control",), "alarms": ("alarms/+",),
-                    "events": ("events", "events/+")}
+                    "events": ("events", "events/+"), "status": ("status",)}
         return [
             (f"$share/{topics.share_group}/{self._prefix}/{station}/{suffix}", SubscribeOptions(qos=1))
             for station in topics.stations for kind in topics.kinds for suffix in suffixes[kind]
@@ -623,9 +627,18 @@ class Bridge:
 
     def _convert(self, item: Incoming, topic: Topic, batch: Batch, now: float, wall: float) -> None:
         meta = self._station_meta(topic.station)
+        if topic.kind is Kind.STATUS and not self._statuses.is_new(topic.station, item.payload):
+            # A retained or redelivered copy of the status already stored: not a new transition.
+            self._stats.status_repeats += 1
+            log.debug("station status repeated; not stored again", extra=kv(station=topic.station))
+            batch.messages.append(item)
+            return
         try:
             if topic.kind is Kind.TELEMETRY:
                 encoded = self._encoder.telemetry(topic.station, meta, item.payload)
+            elif topic.kind is Kind.STATUS:
+                encoded = self._encoder.status(topic, meta, item.payload, wall)
+                self._statuses.remember(topic.station, item.payload)
             else:
                 encoded = self._encoder.state(topic, meta, item.payload)
         except PayloadError as exc:
@@ -714,8 +727,11 @@ class Bridge:
         self._stats.written_values += batch.values
         self._stats.written_batches += 1
         # What was written is on disk in the sequence state before anyone is told it was: a bridge
-        # killed after the acknowledgements must not restart believing those numbers are missing.
+        # killed after the acknowledgements must not restart believing those numbers are missing
+        # (nor store a redelivered status again as a new transition).
         self._save_tracker()
+        if self._statuses.changed:
+            self._save_json(self._status_path, self._statuses.snapshot())
         self._acks.append([(item.generation, item.mid, item.qos) for item in batch.messages if item.qos > 0])
         self._released += len(batch.messages)
         self._room.set()
@@ -802,6 +818,7 @@ class Bridge:
             f"written_batches={stats.written_batches}i,write_failures={stats.write_failures}i,"
             f"rejected_values={stats.rejected_values}i,invalid_messages={stats.invalid_messages + self._invalid_meta}i,"
             f"skipped_samples={stats.skipped_samples}i,quarantined={self._quarantine.kept}i,"
+            f"status_repeats={stats.status_repeats}i,"
             f"pending={self.pending}i,parked={parked}i {ts}"
         ]
         for station, state in self._tracker.stations.items():
@@ -839,21 +856,33 @@ class Bridge:
                                                                                reason=str(exc)))
             return SequenceTracker(grace)
 
+    def _load_statuses(self) -> StatusMemory:
+        try:
+            return StatusMemory.restore(json.loads(self._status_path.read_text()))
+        except FileNotFoundError:
+            return StatusMemory()
+        except (OSError, ValueError) as exc:
+            log.warning("status memory unreadable; a station's current status may be stored again", extra=kv(
+                path=str(self._status_path), reason=str(exc)))
+            return StatusMemory()
+
     def _save_tracker(self) -> None:
-        """Atomically replace the state file, synced, so a crash or power cut leaves this one or the
+        self._save_json(self._state_path, self._tracker.snapshot())
+
+    def _save_json(self, path: Path, data: object) -> None:
+        """Atomically replace a state file, synced, so a crash or power cut leaves this one or the
         previous one, never a torn one, and never one older than what was confirmed."""
-        path: Path = self._state_path
         temporary = path.with_suffix(".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with temporary.open("w") as file:
-                file.write(json.dumps(self._tracker.snapshot(), separators=(",", ":")))
+                file.write(json.dumps(data, separators=(",", ":")))
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
         except OSError as exc:
             if self._throttle.allow("state-save", time.monotonic()) is not None:
-                log.error("cannot save sequence state", extra=kv(path=str(path), reason=str(exc)))
+                log.error("cannot save the bridge's state", extra=kv(path=str(path), reason=str(exc)))
             with contextlib.suppress(OSError):
                 temporary.unlink()
 

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from gateway.historian.settings import load_historian_settings
-from gateway.logs import setup_logging
+from gateway.logs import LogLevel, setup_logging
 from gateway.yaml_source import ConfigError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
     help="Bridge station telemetry, controller state and alarms from MQTT into an InfluxDB v2 API.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -36,17 +37,22 @@ DEFAULT_CONFIG = Path("/etc/heatgw/historian.yaml")
 
 @app.callback()
 def _root(
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="how much to log (to stderr)")] = LogLevel.info,
 ) -> None:
     """Set up structured logging (also when run alone, without the main ``heatgw`` callback)."""
-    setup_logging(log_level)
+    setup_logging(log_level.value)
 
 
 @app.command()
 def check(
-    file: Annotated[Path, typer.Argument(help="historian configuration file")] = DEFAULT_CONFIG,
+    config: Annotated[Path, typer.Option(help="historian configuration file, as `historian run --config` takes it")] = (
+        DEFAULT_CONFIG),
+    file: Annotated[Path | None, typer.Argument(metavar="FILE", help="the same file given by position (older form)")] = None,
 ) -> None:
     """Validate the configuration without connecting to anything (exit 2 if invalid)."""
+    if file is not None and config != DEFAULT_CONFIG and file != config:
+        raise typer.BadParameter(f"two files given: {file} and --config {config}", param_hint="FILE")
+    file = file or config
     try:
         settings = load_historian_settings(file)
     except ConfigError as exc:

@@ -46,6 +46,7 @@ class BridgeCollector(Collector):
             "invalid_messages": ("messages refused by the contract's checks", stats.invalid_messages),
             "skipped_samples": ("samples left out of otherwise written messages", stats.skipped_samples),
             "quarantined_messages": ("messages kept in the quarantine", bridge.quarantined),
+            "status_repeats": ("station statuses received again and not stored again", stats.status_repeats),
         }
         for name, (text, value) in counters.items():
             yield CounterMetricFamily(f"heatgw_historian_{name}", text, value=value)

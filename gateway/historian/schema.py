@@ -46,6 +46,17 @@ from enum import StrEnum
 from itertools import accumulate
 from typing import Any
 
+from gateway.mqtt.payloads import (
+    CONTROL_CODES,
+    DEVICE_REASON,
+    DEVICE_STATE,
+    OTHER,
+    STATION_REASON,
+    STATION_STATE,
+    TAG_KINDS,
+    CodeTable,
+)
+
 
 class Kind(StrEnum):
     """What a topic carries; the value is the measurement name."""
@@ -54,6 +65,7 @@ class Kind(StrEnum):
     CONTROL = "control"
     ALARM = "alarm"
     EVENT = "event"
+    STATUS = "status"
     META = "meta"
 
 
@@ -79,6 +91,11 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 """An alarm or event id in the ``events`` stream (the gateway's are ``[a-z][a-z0-9_]``, up to 72)."""
 
 _TAG_STRINGS = ("severity", "kind", "priority", "rule")
+
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$")
+_CONFIG_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+"""A birth's version and configuration hash become ``status_info`` tags: one series per release
+and configuration a station runs, so only these short, fixed shapes are taken."""
 
 
 INT64_MAX = 2**63 - 1
@@ -174,7 +191,7 @@ def parse_topic(prefix: str, topic: str) -> Topic | None:
         # ``events`` is the stream of alarm transitions and event updates; the payload's ``kind``
         # and ``id`` say which (``LineEncoder.state``).
         kind = {"telemetry": Kind.TELEMETRY, "control": Kind.CONTROL, "meta": Kind.META,
-                "events": Kind.EVENT}.get(parts[1])
+                "events": Kind.EVENT, "status": Kind.STATUS}.get(parts[1])
         return Topic(kind, parts[0]) if kind is not None and parts[0] else None
     if len(parts) == 3 and parts[0] and parts[2]:
         kind = {"alarms": Kind.ALARM, "events": Kind.EVENT}.get(parts[1])
@@ -188,6 +205,8 @@ class TagInfo:
 
     device: str = ""
     unit: str = ""
+    kind: str = ""
+    """What the tag measures, from the contract's closed set (``TAG_KINDS``), or "" if not said."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +231,9 @@ def parse_meta(payload: bytes, limits: PayloadLimits = DEFAULT_LIMITS) -> Statio
     info = {}
     for name, entry in tags.items():
         entry = entry if isinstance(entry, dict) else {}
-        info[str(name)] = TagInfo(device=_text(entry.get("device")), unit=_text(entry.get("unit")))
+        kind = entry.get("kind")
+        info[str(name)] = TagInfo(device=_text(entry.get("device")), unit=_text(entry.get("unit")),
+                                  kind=kind if kind in TAG_KINDS else "")
     return StationMeta(config_hash=_text(data.get("config_hash")), site=_text(data.get("site")), tags=info)
 
 
@@ -355,6 +376,8 @@ class LineEncoder:
             raise PayloadError(f"{topic.kind.value} with a seq that is not a non-negative integer")
         tags = {"site": self._site(meta), "station": topic.station}
         measurement = topic.kind.value
+        if topic.kind is Kind.EVENT and not topic.item and data.get("kind") == "device":
+            return self._device(tags, data, timestamp, seq)
         if topic.kind in (Kind.ALARM, Kind.EVENT):
             item = topic.item
             if not item:  # the ``events`` stream: alarm or event, and which one, by the payload
@@ -363,7 +386,9 @@ class LineEncoder:
                 if not _ID.match(item):
                     raise PayloadError(f"{measurement} message without a valid id")
             tags[measurement] = item
+        codes = CONTROL_CODES if topic.kind is Kind.CONTROL else {}
         fields: dict[str, str] = {}
+        labels: list[tuple[str, str, int]] = []
         dropped: list[str] = []
         for name, value in data.items():
             if name in ("ts", "seq", "id"):
@@ -378,25 +403,80 @@ class LineEncoder:
                 else:
                     dropped.append(name)
             else:
-                _flatten(name, value, fields, dropped)
+                _flatten(name, value, fields, dropped, codes, labels)
         for name in [name for name in fields if name in tags]:
             del fields[name]  # a field named like a tag: InfluxDB 3 refuses the line
             dropped.append(name)
         if not fields:
             raise PayloadError(f"{topic.kind.value} message with no numeric field")
-        key = _escape_measurement(measurement) + "".join(
-            f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
-        line = key + " " + ",".join(f"{escape_tag(k)}={v}" for k, v in fields.items()) + f" {timestamp}"
-        problem = line_problem(line)
-        if problem is not None:
-            raise PayloadError(f"{topic.kind.value} message would make an invalid line: {problem}")
-        return Encoded(lines=[line], values=len(fields), seq=seq, unknown_strings=dropped)
+        lines = [_line(measurement, tags, fields, timestamp), *_label_lines(measurement, tags, labels, timestamp)]
+        for line in lines:
+            problem = line_problem(line)
+            if problem is not None:
+                raise PayloadError(f"{topic.kind.value} message would make an invalid line: {problem}")
+        return Encoded(lines=lines, values=len(fields), seq=seq, unknown_strings=dropped)
+
+    def _device(self, tags: dict[str, str], data: dict[str, Any], timestamp: int, seq: int | None) -> Encoded:
+        """A device's online/offline change (``kind: device`` on ``events``): ``device`` measurement."""
+        device = data.get("id")
+        if not isinstance(device, str) or not _ID.match(device):
+            raise PayloadError("device status without a valid id")
+        state, reason = data.get("state"), data.get("reason", "")
+        if not isinstance(state, str) or not isinstance(reason, str):
+            raise PayloadError("device status without a state and reason string")
+        tags = {**tags, "device": device}
+        coded = [("state", DEVICE_STATE, state), ("reason", DEVICE_REASON, reason)]
+        return self._coded("device", tags, coded, {}, timestamp, seq)
+
+    def status(self, topic: Topic, meta: StationMeta | None, payload: bytes, arrived: float) -> Encoded:
+        """A station's retained birth or death (``status``): ``status`` measurement, and on a birth
+        ``status_info`` tagged with the gateway's version and configuration hash.
+
+        A birth and a clean stop carry their ``ts``; the broker's last will has none (the gateway
+        cannot know when the broker will notice it gone), so it is stored at ``arrived``, when the
+        bridge received it: within the keepalive of the loss while the bridge is connected, later
+        when the bridge was away and the broker kept it queued.
+        """
+        _check_name(topic.station, "station")
+        data = _json_object(payload, self._limits)
+        low, high = self._limits.window_ms()
+        timestamp = _epoch_ms(data["ts"] if "ts" in data else arrived, "ts", low, high)
+        state, reason = data.get("state"), data.get("reason", "")
+        if not isinstance(state, str) or not isinstance(reason, str):
+            raise PayloadError("status without a state and reason string")
+        tags = {"site": self._site(meta), "station": topic.station}
+        numbers: dict[str, str] = {}
+        _flatten("started", data.get("started"), numbers, [])
+        _flatten("outbox", data.get("outbox"), numbers, [])
+        encoded = self._coded("status", tags, [("state", STATION_STATE, state), ("reason", STATION_REASON, reason)],
+                              numbers, timestamp, None)
+        version, digest = data.get("version"), data.get("config_hash")
+        if state == "online" and isinstance(version, str) and isinstance(digest, str):
+            if not (_VERSION.match(version) and _CONFIG_HASH.match(digest)):
+                raise PayloadError("status with a version or config_hash that is not a short label")
+            encoded.lines.append(_line("status_info", {**tags, "version": version, "config_hash": digest},
+                                       {"online": "1i"}, timestamp))
+        return encoded
+
+    def _coded(self, measurement: str, tags: dict[str, str], coded: list[tuple[str, CodeTable, str]],
+               fields: dict[str, str], timestamp: int, seq: int | None) -> Encoded:
+        """One line with each text's code as an integer field, and its label lines."""
+        labels = [(name, table.name(text), table.code(text)) for name, table, text in coded]
+        fields = {**fields, **{f"{name}_code": f"{code}i" for name, _, code in labels}}
+        lines = [_line(measurement, tags, fields, timestamp), *_label_lines(measurement, tags, labels, timestamp)]
+        for line in lines:
+            problem = line_problem(line)
+            if problem is not None:
+                raise PayloadError(f"{measurement} message would make an invalid line: {problem}")
+        unknown = [f"{name}={printable(text, 32)}" for name, table, text in coded if table.name(text) == OTHER]
+        return Encoded(lines=lines, values=len(fields), seq=seq, unknown_strings=unknown)
 
     def _site(self, meta: StationMeta | None) -> str:
         return meta.site if meta is not None and meta.site else self._default_site
 
     def _telemetry_key(self, station: str, meta: StationMeta | None, tag: object) -> str:
-        """``telemetry,device=plc,site=north,station=st1,tag=outdoor_temp,unit=degC `` (tags sorted)."""
+        """``telemetry,device=plc,site=north,station=st1,tag=outdoor_temp,unit=degC `` (tags sorted;
+        ``kind=room`` too where the meta names the tag a representative room)."""
         problem = unsafe_name(tag)
         if problem is not None:
             raise _Skip(f"tag name {problem}")
@@ -406,11 +486,26 @@ class LineEncoder:
         if info is not None:
             tags["device"] = info.device
             tags["unit"] = info.unit
+            tags["kind"] = info.kind
         key = "telemetry" + "".join(f",{k}={escape_tag(v)}" for k, v in sorted(tags.items()) if v) + " "
         problem = line_problem(key + "quality=0i 0")
         if problem is not None:
             raise _Skip(f"series key would make an invalid line: {problem}")
         return key
+
+
+def _line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, str], timestamp: int) -> str:
+    key = _escape_measurement(measurement) + "".join(
+        f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
+    return key + " " + ",".join(f"{escape_tag(k)}={v}" for k, v in fields.items()) + f" {timestamp}"
+
+
+def _label_lines(measurement: str, tags: Mapping[str, str], labels: list[tuple[str, str, int]],
+                 timestamp: int) -> list[str]:
+    """``<measurement>_text,...,field=<name>,name=<label> code=<n>i``: the coded text's name as a
+    tag, from its table's closed set (or ``other``), for databases and dashboards that show labels."""
+    return [_line(f"{measurement}_text", {**tags, "field": name, "name": label}, {"code": f"{code}i"}, timestamp)
+            for name, label, code in labels]
 
 
 def _check_name(text: str, what: str) -> None:
@@ -434,21 +529,29 @@ def _field_name_ok(name: str) -> bool:
     return (unsafe_name(name) is None and not name.startswith("_") and name != "time")
 
 
-def _flatten(name: str, value: Any, fields: dict[str, str], dropped: list[str]) -> None:
-    """Numbers and booleans of ``value`` into ``fields``, nested names joined with ``_``.
+def _flatten(name: str, value: Any, fields: dict[str, str], dropped: list[str],
+             codes: Mapping[str, CodeTable] | None = None, labels: list[tuple[str, str, int]] | None = None) -> None:
+    """Numbers and booleans of ``value`` into ``fields``, nested names joined with ``_``; a string
+    whose own key has a table in ``codes`` becomes ``<name>_code`` and a label in ``labels``.
 
     Iterative (an explicit stack), so no payload can make it recurse; depth is bounded by
     ``load_json`` anyway.
     """
-    stack = [(name, value)]
+    stack = [(name, name, value)]
     while stack:
-        name, value = stack.pop()
+        name, key, value = stack.pop()
         if isinstance(value, dict):
-            stack.extend((f"{name}_{key}", inner) for key, inner in reversed(list(value.items())))
+            stack.extend((f"{name}_{inner_key}", inner_key, inner) for inner_key, inner in reversed(list(value.items())))
             continue
         if value is None:
             continue
-        if not isinstance(value, bool | int | float) or not _field_name_ok(name):
+        table = codes.get(key) if codes and isinstance(value, str) else None
+        if table is not None and labels is not None and _field_name_ok(name):
+            fields[f"{name}_code"] = f"{table.code(value)}i"
+            labels.append((name, table.name(value), table.code(value)))
+            if table.name(value) == OTHER:
+                dropped.append(f"{printable(name, 64)}={printable(value, 32)}")
+        elif not isinstance(value, bool | int | float) or not _field_name_ok(name):
             dropped.append(printable(name, 64))
         elif isinstance(value, bool):
             fields[name] = "1.0" if value else "0.0"

@@ -17,13 +17,14 @@ from pydantic import Field, StringConstraints, model_validator
 from gateway.config_base import Backoff, MetricsSettings, Strict
 from gateway.historian.schema import PayloadLimits
 from gateway.validation import validate_document
+from gateway.files import unreadable
 from gateway.yaml_source import ConfigError, Path_, load_yaml
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 """Instance ids and share-group names: they become MQTT client ids and topic levels, so no
 wildcards, slashes or spaces."""
 
-Kind = Literal["telemetry", "control", "alarms", "events"]
+Kind = Literal["telemetry", "control", "alarms", "events", "status"]
 DURABLE_KINDS = ("telemetry", "control", "events")
 """The kinds whose messages carry the station's one sequence (README "MQTT contract")."""
 
@@ -87,7 +88,8 @@ class TopicSettings(Strict):
     share_group: Identifier = "historian"
     stations: list[Annotated[str, StringConstraints(pattern=r"^(\+|[a-z0-9][a-z0-9_-]{0,63})$")]] = Field(
         default_factory=lambda: ["+"], min_length=1)
-    kinds: list[Kind] = Field(default_factory=lambda: ["telemetry", "control", "alarms", "events"], min_length=1)
+    kinds: list[Kind] = Field(default_factory=lambda: ["telemetry", "control", "alarms", "events", "status"],
+                              min_length=1)
 
     @model_validator(mode="after")
     def _one_sequence(self) -> TopicSettings:
@@ -218,10 +220,8 @@ def load_historian_settings(path: Path) -> HistorianSettings:
     settings = validate_document(document, HistorianSettings)
     problems = []
     for where, file in settings.referenced_files():
-        try:
-            file.open("rb").close()
-        except OSError as exc:
-            problems.append(document.error(where, f"cannot read {file}: {exc.strerror or exc}"))
+        if (problem := unreadable(file)) is not None:
+            problems.append(document.error(where, problem))
     if problems:
         raise ConfigError(problems)
     return settings

@@ -44,7 +44,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -114,6 +114,22 @@ class Replay:
         return max(0, self.last - self.first + 1 - len(self.entries) - dropped)  # 0 if the wall clock stepped back
 
 
+@dataclass(slots=True)
+class Dropped:
+    """What one append's cap enforcement deleted: every topic shares the cap, so control state and
+    alarm and event transitions can go too, and the log says which."""
+
+    messages: int = 0
+    samples: int = 0
+    last: int = 0
+    topics: dict[str, int] = field(default_factory=dict)
+
+    def add(self, samples: int, topic: str) -> None:
+        self.messages += 1
+        self.samples += samples
+        self.topics[topic] = self.topics.get(topic, 0) + 1
+
+
 class Outbox:
     """SQLite-backed queue of the station's durable messages with per-station sequence numbers."""
 
@@ -157,10 +173,12 @@ class Outbox:
             self._db.execute("ROLLBACK")
             raise
         self.last_seq = seq
-        if dropped[0]:
+        if dropped.messages:
             total = self._counters()
-            log.warning("outbox full: dropped the oldest telemetry", extra=kv(
-                messages=dropped[0], samples=dropped[1], up_to_seq=dropped[2],
+            # Every topic shares the cap: say which kinds were lost, not only telemetry.
+            log.warning("outbox full: dropped the oldest messages", extra=kv(
+                messages=dropped.messages, samples=dropped.samples, up_to_seq=dropped.last,
+                topics=",".join(f"{topic}:{count}" for topic, count in sorted(dropped.topics.items())),
                 dropped_messages_total=total[0], dropped_samples_total=total[1]))
         return seq
 
@@ -212,36 +230,39 @@ class Outbox:
         values = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
         return values["dropped_messages"], values["dropped_samples"], values["dropped_up_to"]
 
-    def _enforce_cap(self, newest: int, now: float) -> tuple[int, int, int]:
-        """Delete the oldest rows until both caps hold; returns (messages, samples, last dropped seq).
+    def _enforce_cap(self, newest: int, now: float) -> Dropped:
+        """Delete the oldest rows until both caps hold; returns what was dropped.
 
         Runs inside the append's transaction, so a message and the drops it caused commit together.
         The newest message is never dropped: it is what the cap makes room for.
         """
         cutoff = now - self._settings.max_age_h * 3600
-        messages = samples = last = 0
+        dropped = Dropped()
         while True:
             oldest = self._db.execute("SELECT seq, created FROM outbox ORDER BY seq LIMIT 1").fetchone()
             if oldest is None or oldest[0] == newest:
                 break
             if oldest[1] < cutoff:
                 victims = self._db.execute(
-                    "SELECT seq, samples FROM outbox WHERE created < ? AND seq < ? ORDER BY seq LIMIT ?",
+                    "SELECT seq, samples, topic FROM outbox WHERE created < ? AND seq < ? ORDER BY seq LIMIT ?",
                     (cutoff, newest, AGE_DROP_CHUNK)).fetchall()
             elif self._used_bytes() > self._settings.max_bytes:
-                victims = self._db.execute("SELECT seq, samples FROM outbox WHERE seq < ? ORDER BY seq LIMIT ?",
+                victims = self._db.execute("SELECT seq, samples, topic FROM outbox WHERE seq < ? ORDER BY seq LIMIT ?",
                                            (newest, SIZE_DROP_CHUNK)).fetchall()
             else:
                 break
-            last = victims[-1][0]
-            self._db.execute("DELETE FROM outbox WHERE seq <= ?", (last,))
-            messages += len(victims)
-            samples += sum(n for _, n in victims)
-        if messages:
-            self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_messages'", (messages,))
-            self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_samples'", (samples,))
-            self._db.execute("UPDATE counters SET value = max(value, ?) WHERE name = 'dropped_up_to'", (last,))
-        return messages, samples, last
+            dropped.last = victims[-1][0]
+            self._db.execute("DELETE FROM outbox WHERE seq <= ?", (dropped.last,))
+            for _, samples, topic in victims:
+                dropped.add(samples, topic)
+        if dropped.messages:
+            self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_messages'",
+                             (dropped.messages,))
+            self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_samples'",
+                             (dropped.samples,))
+            self._db.execute("UPDATE counters SET value = max(value, ?) WHERE name = 'dropped_up_to'",
+                             (dropped.last,))
+        return dropped
 
 
 class AsyncOutbox:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TypeGuard
 
 from drivers.base import Quality
@@ -24,7 +24,7 @@ from gateway.alarms.engine import Transition
 from gateway.alarms.events import StationEvent
 from gateway.acquisition.models import TagBase
 from gateway.config import GatewayConfig
-from gateway.samples import Sample, Value
+from gateway.samples import DeviceStatus, Sample, Value
 
 QUALITY_LETTER = {Quality.GOOD: "g", Quality.BAD: "b", Quality.STALE: "s"}
 UNKNOWN_TAG_DIGITS = -15  # a value of no configured tag: the significant digits a float64 carries
@@ -123,10 +123,20 @@ def death(reason: str, now: float | None) -> bytes:
     return _dumps(payload)
 
 
-def meta(config: GatewayConfig, digest: str) -> bytes:
-    """Retained station and tag metadata, so telemetry need not carry units and descriptions."""
-    tags = {tag: {"unit": cfg.unit, "device": device, "description": cfg.description}
-            for tag, (device, cfg) in config.tags().items()}
+TAG_KINDS = ("room",)
+"""What a tag can be said to measure in ``meta`` (its ``kind``), a closed set the historian stores
+as a label: ``room`` for a representative room's temperature, so dashboards find the rooms
+whatever they are called."""
+
+
+def meta(config: GatewayConfig, digest: str, rooms: Collection[str] = ()) -> bytes:
+    """Retained station and tag metadata, so telemetry need not carry units and descriptions;
+    ``rooms`` are the tags of the representative rooms (``kind: room``)."""
+    tags: dict[str, dict[str, str]] = {}
+    for tag, (device, cfg) in config.tags().items():
+        tags[tag] = {"unit": cfg.unit, "device": device, "description": cfg.description}
+        if tag in rooms:
+            tags[tag]["kind"] = "room"
     return _dumps({"config_hash": digest, "site": config.station.site, "tags": tags})
 
 
@@ -177,6 +187,13 @@ def _event(event: StationEvent) -> dict[str, object]:
             "refund_pct": event.refund_pct}
 
 
+def device_status(status: DeviceStatus, seq: int) -> bytes:
+    """A device's online/offline change on ``events`` (``kind: device``; through the outbox, so the
+    historian keeps every one). ``reason`` is the poller's ``<reason>: <detail>``, empty when online."""
+    return _dumps({"seq": seq, "ts": round(status.timestamp, 3), "kind": "device", "id": status.device,
+                   "state": "online" if status.online else "offline", "reason": status.reason})
+
+
 def event_transition(seq: int, event: StationEvent) -> bytes:
     """A station event's start, escalation or end on ``events`` (through the outbox)."""
     return _dumps({"seq": seq, **_event(event)})
@@ -186,6 +203,63 @@ def open_events(events: Sequence[StationEvent], now: float) -> bytes:
     """The retained ``events/open`` summary: every station event not yet ended (``count`` is what
     the historian stores of it)."""
     return _dumps({"ts": round(now, 3), "count": len(events), "open": [_event(event) for event in events]})
+
+
+# -- text fields as bounded codes -------------------------------------------------------------------
+
+OTHER = "other"
+OTHER_CODE = -1
+"""The code of a text no table knows: stored as ``other``, never as the text itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class CodeTable:
+    """A closed set of names a text field of the contract can take, each with a stable code.
+
+    A database keeps the code as an integer field (numbers-only databases keep nothing else) and,
+    where it takes labels, the name as a tag: both bounded, whatever a station sends. The codes
+    never change meaning; a new name gets a new code. ``before_colon`` tables name the text up to
+    its first colon (``refused: out of range`` is ``refused``); ``aliases`` map a spelling that is
+    no label (an empty string, a space) to its name.
+    """
+
+    key: str
+    codes: Mapping[str, int]
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    before_colon: bool = False
+
+    def name(self, text: str) -> str:
+        """The table's name for ``text``, or ``other``."""
+        name = text.split(":", 1)[0].strip() if self.before_colon else text
+        name = self.aliases.get(name, name)
+        return name if name in self.codes else OTHER
+
+    def code(self, text: str) -> int:
+        return self.codes.get(self.name(text), OTHER_CODE)
+
+
+SEASON = CodeTable("season", {"off": 0, "cold_circulation": 1, "commissioning": 2, "heating": 3, "extension": 4})
+OUTDOOR_SOURCE = CodeTable("outdoor_source", {"sensor": 0, "dispatch": 1, "last_good": 2, "default": 3})
+PHASE = CodeTable("phase", {"day": 0, "coast": 1, "night": 2, "preheat": 3})
+CLAMPED = CodeTable("clamped", {"none": 0, "min": 1, "max": 2}, {"": "none"})
+WRITE_STATUS = CodeTable("write_status", {"none": 0, "written": 1, "unchanged": 2, "refused": 3, "failed": 4,
+                                          "disabled": 5}, {"": "none", "controller disabled": "disabled"},
+                         before_colon=True)
+CONTROL_CODES: Mapping[str, CodeTable] = {table.key: table for table in (SEASON, OUTDOOR_SOURCE, PHASE, CLAMPED,
+                                                                           WRITE_STATUS)}
+"""The controller state's coded text fields, by their own key (a circuit's ``phase`` is stored as
+``circuits_<circuit>_phase_code``). Its other strings are free text (reasons, room names) and are
+not stored."""
+
+STATION_STATE = CodeTable("state", {"offline": 0, "online": 1})
+STATION_REASON = CodeTable("reason", {"none": 0, "shutdown": 1, "connection_lost": 2},
+                           {"": "none", "connection lost": "connection_lost"})
+"""Why a station went offline: its own clean stop, or the broker's last will."""
+DEVICE_STATE = CodeTable("state", {"offline": 0, "online": 1})
+DEVICE_REASON = CodeTable("reason", {"none": 0, "timeout": 1, "connection_lost": 2, "exception": 3, "bad_reply": 4,
+                                     "decode_error": 5, "out_of_range": 6, "no_value": 7, "not_refreshed": 8},
+                          {"": "none"}, before_colon=True)
+"""Why a device went offline: the poller's reason (``drivers.base.Reason``), its detail left out."""
 
 
 # -- end-to-end delivery: the historian's confirmation and its replay requests ----------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from importlib.metadata import version
 from pathlib import Path
 from types import TracebackType
@@ -41,8 +41,9 @@ class MqttService:
     """Telemetry store-and-forward and the command channel of one gateway. Use ``async with``."""
 
     def __init__(self, config: GatewayConfig, bus: Bus, state_dir: Path, commands: CommandRegistry,
-                 started: float, durable: Mapping[type, Durable] | None = None) -> None:
-        """``durable``: bus items other than samples that go through the outbox (see ``Durable``)."""
+                 started: float, durable: Mapping[type, Durable] | None = None, rooms: Collection[str] = ()) -> None:
+        """``durable``: bus items other than samples that go through the outbox (see ``Durable``);
+        ``rooms``: the representative rooms' tags, named as such in the retained meta."""
         settings = config.mqtt
         if settings is None:
             raise ValueError("the configuration has no mqtt section")
@@ -51,7 +52,7 @@ class MqttService:
         self.outbox = AsyncOutbox(outbox_path(state_dir, config.station.id), settings.outbox)
         self.batcher = Batcher(bus, self.outbox, TelemetryEncoder.for_config(config),
                                report_filter(config, settings), settings, durable=durable)
-        self.publisher = Publisher(settings, self.identity, self.outbox, commands, meta(config, digest))
+        self.publisher = Publisher(settings, self.identity, self.outbox, commands, meta(config, digest, rooms))
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> MqttService:

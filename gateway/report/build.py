@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from gateway.alarms.events import INTERRUPTION
 from gateway.config import GatewayConfig
 from gateway.control.loader import ControllerConfig
 from gateway.control.settings import ControllerSettings
@@ -26,7 +27,7 @@ from gateway.report.compliance import (
     room_days,
     season_summary,
 )
-from gateway.report.historian import Historian
+from gateway.report.historian import Historian, StoredEvent
 
 DEFAULT_HOLD_S = 600.0
 """How long a value holds between samples when the station sends no integrity refresh to go by."""
@@ -58,6 +59,7 @@ class Report:
     first_week_tags: tuple[str, ...]
     rules: dict[str, ComfortRule]  # room -> its comfort contract
     supply: dict[str, list[tuple[float, float, float]]]  # circuit -> (outdoor, supply, curve) hourly means
+    interruptions: list[StoredEvent]  # supply interruptions with an update in the range, by start
 
 
 def build_report(config: GatewayConfig, controller_config: ControllerConfig, historian: Historian,
@@ -86,8 +88,9 @@ def build_report(config: GatewayConfig, controller_config: ControllerConfig, his
     summary = season_summary(rooms, rules, rows, zone, heat, settings.heated_area_m2)
     first_week = _first_week(config, controller, historian, start, end, zone, hold)
     supply = _supply_against_curve(config, controller_config, historian, begin, finish, hold)
+    interruptions = historian.events(station, INTERRUPTION, begin, finish)
     return Report(station, config.station.name, start, end, zone, rooms, rows, summary, first_week,
-                  settings.first_week_tags, rules, supply)
+                  settings.first_week_tags, rules, supply, interruptions)
 
 
 def _supply_against_curve(config: GatewayConfig, controller: ControllerConfig, historian: Historian,

@@ -1,10 +1,18 @@
-"""Reading a station's recorded series back from the historian, for reports.
+"""Reading a station's recorded series and events back from the historian, for reports.
+
+``Historian`` is everything the report asks of a database; ``VictoriaMetricsHistorian`` is its one
+implementation, through VictoriaMetrics' export API (raw samples, no downsampling). A reader for
+another database (InfluxDB's query API) implements the same two methods.
 
 The bridge writes telemetry as the ``telemetry`` measurement with ``value`` and ``quality``
 fields, tagged by station and tag (README, "Historian schema"); a numbers-only database such as
 VictoriaMetrics names them ``telemetry_value`` and ``telemetry_quality``. A sample whose quality
 is not good carries no value: in the series handed to the report it is a NaN, which ends the
 previous value's hold (the time-weighted means treat it as a hole, never as a reading).
+
+Station events are the ``event`` measurement, one point per start, escalation and end, each
+carrying the event's ``started`` time and, once over, its ``ended`` time; the points of one event
+are the ones with the same ``event`` tag and the same ``started``.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import math
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.historian.schema import QUALITY_CODES
@@ -26,9 +35,32 @@ class HistorianError(Exception):
     """The historian could not be read; ``str()`` says why in an operator's words."""
 
 
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One station event as the historian holds it: ``ended`` is None while it was still open at
+    the last update stored (``last_update``)."""
+
+    id: str
+    started: float
+    ended: float | None
+    last_update: float
+    escalation_h: float
+
+    @property
+    def duration_s(self) -> float:
+        """To the end, or to the last update stored while it was still open."""
+        return (self.ended if self.ended is not None else self.last_update) - self.started
+
+
 class Historian(Protocol):
+    """What a report reads from the historian database."""
+
     def series(self, station: str, tag: str, start: float, end: float) -> Series:
         """Samples of ``tag`` in ``[start, end)``, good ones with their value, others as NaN."""
+        ...
+
+    def events(self, station: str, rule: str, start: float, end: float) -> list[StoredEvent]:
+        """The events of ``rule`` with an update stored in ``[start, end)``, by start time."""
         ...
 
 
@@ -54,6 +86,28 @@ class VictoriaMetricsHistorian:
             good = qualities[at_ms] == GOOD and at_ms in values
             merged.append((at_ms / 1000.0, float(values[at_ms]) if good else math.nan))
         return merged
+
+    def events(self, station: str, rule: str, start: float, end: float) -> list[StoredEvent]:
+        selector = (f'{{__name__=~"event_(started|ended|escalation_h)",station="{_quote(station)}",'
+                    f'rule="{_quote(rule)}"}}')
+        updates: dict[tuple[str, int], dict[str, float]] = {}  # (event id, update time ms) -> field -> value
+        for row in self._export(selector, start, end):
+            name = row["metric"]["__name__"].removeprefix("event_")
+            event_id = str(row["metric"].get("event", ""))
+            for at_ms, value in zip(row["timestamps"], row["values"], strict=True):
+                if at_ms < end * 1000:
+                    updates.setdefault((event_id, at_ms), {})[name] = float(value)
+        found: dict[tuple[str, float], StoredEvent] = {}
+        for (event_id, at_ms), fields in sorted(updates.items(), key=lambda item: item[0][1]):
+            started = fields.get("started")
+            if started is None:
+                continue
+            key = (event_id, started)
+            earlier = found.get(key)
+            ended = fields.get("ended", earlier.ended if earlier is not None else None)
+            escalation = max(fields.get("escalation_h", 0.0), earlier.escalation_h if earlier is not None else 0.0)
+            found[key] = StoredEvent(event_id, started, ended, at_ms / 1000.0, escalation)
+        return sorted(found.values(), key=lambda event: event.started)
 
     def _export(self, selector: str, start: float, end: float) -> list[dict]:  # type: ignore[type-arg]
         query = urllib.parse.urlencode({"match[]": selector, "start": f"{start:.3f}", "end": f"{end:.3f}"})

@@ -44,7 +44,24 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
         lines.append((f"room-days refunded {refund:g} %", str(days)))
     if not summary.refund_room_days:
         lines.append(("room-days refunded", "0"))
+    total_h = sum(event.duration_s for event in report.interruptions) / 3600
+    lines.append(("supply interruptions", f"{len(report.interruptions)}, {total_h:.2f} h in all"))
     return lines
+
+
+def interruption_rows(report: Report) -> list[tuple[str, str, str, str]]:
+    """Each supply interruption as (started, ended, duration in hours, last escalation), local times;
+    one still open at the last stored update says so instead of an end."""
+    rows = []
+    for event in report.interruptions:
+        started = dt.datetime.fromtimestamp(event.started, report.zone).isoformat(timespec="seconds")
+        ended = ("open" if event.ended is None
+                 else dt.datetime.fromtimestamp(event.ended, report.zone).isoformat(timespec="seconds"))
+        rows.append((started, ended, f"{event.duration_s / 3600:.2f}", f"{event.escalation_h:g}"))
+    return rows
+
+
+INTERRUPTION_COLUMNS = ("started", "ended", "duration_h", "escalated_h")
 
 
 def print_report(report: Report, console: Console) -> None:
@@ -61,10 +78,17 @@ def print_report(report: Report, console: Console) -> None:
         rooms.add_row(str(row.day), row.room, _celsius(row.lowest_day_hour_c), str(row.hours_below_day_c),
                       str(row.hours_below_night_c), _tier(row))
     console.print(rooms)
+    interruptions = Table(title=f"Supply interruptions ({len(report.interruptions)})")
+    for column in INTERRUPTION_COLUMNS:
+        interruptions.add_column(column)
+    for row in interruption_rows(report):
+        interruptions.add_row(*row)
+    console.print(interruptions)
 
 
 def write_csv(report: Report, directory: Path) -> list[Path]:
-    """``rooms.csv`` (every room-day), ``summary.csv`` and, when configured, ``first-week.csv``."""
+    """``rooms.csv`` (every room-day), ``summary.csv``, ``interruptions.csv`` and, when configured,
+    ``first-week.csv``."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     path = directory / "rooms.csv"
@@ -80,6 +104,10 @@ def write_csv(report: Report, directory: Path) -> list[Path]:
     path = directory / "summary.csv"
     with path.open("w", newline="", encoding="utf-8") as out:
         csv.writer(out).writerows([("figure", "value"), *summary_lines(report)])
+    written.append(path)
+    path = directory / "interruptions.csv"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows([INTERRUPTION_COLUMNS, *interruption_rows(report)])
     written.append(path)
     if report.first_week:
         path = directory / "first-week.csv"
@@ -102,6 +130,9 @@ def write_html(report: Report, path: Path) -> None:
         for row in report.room_days)
     summary = "".join(f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
                       for name, value in summary_lines(report))
+    interruptions = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+                            for row in interruption_rows(report))
+    interruption_head = "".join(f"<th>{column}</th>" for column in INTERRUPTION_COLUMNS)
     title = html.escape(f"heatgw report: {report.station}, {report.start} to {report.end - dt.timedelta(days=1)}")
     path.write_text(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -109,6 +140,7 @@ def write_html(report: Report, path: Path) -> None:
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}</style></head>
 <body><h1>{title}</h1>
 <h2>Summary</h2><table>{summary}</table>
+<h2>Supply interruptions</h2><table><tr>{interruption_head}</tr>{interruptions}</table>
 <h2>Rooms</h2>{_rooms_svg(report)}
 <h2>Supply against the curve</h2>{_supply_svg(report)}
 <h2>Room-days</h2><table><tr><th>day</th><th>room</th><th>lowest 06-21 h °C</th><th>h &lt; day target</th>

@@ -238,7 +238,10 @@ async def test_reload_refuses_unknown_tags_and_broken_settings(tmp_path: Path) -
     bad = CONTROLLER_YAML.read_text()
     (tmp_path / "typo.yaml").write_text(bad.replace("tag: primary_return_temp", "tag: primary_retrun_temp"))
     reason = rig.task.reload(tmp_path / "typo.yaml")
-    assert reason == "controller.circuits.radiators.return_limit.tag: unknown tag 'primary_retrun_temp'"
+    line = next(n for n, text in enumerate(bad.splitlines(), 1) if "tag: primary_return_temp" in text)
+    assert reason is not None and reason.startswith(f"{tmp_path / 'typo.yaml'}:{line}:"), reason
+    assert reason.endswith(": controller.circuits.radiators.return_limit.tag: unknown tag 'primary_retrun_temp' "
+                           "(did you mean 'primary_return_temp'?)"), reason  # in the words of `heatgw check`
     (tmp_path / "night.yaml").write_text(bad.replace("night_c: 16", "night_c: 19"))
     reason = rig.task.reload(tmp_path / "night.yaml")
     assert reason is not None and "night.yaml:" in reason and "night_c must not be above day_c" in reason

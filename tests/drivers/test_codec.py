@@ -10,7 +10,7 @@ import struct
 import numpy as np
 import pytest
 
-from drivers.modbus.codec import BlockDecoder, Decoded, Fault, decode_block, encode_write
+from drivers.modbus.codec import BlockDecoder, Decoded, Fault, MaskWrite, decode_block, encode_write
 from drivers.modbus.planner import ReadBlock, plan_reads
 from drivers.modbus.points import ByteOrder, DataType, Function, Point, WordOrder
 
@@ -72,9 +72,30 @@ def test_scaled_round_trip_is_within_half_a_step(
         assert abs(decoded.value - value) <= 0.05 + 1e-9
 
 
-def test_round_trip_bits_and_coils() -> None:
+def test_a_coil_is_written_as_a_coil_state() -> None:
     assert encode_write(Point("c", Function.COIL, 3, DataType.BOOL), True) is True
-    assert encode_write(Point("b", H, 3, DataType.BOOL, bit=4), False) is False
+
+
+def test_a_register_bit_is_written_as_a_mask_write_never_as_a_coil() -> None:
+    assert encode_write(Point("b", H, 3, DataType.BOOL, bit=4), False) == MaskWrite(and_mask=0xFFEF, or_mask=0)
+    assert encode_write(Point("b", H, 3, DataType.BOOL, bit=15), True) == MaskWrite(and_mask=0x7FFF, or_mask=0x8000)
+
+
+@pytest.mark.parametrize("byte_order", list(ByteOrder))
+@pytest.mark.parametrize("bit", [0, 7, 8, 15])
+def test_a_mask_write_changes_exactly_its_bit_as_the_decoder_numbers_it(byte_order: ByteOrder, bit: int) -> None:
+    neighbours = [Point(f"b{n}", H, 0, DataType.BOOL, byte_order=byte_order, bit=n) for n in range(16)]
+    block = plan_reads(neighbours)[0]
+    for register in (0x0000, 0xFFFF, 0xA55A):
+        before = decode_block(block, [register])
+        for value in (True, False):
+            mask = encode_write(neighbours[bit], value)
+            assert isinstance(mask, MaskWrite)
+            # What the device does with Mask Write Register (Modbus spec 6.16).
+            after = decode_block(block, [(register & mask.and_mask) | (mask.or_mask & ~mask.and_mask)])
+            assert after[f"b{bit}"].value is value
+            assert {k: v for k, v in after.items() if k != f"b{bit}"} == \
+                {k: v for k, v in before.items() if k != f"b{bit}"}
 
 
 # --- wire layouts (the documented conventions) ----------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import socket
-from collections.abc import AsyncIterator, Callable
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,39 @@ def station_config(port: int, edit: Callable[[dict[str, Any]], None] | None = No
     if edit is not None:
         edit(data)
     return GatewayConfig.model_validate(data)
+
+
+@pytest.fixture
+def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(simulator end, gateway end) of a socat pty pair, like a USB-RS485 adapter wired to a
+    meter; socat is stopped afterwards."""
+    sim_end, gateway_end = tmp_path / "meter-sim", tmp_path / "meter-gw"
+    process = subprocess.Popen(
+        ["socat", f"pty,raw,echo=0,link={sim_end}", f"pty,raw,echo=0,link={gateway_end}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while not (sim_end.exists() and gateway_end.exists()):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"socat did not create the pty pair: {process.communicate(timeout=5)[1]!r}")
+            time.sleep(0.02)
+        yield str(sim_end), str(gateway_end)
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+
+def meter_on_serial(serial_port: str, **settings: Any) -> Callable[[dict[str, Any]], None]:
+    """A ``station_config`` edit: the heat meter on Modbus RTU at ``serial_port`` (short timeout
+    and backoff), with ``settings`` (``unit_id=5``) on top."""
+    def edit(data: dict[str, Any]) -> None:
+        meter = data["devices"]["heat_meter"]
+        for key in ("host", "port"):
+            meter.pop(key)
+        meter.update(protocol="modbus_rtu", serial_port=serial_port, baudrate=9600, timeout_s=0.5, retries=0,
+                     backoff={"initial_s": 0.2, "max_s": 1.0}, **settings)
+    return edit
 
 
 class Recorder:

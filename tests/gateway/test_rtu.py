@@ -7,50 +7,18 @@ RTU frames on one end, the gateway's serial client opens the other.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from drivers.base import Quality
+from drivers.modbus.errors import LinkTimeout
 from gateway.app import Gateway
 from sim.modbus_server import CommFaults, SerialLine, StationModbusServer
-from tests.gateway.conftest import Recorder, demo_station, station_config
+from tests.gateway.conftest import Recorder, demo_station, meter_on_serial, station_config
 
 pytestmark = pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed (scripts/bootstrap.sh installs it)")
-
-
-@pytest.fixture
-def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(simulator end, gateway end) of a socat pty pair; socat is stopped afterwards."""
-    sim_end, gateway_end = tmp_path / "meter-sim", tmp_path / "meter-gw"
-    process = subprocess.Popen(
-        ["socat", f"pty,raw,echo=0,link={sim_end}", f"pty,raw,echo=0,link={gateway_end}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 5
-        while not (sim_end.exists() and gateway_end.exists()):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"socat did not create the pty pair: {process.communicate(timeout=5)[1]!r}")
-            time.sleep(0.02)
-        yield str(sim_end), str(gateway_end)
-    finally:
-        process.terminate()
-        process.wait(timeout=5)
-
-
-def meter_on_serial(gateway_end: str) -> Any:
-    def edit(data: dict[str, Any]) -> None:
-        meter = data["devices"]["heat_meter"]
-        for key in ("host", "port"):
-            meter.pop(key)
-        meter.update(protocol="modbus_rtu", serial_port=gateway_end, baudrate=9600, timeout_s=0.5, retries=0,
-                     backoff={"initial_s": 0.2, "max_s": 1.0})
-    return edit
 
 
 async def test_heat_meter_is_read_over_rtu_with_the_planned_requests(pty_pair: tuple[str, str]) -> None:
@@ -94,3 +62,27 @@ async def test_a_silent_rtu_meter_goes_bad_while_the_tcp_plc_carries_on(pty_pair
             assert plc_sample is not None and plc_sample.quality is Quality.GOOD
             server.set_comm_faults(2, CommFaults())
             await recorder.wait_for(lambda: gateway.devices["heat_meter"].online is True, 5, "meter back")
+
+
+async def test_a_unit_id_nobody_has_on_the_line_is_not_answered_and_times_out(pty_pair: tuple[str, str]) -> None:
+    """On RS-485 only the addressed device answers: a unit id no meter has gets silence, never an
+    exception (that is a TCP gateway's answer), and the master waits its whole timeout."""
+    sim_end, gateway_end = pty_pair
+    async with StationModbusServer(demo_station(), port=0, meter_serial=SerialLine(sim_end)) as server:
+        def edit(data: dict[str, Any]) -> None:
+            meter_on_serial(gateway_end)(data)
+            data["devices"]["heat_meter"]["unit_id"] = 7
+        gateway = Gateway(station_config(server.port, edit))
+        meter = gateway.devices["heat_meter"]
+        slow = next(g for g in meter._groups if g.name == "slow")  # noqa: SLF001
+        await meter.link.connect()
+        try:
+            server.reset_request_counts()
+            started = time.monotonic()
+            with pytest.raises(LinkTimeout):  # the poller turns it into bad samples, reason "timeout"
+                await meter.poll_group(slow)
+            waited = time.monotonic() - started
+        finally:
+            meter.link.close()
+    assert waited >= 0.5 * 0.9, "answered before the meter's 0.5 s timeout"
+    assert server.request_counts() == {(7, 3): 1}, "the request reached the line, and only once"

@@ -105,9 +105,9 @@ def expected_samples(recorder: Subscriber) -> dict[tuple[str, int], tuple[float 
 
 
 def numbered(recorder: Subscriber) -> dict[int, str]:
-    """seq -> topic kind, of every durable message the recorder saw (telemetry and control)."""
-    return {message.json()["seq"]: message.topic.rsplit("/", 1)[-1]
-            for message in recorder.messages if message.topic.rsplit("/", 1)[-1] in ("telemetry", "control")}
+    """seq -> topic kind, of every durable message the recorder saw (telemetry, control, events)."""
+    return {message.json()["seq"]: message.topic.rsplit("/", 1)[-1] for message in recorder.messages
+            if message.topic.rsplit("/", 1)[-1] in ("telemetry", "control", "events")}
 
 
 async def test_broker_restarts_kills_and_a_database_outage_leave_every_number_in_the_database(
@@ -117,7 +117,8 @@ async def test_broker_restarts_kills_and_a_database_outage_leave_every_number_in
     bridge = bridge_on(broker, mqtt={"reconnect": {"initial_s": 3, "max_s": 3, "jitter": 0.1}},
                        sequence={"gap_grace_s": 2, "meta_wait_s": 2, "peer_report_s": 0.5, "replay_retry_s": 3})
     await asyncio.to_thread(bridge.start)
-    recorder = Subscriber(broker.port, topics=(f"{TOPIC}/telemetry", f"{TOPIC}/control"), client_id="recorder",
+    recorder = Subscriber(broker.port, topics=(f"{TOPIC}/telemetry", f"{TOPIC}/control", f"{TOPIC}/events"),
+                          client_id="recorder",
                           persistent=True).start()
     state = tmp_path / "gateway-state"
     config = write_config(tmp_path, station_with_mqtt(simulator, broker.port, batch_max_age_s=0.3,

@@ -140,7 +140,7 @@ def test_state_messages_need_a_time_and_a_number(payload: bytes) -> None:
     ("heatgw/st1/meta", Topic(Kind.META, "st1")),
     ("heatgw/st1/alarms/overtemp", Topic(Kind.ALARM, "st1", "overtemp")),
     ("heatgw/st1/events/outage", Topic(Kind.EVENT, "st1", "outage")),
-    ("heatgw/st1/status", None),
+    ("heatgw/st1/status", Topic(Kind.STATUS, "st1")),
     ("heatgw/st1/cmd/offset", None),
     ("other/st1/telemetry", None),
     ("heatgw//telemetry", None),
@@ -156,3 +156,78 @@ def test_meta_is_read_leniently_but_must_have_tags() -> None:
     assert meta == StationMeta("sha256:1", "north", {"a": TagInfo("plc", "degC"), "b": TagInfo(), "c": TagInfo()})
     with pytest.raises(PayloadError):
         parse_meta(b'{"config_hash": "x"}')
+
+
+def test_the_controllers_enumerated_text_fields_become_codes_and_closed_set_labels() -> None:
+    payload = json.dumps({"seq": 7, "ts": 1795456034.5, "season": "heating", "season_reason": "calendar: 11-15",
+                          "outdoor_source": "carrier pigeon", "outdoor_c": -4.5,
+                          "circuits": {"radiators": {"phase": "preheat", "write_status": "refused: above max",
+                                                     "clamped": "", "reason": "heating", "setpoint_c": 61.0}}})
+    encoded = LineEncoder("default").state(Topic(Kind.CONTROL, "st1"), None, payload.encode())
+    control, *labels = encoded.lines
+    fields = dict(item.split("=") for item in control.split(" ")[1].split(","))
+    assert fields == {"season_code": "3i", "outdoor_source_code": "-1i", "outdoor_c": "-4.5",
+                      "circuits_radiators_phase_code": "3i", "circuits_radiators_write_status_code": "3i",
+                      "circuits_radiators_clamped_code": "0i", "circuits_radiators_setpoint_c": "61.0"}
+    assert labels == [
+        f"control_text,field={field},name={name},site=default,station=st1 code={code}i 1795456034500"
+        for field, name, code in [("season", "heating", 3), ("outdoor_source", "other", -1),
+                                  ("circuits_radiators_phase", "preheat", 3),
+                                  ("circuits_radiators_write_status", "refused", 3),
+                                  ("circuits_radiators_clamped", "none", 0)]]
+    assert "carrier pigeon" not in "".join(encoded.lines), "an unknown word is stored as other, never itself"
+    assert "outdoor_source=carrier pigeon" in encoded.unknown_strings
+
+
+def test_a_device_status_on_the_events_stream_is_a_device_point_with_coded_state_and_reason() -> None:
+    payload = b'{"seq":9,"ts":1795456034.25,"kind":"device","id":"meter","state":"offline",' \
+              b'"reason":"timeout: no reply in 1.0 s"}'
+    encoded = LineEncoder("default").state(Topic(Kind.EVENT, "st1"), META, payload)
+    assert encoded.seq == 9
+    assert encoded.lines == [
+        "device,device=meter,site=north,station=st1 state_code=0i,reason_code=1i 1795456034250",
+        "device_text,device=meter,field=state,name=offline,site=north,station=st1 code=0i 1795456034250",
+        "device_text,device=meter,field=reason,name=timeout,site=north,station=st1 code=1i 1795456034250",
+    ]
+
+
+def test_a_birth_is_a_status_point_at_its_own_time_with_version_and_config_as_info_tags() -> None:
+    digest = "sha256:" + "ab" * 32
+    birth = json.dumps({"state": "online", "version": "0.4.0", "config_hash": digest, "started": 1795456000.0,
+                        "ts": 1795456001.5, "outbox": {"pending": 3, "dropped": 0}}).encode()
+    lines = LineEncoder("default").status(Topic(Kind.STATUS, "st1"), META, birth, arrived=1795456099.0).lines
+    assert lines[0] == ("status,site=north,station=st1 started=1795456000.0,outbox_pending=3.0,outbox_dropped=0.0,"
+                        "state_code=1i,reason_code=0i 1795456001500")
+    assert lines[-1] == f"status_info,config_hash={digest},site=north,station=st1,version=0.4.0 online=1i 1795456001500"
+
+
+def test_the_last_will_has_no_time_of_its_own_and_is_stored_when_it_arrived() -> None:
+    will = b'{"state":"offline","reason":"connection lost"}'
+    lines = LineEncoder("default").status(Topic(Kind.STATUS, "st1"), META, will, arrived=1795456099.0).lines
+    assert lines == [
+        "status,site=north,station=st1 state_code=0i,reason_code=2i 1795456099000",
+        "status_text,field=state,name=offline,site=north,station=st1 code=0i 1795456099000",
+        "status_text,field=reason,name=connection_lost,site=north,station=st1 code=2i 1795456099000",
+    ]
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"state":"online","version":"1.0 beta","config_hash":"sha256:00","ts":1.0}',
+    b'{"state":1,"ts":1.0}',
+])
+def test_a_status_with_an_unbounded_label_or_no_state_word_is_refused(payload: bytes) -> None:
+    with pytest.raises(PayloadError):
+        LineEncoder("default").status(Topic(Kind.STATUS, "st1"), None, payload, arrived=2.0)
+
+
+def test_a_tag_the_meta_names_a_room_carries_kind_room_and_an_unknown_kind_is_left_out() -> None:
+    meta = parse_meta(json.dumps({"tags": {"room_a_temp": {"unit": "degC", "device": "rooms", "kind": "room"},
+                                           "outdoor_temp": {"unit": "degC", "device": "plc", "kind": "weird word"}}})
+                      .encode())
+    payload = json.dumps({"seq": 1, "t0": 1795456034.0, "s": [["room_a_temp", 19.5, 0, "g"],
+                                                             ["outdoor_temp", -4.5, 0, "g"]]}).encode()
+    assert LineEncoder("default").telemetry("st1", meta, payload).lines == [
+        "telemetry,device=rooms,kind=room,site=default,station=st1,tag=room_a_temp,unit=degC value=19.5,quality=0i "
+        "1795456034000",
+        "telemetry,device=plc,site=default,station=st1,tag=outdoor_temp,unit=degC value=-4.5,quality=0i 1795456034000",
+    ]

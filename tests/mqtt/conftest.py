@@ -29,6 +29,7 @@ from gateway.devstack import Mosquitto
 STATION = "demo-01"
 PREFIX = "heatgw"
 TOPIC = f"{PREFIX}/{STATION}"
+DURABLE_TOPICS = (f"{TOPIC}/telemetry", f"{TOPIC}/control", f"{TOPIC}/events")
 
 
 def broker_lines(*extra: str) -> list[str]:
@@ -164,8 +165,10 @@ class Subscriber:
             return [m for m in self.messages if m.topic == topic]
 
     def seqs(self) -> list[int]:
-        """Telemetry sequence numbers in arrival order, duplicates included."""
-        return [m.json()["seq"] for m in self.on(f"{TOPIC}/telemetry")]
+        """Sequence numbers of the durable messages received (telemetry, controller state, the
+        events stream: they share one sequence), in arrival order, duplicates included."""
+        with self._lock:
+            return [m.json()["seq"] for m in self.messages if m.topic in DURABLE_TOPICS]
 
     def statuses(self) -> list[dict[str, Any]]:
         return [m.json() for m in self.on(f"{TOPIC}/status")]

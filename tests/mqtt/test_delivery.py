@@ -75,12 +75,12 @@ async def test_a_station_that_reconnects_offers_again_everything_never_confirmed
     try:
         async with Gateway(config, state_dir=tmp_path / "state") as gateway:
             assert gateway.mqtt is not None
-            with Subscriber(broker.port, topics=(f"{TOPIC}/telemetry",)) as first:
+            with Subscriber(broker.port, topics=(f"{TOPIC}/telemetry", f"{TOPIC}/events")) as first:
                 await until(lambda: len(first.seqs()) >= 10, 15, "telemetry before the outage")
             delivered_before = set(first.seqs())
             broker.stop()
             broker.start()
-            with Subscriber(broker.port, topics=(f"{TOPIC}/telemetry",)) as second:
+            with Subscriber(broker.port, topics=(f"{TOPIC}/telemetry", f"{TOPIC}/events")) as second:
                 await until(lambda: delivered_before <= set(second.seqs()), 15,
                             "every unconfirmed message offered again after the reconnection")
                 assert min(second.seqs()) == 1, "from the oldest, in order"

@@ -4,6 +4,7 @@ the cap policy."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import zlib
@@ -96,6 +97,23 @@ def test_age_cap_drops_messages_older_than_max_age(tmp_path: Path) -> None:
     assert outbox.append(lambda seq: message(seq), 3) == 11  # t + 60 min 1 s: the first five are too old
     assert [e.seq for e in outbox.pending(0, 100)] == [6, 7, 8, 9, 10, 11]
     assert outbox.stats().dropped_messages == 5
+
+
+def test_the_cap_log_line_names_every_topic_it_dropped_not_only_telemetry(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    now = [1_000_000.0]
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxSettings(max_age_h=1.0), clock=lambda: now[0])
+    fill(outbox, 2)
+    outbox.append(lambda seq: message(seq), 0, topic="control")
+    outbox.append(lambda seq: message(seq), 0, topic="events")
+    now[0] += 3601
+    with caplog.at_level(logging.WARNING, logger="gateway.mqtt.outbox"):
+        outbox.append(lambda seq: message(seq), 3)
+    [record] = [r for r in caplog.records if r.name == "gateway.mqtt.outbox"]
+    assert "telemetry" not in record.getMessage(), "the message must not claim only telemetry was lost"
+    fields = record.fields  # type: ignore[attr-defined]
+    assert fields["messages"] == 4 and fields["samples"] == 6 and fields["up_to_seq"] == 4
+    assert fields["topics"] == "control:1,events:1,telemetry:2"
 
 
 def test_a_failed_append_stores_nothing_and_uses_no_number(tmp_path: Path) -> None:

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 
-from drivers.base import Quality
+from drivers.base import Quality, Reason
 from gateway.config import GatewayConfig
+from gateway.control.model import OutdoorSource
+from gateway.control.settings import SeasonMode
 import pytest
 
 from gateway.mqtt.payloads import (
+    DEVICE_REASON,
+    OTHER,
+    OUTDOOR_SOURCE,
+    PHASE,
+    SEASON,
+    WRITE_STATUS,
     ContractError,
     Delivered,
     ReplayAnswer,
@@ -18,6 +26,7 @@ from gateway.mqtt.payloads import (
     config_hash,
     death,
     delivered,
+    device_status,
     meta,
     parse_delivered,
     parse_replay_answer,
@@ -25,7 +34,7 @@ from gateway.mqtt.payloads import (
     resolution,
     result,
 )
-from gateway.samples import Sample
+from gateway.samples import DeviceStatus, Sample
 from tests.gateway.conftest import station_config
 
 
@@ -107,3 +116,29 @@ def test_a_replay_request_and_its_answer_are_the_contract_shapes() -> None:
     with pytest.raises(ContractError):
         parse_replay_answer(result("x", True, "", 0.0, {"from_seq": 5, "to_seq": 9, "resent": 0, "absent": 0,
                                                         "dropped_first": 2, "dropped_last": 3}))
+
+
+def test_every_word_the_gateway_can_publish_has_its_own_code_in_the_contracts_tables() -> None:
+    for table, words in [(SEASON, [m.value for m in SeasonMode]), (OUTDOOR_SOURCE, [m.value for m in OutdoorSource]),
+                         (DEVICE_REASON, [f"{m.value}: detail" for m in Reason] + [""]),
+                         (PHASE, ["day", "coast", "night", "preheat"]),
+                         (WRITE_STATUS, ["", "written", "unchanged", "refused: x", "failed: y",
+                                         "controller disabled: decision not written"])]:
+        names = [table.name(word) for word in words]
+        assert OTHER not in names, (table.key, words)
+        assert len({table.code(word) for word in words}) == len(set(names)), "one code per name"
+    assert SEASON.code("monsoon") == -1 and SEASON.name("monsoon") == "other"
+
+
+def test_a_device_status_goes_on_the_events_stream_with_its_sequence_number() -> None:
+    assert json.loads(device_status(DeviceStatus("meter", False, 1795456034.25, "timeout: no reply"), 12)) == {
+        "seq": 12, "ts": 1795456034.25, "kind": "device", "id": "meter", "state": "offline",
+        "reason": "timeout: no reply"}
+
+
+def test_meta_names_the_representative_rooms_as_such_and_nothing_else() -> None:
+    cfg = config()
+    room = next(tag for tag in cfg.tags() if tag.startswith("room_"))
+    tags = json.loads(meta(cfg, config_hash(cfg), rooms={room}))["tags"]
+    assert tags[room]["kind"] == "room"
+    assert [tag for tag, entry in tags.items() if "kind" in entry] == [room]

@@ -227,6 +227,23 @@ async def test_out_of_limit_write_is_refused_and_changes_nothing() -> None:
     assert station.plc == FakePlc()
 
 
+async def test_a_mask_write_changes_only_its_bits_within_the_plc_limits() -> None:
+    station = FakeStation()
+    async with serving(station) as server, client(server.port) as modbus:
+        # 60.0 degC is 600 = 0b10_0101_1000: setting bit 0 makes it 601, 60.1 degC.
+        assert not (await modbus.mask_write_register(address=100, and_mask=0xFFFE, or_mask=0x0001, device_id=1)).isError()
+        assert station.plc.supply_setpoint_c == pytest.approx(60.1)
+        assert (await modbus.read_holding_registers(100, count=1, device_id=1)).registers == [601]
+        too_hot = await modbus.mask_write_register(address=100, and_mask=0xFBFF, or_mask=0x0400, device_id=1)  # 162.5
+        read_only = await modbus.mask_write_register(address=104, and_mask=0xFFFE, or_mask=0x0001, device_id=1)
+        assert [too_hot.exception_code, read_only.exception_code] == [3, 2]
+        assert (await modbus.read_holding_registers(100, count=1, device_id=1)).registers == [601]
+        server.set_comm_faults(1, CommFaults(unsupported_functions=frozenset({22})))
+        unsupported = await modbus.mask_write_register(address=100, and_mask=0xFFFE, or_mask=0x0000, device_id=1)
+        assert unsupported.exception_code == 1
+    assert station.plc.supply_setpoint_c == pytest.approx(60.1)
+
+
 async def test_write_to_read_only_or_unknown_addresses_is_refused_with_02() -> None:
     station = FakeStation()
     async with serving(station) as server, client(server.port) as modbus:
