@@ -9,6 +9,7 @@ from drivers.opcua.config import OpcUaDevice
 from gateway.acquisition.device import Device
 from gateway.acquisition.driver import Driver, Problems
 from gateway.acquisition.models import PollGroup
+from gateway.acquisition.reading import DeviceReading
 from gateway.bus import Bus
 
 
@@ -39,4 +40,11 @@ def problems(devices: Mapping[str, OpcUaDevice]) -> Problems:
     return found
 
 
-DRIVER: Driver[OpcUaDevice] = Driver(models=(OpcUaDevice,), build=build, problems=problems)
+async def read(devices: Mapping[str, OpcUaDevice], groups: Mapping[str, PollGroup]) -> list[DeviceReading]:
+    """``heatgw read``: every tag of each device read once (see ``drivers.opcua.reading``)."""
+    from drivers.opcua.reading import read_devices  # asyncua only when it is needed, as in build
+
+    return await read_devices(devices, groups)
+
+
+DRIVER: Driver[OpcUaDevice] = Driver(models=(OpcUaDevice,), build=build, problems=problems, read=read)

@@ -9,6 +9,7 @@ import pytest
 from asyncua import Client, ua
 
 from drivers.base import Quality
+from drivers.opcua.reading import read_devices
 from gateway.samples import Sample, SampleBatch
 from gateway.writes import WriteQueue
 from sim.opcua_server import OpcUaFaults
@@ -16,7 +17,7 @@ from sim.opcua_space import HEARTBEAT_ID, Kind, address_space
 from sim.registers import DEFAULT_MAP
 from sim.runner import SimRunner
 from tests.drivers.opcua.conftest import device_config, endpoint, running
-from tests.gateway.conftest import Recorder
+from tests.gateway.conftest import Recorder, free_port
 
 PUBLISHING_S = 0.5
 
@@ -191,3 +192,19 @@ async def test_a_server_that_stops_answering_is_noticed_by_the_keep_alive_while_
     assert noticed < 5.0  # keepalive_s 0.5 (session timeout 60 s): the gateway itself reads nothing here
     assert recorder.statuses("plc")[-1].reason.startswith("connection_lost: session lost")
     assert recorder.latest("heartbeat").quality is Quality.BAD  # type: ignore[union-attr]
+
+
+async def test_heatgw_read_shows_each_node_as_the_server_numbers_it_today_and_a_silent_server_as_such(
+        plc: SimRunner) -> None:
+    assert plc.opcua is not None
+    tags = {"setpoint": {"node": "ns=plc;s=SecondarySide.SupplySetpoint", "unit": "degC"},
+            "gone": {"node": "ns=plc;s=No.Such.Node"}}
+    reachable = device_config(endpoint(plc), tags)
+    silent = device_config(f"opc.tcp://127.0.0.1:{free_port()}/nobody", tags, timeout_s=1.0)
+    answered, nobody = await read_devices({"plc": reachable, "other": silent}, {})
+    by_tag = {reading.tag: reading for reading in answered.tags}
+    index = plc.opcua.namespace_index
+    assert answered.answered and by_tag["setpoint"].where == f"ns={index};s=SecondarySide.SupplySetpoint"
+    assert by_tag["setpoint"].raw == "Float Good" and by_tag["setpoint"].quality is Quality.GOOD
+    assert (by_tag["gone"].quality, by_tag["gone"].reason) == (Quality.BAD, "BadNodeIdUnknown")
+    assert not nobody.answered and nobody.reason.startswith("connect to ")
