@@ -32,7 +32,7 @@ async def _read_one(name: str, device: OpcUaDevice) -> DeviceReading:
         nodes, problems = await session.resolve(device.tags)
         names = list(nodes)
         values = await session.read([nodes[tag].node_id for tag in names])
-    except (DeviceError, ValueError) as exc:  # ValueError: a secured device without its own certificate files
+    except DeviceError as exc:
         return DeviceReading(name, device.endpoint, False, str(exc))
     finally:
         await session.close()

@@ -67,10 +67,14 @@ def gateway_identity(security: Security, state_dir: Path | None) -> Identity:
     elif state_dir is not None:
         identity = Identity(state_dir / "opcua" / CERT_FILE, state_dir / "opcua" / KEY_FILE)
     else:
-        raise ValueError("a secured OPC UA session needs the gateway's certificate: give security.certificate "
-                         "and security.private_key, or run the gateway with a state directory")
+        raise DeviceUnreachable("a secured OPC UA session needs the gateway's certificate: give "
+                                "security.certificate and security.private_key, or run the gateway with a state directory")
     if not identity.certificate.exists() or not identity.private_key.exists():
-        create_identity(identity, security.application_uri)
+        try:
+            create_identity(identity, security.application_uri)
+        except OSError as exc:
+            raise DeviceUnreachable(f"cannot create the gateway's certificate at {identity.certificate}: "
+                                    f"{exc.strerror or exc}") from None
     return identity
 
 
@@ -115,16 +119,16 @@ def check_trusted(server_der: bytes, trust_dir: Path, endpoint: str) -> None:
     if server_der in trusted:
         return
     subject = x509.load_der_x509_certificate(server_der).subject.rfc4514_string()
-    print_ = thumbprint(server_der)
+    digest = thumbprint(server_der)
     rejected = trust_dir.parent / "rejected"
     try:
         rejected.mkdir(parents=True, exist_ok=True)
-        (rejected / f"{print_}.der").write_bytes(server_der)
-        saved = f"; it was saved as {rejected / (print_ + '.der')}"
+        (rejected / f"{digest}.der").write_bytes(server_der)
+        saved = f"; it was saved as {rejected / (digest + '.der')}"
     except OSError:
         saved = ""
     raise UntrustedServer(
-        f"server certificate of {endpoint} is not trusted ({subject}, SHA-1 {print_}): if it is the right "
+        f"server certificate of {endpoint} is not trusted ({subject}, SHA-1 {digest}): if it is the right "
         f"server, copy its certificate into {trust_dir}{saved}")
 
 

@@ -102,9 +102,10 @@ class Session:
             certificate = server_certificate(endpoints, security, endpoint)
             assert security.trust_dir is not None  # the model requires it when secured
             check_trusted(certificate, security.trust_dir, endpoint)
-            await self.client.set_security(POLICIES[security.policy], str(identity.certificate),
-                                           str(identity.private_key), server_certificate=certificate,
-                                           mode=MODES[security.mode])
+            with device_errors(f"the gateway's certificate {identity.certificate}", self.config.timeout_s):
+                await self.client.set_security(POLICIES[security.policy], str(identity.certificate),
+                                               str(identity.private_key), server_certificate=certificate,
+                                               mode=MODES[security.mode])
         if self.config.user is not None:
             self.client.set_user(self.config.user.username)
             self.client.set_password(read_password(self.config.user))
