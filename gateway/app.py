@@ -282,7 +282,7 @@ async def run_until_signalled(config_path: Path, state_dir: Path, controller_pat
     The controller's settings come from ``controller_path``, else from the station file's own
     ``controller:`` section, if it has one.
     """
-    startup = load_startup(config_path, controller_path)  # the same check as `heatgw check`
+    startup = load_startup(config_path, controller_path, state_dir)  # the same check as `heatgw check`
     config, controller, controller_path = startup.station, startup.controller, startup.controller_path
     tune_garbage_collector()
     stop = asyncio.Event()

@@ -62,13 +62,17 @@ def check(
     config: Annotated[Path | None, typer.Option(help="the station file, as `heatgw run --config` takes it")] = None,
     controller: Annotated[Path | None, typer.Option(
         help="controller settings, as `heatgw run --controller` takes them (needs --config)")] = None,
+    state_dir: Annotated[Path | None, typer.Option(
+        help="the state directory, as `heatgw run --state-dir` takes it: writable by the user running the check "
+             "(needs --config)")] = None,
 ) -> None:
     """Validate configuration files without running anything (exit 2 if any is invalid).
 
     `heatgw check --config S --controller C` checks exactly what `heatgw run --config S --controller C`
     starts with, and reports the same problems in the same words: the files themselves, the
     controller's tags against the station's (known, and writable where written), its curve files,
-    and the password and certificate files the station names (readable by the user running the check).
+    and the password and certificate files the station names (readable by the user running the check),
+    and with --state-dir that directory (writable by that user).
 
     Files given by name: one with a top-level `curve:` key is a heating curve, one with
     `controller:` and no `devices:` controller settings (checked against the station's tags when
@@ -77,6 +81,8 @@ def check(
     """
     if controller is not None and config is None:
         raise typer.BadParameter("--controller is checked against a station: give --config too", param_hint="--controller")
+    if state_dir is not None and config is None:
+        raise typer.BadParameter("--state-dir is checked with a station: give --config too", param_hint="--state-dir")
     stations, controllers = ([config] if config is not None else []), ([controller] if controller is not None else [])
     problems: list[str] = []
     for path in files or []:
@@ -94,7 +100,7 @@ def check(
     for station, paired in pairs:
         path = station or paired
         assert path is not None
-        _guarded(problems, path, _check_startup, station, paired)
+        _guarded(problems, path, _check_startup, station, paired, state_dir if station == config else None)
     for message in dict.fromkeys(problems):  # a station checked with two controller files: its problems once
         errors.print(message, markup=False, highlight=False)
     if problems:
@@ -140,13 +146,13 @@ def _check_one(path: Path, kind: str) -> None:
     _report_ok(path, f"historian {load_historian_settings(path).instance!r}")
 
 
-def _check_startup(station_path: Path | None, controller_path: Path | None) -> None:
+def _check_startup(station_path: Path | None, controller_path: Path | None, state_dir: Path | None = None) -> None:
     """A station (with its controller) as `heatgw run` loads it, or a controller file on its own."""
     if station_path is None:
         assert controller_path is not None
         _report_ok(controller_path, _describe_controller(load_controller_config(controller_path)))
         return
-    startup = load_startup(station_path, controller_path)
+    startup = load_startup(station_path, controller_path, state_dir)
     config = startup.station
     tag_count = sum(len(device.tags) for device in config.devices.values())
     described = f"station {config.station.id!r}: {len(config.devices)} devices, {tag_count} tags, {len(config.groups)} groups"

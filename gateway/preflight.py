@@ -19,7 +19,7 @@ from typing import ParamSpec, TypeVar
 from gateway.config import GatewayConfig, check_gateway_document
 from gateway.control.loader import ControllerConfig, controller_settings, resolve_curves, tag_problems
 from gateway.control.settings import ControllerSettings
-from gateway.files import unreadable
+from gateway.files import unreadable, unwritable_directory
 from gateway.mqtt.publisher import TlsFileError, tls_context
 from gateway.yaml_source import ConfigError, Path_, YamlDocument, load_yaml
 
@@ -40,10 +40,13 @@ class Startup:
     controller_path: Path | None
 
 
-def load_startup(config_path: Path, controller_path: Path | None = None) -> Startup:
+def load_startup(config_path: Path, controller_path: Path | None = None, state_dir: Path | None = None) -> Startup:
     """Check the station file, the controller (``controller_path``, else the station file's own
-    ``controller:`` section) and every file they name; ConfigError with every problem found."""
+    ``controller:`` section), every file they name and the state directory (when given);
+    ConfigError with every problem found."""
     problems: list[str] = []
+    if state_dir is not None and (problem := unwritable_directory(state_dir)) is not None:
+        problems.append(f"--state-dir: {problem}")
     station_document = _attempt(problems, load_yaml, config_path)
     station = None if station_document is None else _attempt(problems, check_gateway_document, station_document)
     if station_document is not None:

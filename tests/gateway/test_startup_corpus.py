@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,8 +152,14 @@ def test_a_password_file_the_service_user_cannot_read_is_named_with_that_user(
     as_user = {"preexec_fn": _as_another_user} if os.geteuid() == 0 else {}
     if not as_user:
         (station / "secrets" / "password").chmod(0)
-    check = heatgw("check", *STATION_ARGS, cwd=station, **as_user)
-    run = heatgw("run", *STATION_ARGS, "--state-dir", str(tmp_path / "state"), cwd=station, **as_user)
+    # A state directory the service user may write, as systemd's StateDirectory= is: only the password is wrong.
+    state = Path(tempfile.mkdtemp(prefix="heatgw-state-"))
+    state.chmod(0o777)
+    try:
+        check = heatgw("check", *STATION_ARGS, "--state-dir", str(state), cwd=station, **as_user)
+        run = heatgw("run", *STATION_ARGS, "--state-dir", str(state), cwd=station, **as_user)
+    finally:
+        shutil.rmtree(state)
     assert (check.returncode, run.returncode) == (2, 2), check.stderr + run.stderr
     assert run.stderr == check.stderr
     (line,) = check.stderr.splitlines()
@@ -181,3 +188,27 @@ def test_a_station_file_named_as_the_controller_must_have_one(tmp_path: Path) ->
     check = heatgw("check", "--config", "station.yaml", "--controller", "station.yaml", cwd=station)
     assert check.returncode == 2
     assert check.stderr == "station.yaml:1:1: controller: no controller section in this station file\n"
+
+
+def test_a_state_directory_the_service_user_cannot_write_is_refused_by_check_and_run_alike(
+        tmp_path: Path, listener: socket.socket) -> None:
+    station = lay_out(None, tmp_path / "station", listener.getsockname()[1])
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o755)
+    as_user = {"preexec_fn": _as_another_user} if os.geteuid() == 0 else {}
+    if not as_user:
+        locked.chmod(0o555)
+    state = locked / "heatgw"  # missing: run would create it, in a directory the user cannot write
+    check = heatgw("check", *STATION_ARGS, "--state-dir", str(state), cwd=station, **as_user)
+    run = heatgw("run", *STATION_ARGS, "--state-dir", str(state), cwd=station, **as_user)
+    assert (check.returncode, run.returncode) == (2, 2), check.stderr + run.stderr
+    assert run.stderr == check.stderr
+    user = "nobody" if as_user else pwd.getpwuid(os.getuid()).pw_name
+    assert check.stderr.startswith(f"--state-dir: cannot write in {locked} (heatgw would be created there): "
+                                   f"not writable by user {user}"), check.stderr
+    assert not connected(listener)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    check = heatgw("check", *STATION_ARGS, "--state-dir", str(a_file), cwd=station)
+    assert check.returncode == 2 and check.stderr.startswith(f"--state-dir: cannot use {a_file}: {a_file} is not a "
+                                                             "directory"), check.stderr
