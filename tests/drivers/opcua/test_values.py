@@ -95,3 +95,15 @@ devices:
     with pytest.raises(ConfigError) as error:
         load_gateway_config(path)
     assert "trust_dir is required" in str(error.value)
+
+
+def test_one_node_written_by_two_tags_is_refused_at_the_second_whatever_its_namespace_spelling() -> None:
+    limits = {"min": 30, "max": 90}
+    device = device_config("opc.tcp://127.0.0.1:4840", {
+        "setpoint": {"node": "ns=plc;s=SecondarySide.SupplySetpoint", "writable": limits},
+        "again": {"node": "nsu=urn:heatgw:sim:station-plc;s=SecondarySide.SupplySetpoint",
+                  "writable": {"min": 0, "max": 120}},
+        "read_only_copy": {"node": "ns=plc;s=SecondarySide.SupplySetpoint"}})
+    assert problems({"plc": device}) == [(("devices", "plc", "tags", "again", "node"),
+                                         "this node is already written by tag 'setpoint', within its own limits: "
+                                         "one writable tag per node")]
