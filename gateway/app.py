@@ -71,7 +71,7 @@ class Gateway:
                  controller_time_scale: float = 1.0, alarm_clock: Callable[[], float] | None = None) -> None:
         self.config = config
         self.bus = bus or Bus()
-        self.devices: dict[str, Device] = build_devices(config.devices, config.groups, self.bus)
+        self.devices: dict[str, Device] = build_devices(config.devices, config.groups, self.bus, state_dir=state_dir)
         self.writes = WriteQueue(self.devices)
         self.commands: CommandRegistry = standard_commands(self.writes)
         self.mqtt: MqttService | None = None

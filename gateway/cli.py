@@ -326,6 +326,8 @@ def demo(
     config: Annotated[Path, typer.Option(help="station configuration")] = REPO_CONFIG / "station.yaml",
     controller: Annotated[Path, typer.Option(help="controller settings the gateway runs (a file with a controller: section)")] = REPO_CONFIG / "controller.yaml",
     port: Annotated[int, typer.Option(help="Modbus TCP port for the simulated station")] = 5020,
+    opcua_port: Annotated[int, typer.Option(
+        help="OPC UA port of the simulated PLC, served when the station file has an opcua device")] = 4840,
     control_port: Annotated[int, typer.Option(help="simulator fault-injection port")] = 5021,
     mqtt_port: Annotated[int, typer.Option(help="port of the demo's private MQTT broker")] = 18830,
     tsdb_port: Annotated[int, typer.Option(help="port of the demo's private time-series database")] = 18428,
@@ -346,7 +348,7 @@ def demo(
         settings = load_controller_config(controller)
         state = asyncio.run(run_demo(config, settings, port=port, control_port=control_port,
                                      mqtt_port=mqtt_port, tsdb_port=tsdb_port, speed=speed,
-                                     duration_s=duration, live=live))
+                                     duration_s=duration, live=live, opcua_port=opcua_port))
     except ConfigError as exc:
         for message in exc.messages:
             errors.print(message, markup=False, highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 import types
 import typing
@@ -97,6 +98,12 @@ class Backoff(Strict):
         if self.max_s < self.initial_s:
             raise ValueError("max_s must be at least initial_s")
         return self
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        """The pause before attempt ``failures + 1``: ``initial_s`` doubled per failure after the
+        first, capped at ``max_s``, times a uniform factor within ±``jitter``."""
+        base = min(self.max_s, self.initial_s * 2 ** max(0, failures - 1))
+        return base * rng.uniform(1 - self.jitter, 1 + self.jitter)
 
 
 class MetricsSettings(Strict):

@@ -31,6 +31,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from rich.live import Live
 
@@ -54,9 +55,10 @@ WRITE_LOG_EVERY_S = 10.0
 """Wall seconds between two ``write done`` lines of the controller (see ``gateway.demo_logs``)."""
 
 
-def demo_config(config_path: Path, port: int, mqtt_port: int, speed: float) -> GatewayConfig:
-    """The station config with every TCP device on the local simulator and MQTT on the local broker,
-    and its time-based settings fitted to a simulator ``speed`` times faster than the wall clock.
+def demo_config(config_path: Path, port: int, mqtt_port: int, speed: float, opcua_port: int = 4840) -> GatewayConfig:
+    """The station config with every TCP device on the local simulator (Modbus on ``port``, OPC UA
+    on ``opcua_port``) and MQTT on the local broker, and its time-based settings fitted to a
+    simulator ``speed`` times faster than the wall clock.
 
     The write queue and the pollers keep wall time. A write's ``min_interval_s`` is divided by the
     speed, so "10 s between two setpoint writes" still means 10 simulated seconds (unscaled, it
@@ -73,6 +75,8 @@ def demo_config(config_path: Path, port: int, mqtt_port: int, speed: float) -> G
     for device in data["devices"].values():
         if device.get("protocol") == "modbus_tcp":
             device["host"], device["port"] = "127.0.0.1", port
+        elif device.get("protocol") == "opcua":
+            device["endpoint"] = f"opc.tcp://127.0.0.1:{opcua_port}{urlparse(device['endpoint']).path}"
         for tag in device["tags"].values():
             if "min_interval_s" in (tag.get("writable") or {}):
                 tag["writable"]["min_interval_s"] /= speed
@@ -84,15 +88,19 @@ def demo_config(config_path: Path, port: int, mqtt_port: int, speed: float) -> G
 
 
 @contextlib.asynccontextmanager
-async def simulator_process(port: int, control_port: int, speed: float) -> AsyncIterator[subprocess.Popen[bytes]]:
-    """Run ``heatgw sim run`` as a child process until the block ends."""
+async def simulator_process(port: int, control_port: int, speed: float,
+                            opcua_port: int | None = None) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """Run ``heatgw sim run`` as a child process until the block ends (serving OPC UA too if given a port)."""
     command = [sys.executable, "-m", "gateway", "--log-level", "warning", "sim", "run",
                "--port", str(port), "--control-port", str(control_port), "--speed", str(speed)]
     claim_port(port, "simulator (--port)")
     claim_port(control_port, "simulator (--control-port)")
+    if opcua_port is not None:
+        command += ["--opcua-port", str(opcua_port)]
+        claim_port(opcua_port, "simulator (--opcua-port)")
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, start_new_session=True)
     try:
-        for opened in (port, control_port):  # the control port opens just after the Modbus one
+        for opened in (port, control_port):  # the control port opens just after the servers
             await _wait_for_port(opened, process, timeout_s=20)
         yield process
     finally:
@@ -118,18 +126,21 @@ async def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s:
 
 
 async def run_demo(config_path: Path, controller: ControllerConfig, *, port: int, control_port: int,
-                   mqtt_port: int, tsdb_port: int, speed: float, duration_s: float | None, live: bool) -> DemoState:
+                   mqtt_port: int, tsdb_port: int, speed: float, duration_s: float | None, live: bool,
+                   opcua_port: int = 4840) -> DemoState:
     """Run the whole chain (+ live view) for ``duration_s`` or until cancelled.
 
     SIGTERM and SIGHUP (a closed terminal) cancel it like Ctrl-C does, so every child process is
     stopped and the working directory removed on the way out; ``DemoStopped`` then says which.
     """
-    config = demo_config(config_path, port, mqtt_port, speed)
+    config = demo_config(config_path, port, mqtt_port, speed, opcua_port)
+    serves_opcua = any(device.protocol == "opcua" for device in config.devices.values())
     received: list[signal.Signals] = []
     with _signals_cancel_this_task(received):
         try:
             return await _run_chain(config, controller, port=port, control_port=control_port, mqtt_port=mqtt_port,
-                                    tsdb_port=tsdb_port, speed=speed, duration_s=duration_s, live=live)
+                                    tsdb_port=tsdb_port, speed=speed, duration_s=duration_s, live=live,
+                                    opcua_port=opcua_port if serves_opcua else None)
         except asyncio.CancelledError:
             if received:
                 raise DemoStopped(received[0]) from None
@@ -164,11 +175,12 @@ def _signals_cancel_this_task(received: list[signal.Signals]) -> Iterator[None]:
 
 
 async def _run_chain(config: GatewayConfig, controller: ControllerConfig, *, port: int, control_port: int,
-                     mqtt_port: int, tsdb_port: int, speed: float, duration_s: float | None, live: bool) -> DemoState:
+                     mqtt_port: int, tsdb_port: int, speed: float, duration_s: float | None, live: bool,
+                     opcua_port: int | None) -> DemoState:
     with tempfile.TemporaryDirectory(prefix="heatgw-demo-") as workdir, \
             dispatch_side(Path(workdir), mqtt_port, tsdb_port) as dispatch, \
             throttled("gateway.writes", CONTROLLER_ORIGIN, WRITE_LOG_EVERY_S):
-        async with simulator_process(port, control_port, speed):
+        async with simulator_process(port, control_port, speed, opcua_port):
             clock = await sim_clock("127.0.0.1", control_port)
             gateway = Gateway(config, state_dir=Path(workdir) / "gateway", controller=controller,
                               controller_clock=clock, controller_time_scale=clock.speed)

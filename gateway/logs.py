@@ -122,3 +122,6 @@ def setup_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
     # pymodbus logs every retry at ERROR; the poller reports device state itself, once.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    # asyncua logs a lost connection from several of its tasks, at ERROR with tracebacks, and chats at
+    # INFO on every request; the OPC UA device reports the session's state itself, once.
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)

@@ -8,18 +8,20 @@ across devices and the building of running devices all follow from that line.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field
 
 from drivers.modbus.driver import DRIVER as MODBUS
+from drivers.opcua.driver import DRIVER as OPCUA
 from gateway.acquisition.device import Device
 from gateway.acquisition.driver import Driver, Problems
 from gateway.acquisition.models import DeviceConfigBase, PollGroup
 from gateway.acquisition.reading import DeviceReading
 from gateway.bus import Bus
 
-DRIVERS: tuple[Driver[Any], ...] = (MODBUS,)
+DRIVERS: tuple[Driver[Any], ...] = (MODBUS, OPCUA)
 
 BY_PROTOCOL: dict[str, Driver[Any]] = {key: driver for driver in DRIVERS for key in driver.protocols()}
 
@@ -41,12 +43,13 @@ def device_problems(devices: Mapping[str, DeviceConfigBase]) -> Problems:
     return [problem for driver in DRIVERS for problem in driver.problems(_of(driver, devices))]
 
 
-def build_devices(devices: Mapping[str, DeviceConfigBase], groups: Mapping[str, PollGroup], bus: Bus) -> dict[str, Device]:
+def build_devices(devices: Mapping[str, DeviceConfigBase], groups: Mapping[str, PollGroup], bus: Bus, *,
+                  state_dir: Path | None = None) -> dict[str, Device]:
     """The running devices, in the configuration's order, each built by its protocol's driver."""
     built: dict[str, Device] = {}
     for driver in DRIVERS:
         if mine := _of(driver, devices):
-            built.update(driver.build(mine, groups, bus))
+            built.update(driver.build(mine, groups, bus, state_dir=state_dir))
     return {name: built[name] for name in devices}
 
 

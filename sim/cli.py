@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="sim",
-    help="Simulated heat-exchange station (PLC + heat meter over Modbus TCP) for demos and tests.",
+    help="Simulated heat-exchange station (PLC + heat meter over Modbus TCP, PLC over OPC UA) for demos and tests.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -61,6 +61,8 @@ def run(
     speed: Annotated[float, typer.Option(help="simulated seconds per wall-clock second")] = 600.0,
     tick: Annotated[float, typer.Option(help="wall-clock seconds between physics steps")] = 0.2,
     control_port: Annotated[int, typer.Option(help="JSON-lines control port on the same host")] = DEFAULT_CONTROL_PORT,
+    opcua_port: Annotated[int | None, typer.Option(
+        help="serve the PLC over OPC UA too, on this port (opc.tcp://HOST:PORT/heatgw/station)")] = None,
     seed: Annotated[int | None, typer.Option(
         help="seed for weather, noise and sensor timing (default: the station file's, else 1)")] = None,
     station_file: Annotated[Path | None, typer.Option(
@@ -106,7 +108,7 @@ def run(
     runner = SimRunner(
         station, host=host, port=port, meter_port=meter_port, meter_word_order=meter_word_order.value,
         meter_serial=SerialLine(meter_serial, meter_baudrate) if meter_serial else None, speed=speed, tick_s=tick,
-        control_port=control_port, register_map=register_map,
+        control_port=control_port, register_map=register_map, opcua_port=opcua_port,
     )
     try:
         asyncio.run(_serve(runner))
@@ -194,6 +196,46 @@ def comm(
 
 
 @app.command()
+def opcua(
+    offline: Annotated[bool | None, typer.Option("--offline/--online", help="stop serving OPC UA / serve again")] = None,
+    delay: Annotated[float | None, typer.Option(help="answer Read and Write this many seconds late")] = None,
+    bad: Annotated[list[str] | None, typer.Option(
+        help="NODE=StatusCode: the node's value goes bad (e.g. PrimarySide.Flow=BadSensorFailure); "
+             "repeatable; 'none' clears")] = None,
+    remove: Annotated[list[str] | None, typer.Option(
+        help="delete a node from the address space; repeatable; 'none' restores every removed node")] = None,
+    subscriptions: Annotated[bool | None, typer.Option(
+        "--subscriptions/--no-subscriptions", help="accept CreateSubscription, or refuse it (Read only)")] = None,
+    host: HostOption = "127.0.0.1",
+    control_port: ControlPortOption = DEFAULT_CONTROL_PORT,
+) -> None:
+    """Change how the PLC's OPC UA server behaves; options left out keep their current setting."""
+    request: JsonObject = {"cmd": "opcua"}
+    if offline is not None:
+        request["offline"] = offline
+    if delay is not None:
+        request["delay_s"] = delay
+    if subscriptions is not None:
+        request["subscriptions"] = subscriptions
+    if bad is not None:
+        try:
+            request["bad"] = {} if bad == ["none"] else dict(_node_status(item) for item in bad)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--bad") from None
+    if remove is not None:
+        request["removed"] = [] if remove == ["none"] else remove
+    faults = _request(host, control_port, request)
+    console.print(json.dumps(faults), highlight=False)
+
+
+def _node_status(item: str) -> tuple[str, str]:
+    node, sep, code = item.partition("=")
+    if not sep or not node or not code:
+        raise ValueError(f"expected NODE=StatusCode, got {item!r}")
+    return node, code
+
+
+@app.command()
 def stats(
     reset: Annotated[bool, typer.Option(help="zero the counters after showing them")] = False,
     host: HostOption = "127.0.0.1",
@@ -226,8 +268,10 @@ async def _serve(runner: SimRunner) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with runner:
         ports = runner.server.ports
-        console.print(f"simulated station: PLC unit 1 on {ports['plc_port']}, meter unit 2 on {ports['meter_port']}, "
-                      f"control on {runner.control_port}, speed x{runner.speed:g}; Ctrl-C stops", highlight=False)
+        opcua = f", PLC over OPC UA at {runner.opcua.endpoint}" if runner.opcua is not None else ""
+        console.print(f"simulated station: PLC unit 1 on {ports['plc_port']}, meter unit 2 on {ports['meter_port']}"
+                      f"{opcua}, control on {runner.control_port}, speed x{runner.speed:g}; Ctrl-C stops",
+                      highlight=False)
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(runner.wait())
         done, pending = await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)

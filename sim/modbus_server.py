@@ -24,7 +24,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
@@ -32,7 +32,6 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from sim.plc import Plc, ValveMode
 from sim.readings import Measurements
 from sim.registers import (
     DEFAULT_MAP,
@@ -44,38 +43,18 @@ from sim.registers import (
     Block,
     Device,
     Image,
-    PlcCommand,
-    PlcSettings,
     RegisterMap,
-    Snapshot,
     WordOrder,
     WriteRefused,
 )
+from sim.station_view import StationLike, StationView, apply_command, plc_settings
+
+__all__ = ["StationLike", "StationModbusServer", "plc_settings"]  # plc_settings: tests compare the PLC before/after
 
 log = logging.getLogger(__name__)
 
 UNITS: dict[int, Device] = {PLC_UNIT: Device.PLC, METER_UNIT: Device.METER}
 _BIT_BLOCKS = (Block.COIL, Block.DISCRETE_INPUT)
-
-
-class StationLike(Protocol):
-    """The part of ``sim.station.Station`` the server needs."""
-
-    @property
-    def plc(self) -> Plc: ...
-
-    def measurements(self) -> Measurements: ...
-
-
-class CircuitsLike(StationLike, Protocol):
-    """The part of ``sim.plant.Plant`` a server with more than one circuit needs besides."""
-
-    @property
-    def plcs(self) -> tuple[Plc, ...]: ...
-
-    def circuit_measurements(self) -> tuple[Measurements, ...]:
-        """Circuits 1.. (circuit 0's are ``measurements()``)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,33 +92,6 @@ class CommFaults:
 
 
 HEALTHY = CommFaults()
-
-
-# --- the station PLC, as the registers see it ------------------------------------------------
-
-def plc_settings(plc: Plc) -> PlcSettings:
-    """Read what the holding registers and coils show from the station PLC."""
-    return PlcSettings(
-        supply_setpoint_c=plc.supply_setpoint_c,
-        pump_frequency_setpoint_hz=plc.pump_frequency_setpoint_hz,
-        valve_mode=int(plc.valve_mode),
-        manual_valve_pct=plc.manual_valve_pct,
-        pi_gain_pct_per_k=plc.pi_gain_pct_per_k,
-        pi_integral_s=plc.pi_integral_s,
-        valve_stroke_s=plc.valve_stroke_s,
-        pump_run_command=plc.pump_run_command,
-        makeup_auto=plc.makeup_auto,
-    )
-
-
-def apply_command(plc: Plc, command: PlcCommand) -> None:
-    """Carry out one validated write on the station PLC."""
-    if command.setting == "reset_alarms":
-        plc.reset_alarms()
-    elif command.setting == "valve_mode":
-        plc.valve_mode = ValveMode(int(command.value))
-    else:
-        setattr(plc, command.setting, command.value)
 
 
 def request_span(pdu: ModbusPDU) -> tuple[int, int]:
@@ -303,6 +255,7 @@ class StationModbusServer:
             raise ValueError("the meter is served either on its own TCP port or on a serial line, not both")
         self._meter_serial = meter_serial
         self._station = station
+        self._view = StationView(station, register_map.layout)
         self._map = register_map
         self._host = host
         self._ports: dict[Device, int] = {Device.PLC: port}
@@ -312,7 +265,7 @@ class StationModbusServer:
         self._faults: dict[int, CommFaults] = {}
         self._counts: Counter[tuple[int, int]] = Counter()
         self._measurements = station.measurements()
-        self._circuits = self._circuit_measurements()
+        self._circuits = self._view.circuit_measurements()
         self._images: dict[Device, dict[Block, Image]] = {}
         self._listeners: list[_GatedTcpServer | _GatedSerialServer] = []
         self._encode()
@@ -406,27 +359,11 @@ class StationModbusServer:
     def update(self, measurements: Measurements) -> None:
         """Publish a new snapshot of the station's instruments (circuits 1.. read from the station)."""
         self._measurements = measurements
-        self._circuits = self._circuit_measurements()
+        self._circuits = self._view.circuit_measurements()
         self._encode()
 
-    def _plc(self, circuit: int) -> Plc:
-        """The PLC loop of one circuit (circuit 0 is ``station.plc``)."""
-        if circuit == 0:
-            return self._station.plc
-        station: CircuitsLike = self._station  # type: ignore[assignment]  # checked by the layout
-        return station.plcs[circuit]
-
-    def _circuit_measurements(self) -> tuple[Measurements, ...]:
-        if self._map.layout.circuits == 1:
-            return ()
-        station: CircuitsLike = self._station  # type: ignore[assignment]
-        return station.circuit_measurements()
-
     def _encode(self) -> None:
-        circuits = tuple(
-            Snapshot(m, plc_settings(self._plc(c))) for c, m in enumerate(self._circuits, start=1)
-        )
-        snapshot = Snapshot(self._measurements, plc_settings(self._station.plc), circuits)
+        snapshot = self._view.snapshot(self._measurements, self._circuits)
         self._images = {device: self._map.encode(device, snapshot, self._word_order) for device in Device}
 
     # --- faults and statistics ---
@@ -497,14 +434,14 @@ class StationModbusServer:
             return None
         try:
             commands = self._map.decode_write(
-                device, block, address, values, lambda circuit, setting: self._plc(circuit).limits.bounds(setting)
+                device, block, address, values, self._view.bounds
             )
         except WriteRefused as exc:
             log.info("write refused", extra={"fields": {
                 "device": device, "block": block, "address": address, "code": int(exc.code), "reason": str(exc)}})
             return exc.code
         for command in commands:
-            apply_command(self._plc(command.circuit), command)
+            apply_command(self._view.plc(command.circuit), command)
             log.info("plc write", extra={"fields": {
                 "circuit": command.circuit, "setting": command.setting, "value": command.value}})
         self._encode()

@@ -13,6 +13,8 @@ CLI, a demo script or a test can inject faults into a running simulator::
     {"cmd": "comm", "unit": 1, "offline": true, "delay_s": 0.5,
      "exception_ranges": [{"function": 3, "address": 100, "count": 2}]}   (omitted keys unchanged)
     {"cmd": "stats", "reset": false}          -> request counts per unit and function code
+    {"cmd": "opcua", "offline": false, "delay_s": 0.5, "bad": {"PrimarySide.Flow": "BadSensorFailure"},
+     "removed": ["Tank.Level"], "subscriptions": true}   (the OPC UA server's faults; omitted keys unchanged)
     {"cmd": "clear"}                          -> clears comm faults and station faults
 
 Every reply carries ``ok``; a failed request gets ``"error"`` instead of ``"result"``. No input
@@ -32,7 +34,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from sim.modbus_server import UNITS, CommFaults, ExceptionRange, SerialLine, StationLike, StationModbusServer
+from sim.modbus_server import UNITS, CommFaults, ExceptionRange, SerialLine, StationModbusServer
+from sim.opcua_server import HEALTHY as OPCUA_HEALTHY
+from sim.opcua_server import OpcUaFaults, OpcUaSecurity, StationOpcUaServer
+from sim.station_view import StationLike
 from sim.registers import DEFAULT_MAP, RegisterMap, WordOrder
 
 log = logging.getLogger(__name__)
@@ -58,10 +63,11 @@ class CommandError(Exception):
 
 
 class SimRunner:
-    """A station, its Modbus server and its control port, for the length of an ``async with``.
+    """A station, its Modbus server (and OPC UA server) and its control port, for an ``async with``.
 
     ``port=0``/``control_port=0`` bind free ports (read them back from ``server.port`` and
-    ``control_port``); ``control_port=None`` runs without a control port.
+    ``control_port``); ``control_port=None`` runs without a control port. ``opcua_port`` serves
+    the PLC over OPC UA as well (0: a free port, read back from ``opcua.port``).
     """
 
     def __init__(
@@ -77,6 +83,8 @@ class SimRunner:
         tick_s: float = 0.2,
         control_port: int | None = 0,
         register_map: RegisterMap = DEFAULT_MAP,
+        opcua_port: int | None = None,
+        opcua_security: OpcUaSecurity | None = None,
     ) -> None:
         if not (speed > 0 and math.isfinite(speed)):
             raise ValueError(f"speed must be a positive number, got {speed}")
@@ -91,10 +99,13 @@ class SimRunner:
             station, host=host, port=port, meter_port=meter_port, meter_word_order=meter_word_order,
             meter_serial=meter_serial, register_map=register_map,
         )
+        self.opcua = None if opcua_port is None else StationOpcUaServer(
+            station, host=host, port=opcua_port, register_map=register_map, security=opcua_security)
         self._control: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._commands: dict[str, Callable[[JsonObject], Any]] = {
+            "opcua": self._cmd_opcua,
             "snapshot": self._cmd_snapshot,
             "status": self._cmd_status,
             "fault": self._cmd_fault,
@@ -108,6 +119,8 @@ class SimRunner:
     async def __aenter__(self) -> SimRunner:
         try:
             await self.server.start()
+            if self.opcua is not None:
+                await self.opcua.start()
             if self._control_port is not None:
                 self._control = await asyncio.start_server(
                     self._serve_client, self._host, self._control_port, limit=MAX_LINE
@@ -117,7 +130,7 @@ class SimRunner:
             await self.close()
             raise
         log.info("simulator running", extra={"fields": {
-            "speed": self.speed, "tick_s": self.tick_s, "control_port": self.control_port, **self.server.ports}})
+            "speed": self.speed, "tick_s": self.tick_s, "control_port": self.control_port, **self.ports}})
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
@@ -138,12 +151,22 @@ class SimRunner:
                 writer.close()
             await control.wait_closed()
         await self.server.stop()
+        if self.opcua is not None:
+            await self.opcua.stop()
 
     async def wait(self) -> None:
         """Return only if the physics fails (re-raising its error); for ``heatgw sim run``."""
         if self._ticker is None:
             raise RuntimeError("runner is not running")
         await asyncio.shield(self._ticker)
+
+    @property
+    def ports(self) -> dict[str, int | str]:
+        """The Modbus ports, and ``opcua_port`` when the PLC is served over OPC UA too."""
+        ports = dict(self.server.ports)
+        if self.opcua is not None:
+            ports["opcua_port"] = self.opcua.port
+        return ports
 
     @property
     def control_port(self) -> int | None:
@@ -169,7 +192,10 @@ class SimRunner:
         """Advance the station by ``sim_dt_s`` simulated seconds and publish its measurements."""
         if sim_dt_s > 0:
             self.station.step(sim_dt_s)
-        self.server.update(self.station.measurements())
+        measurements = self.station.measurements()
+        self.server.update(measurements)
+        if self.opcua is not None:
+            self.opcua.update(measurements)
 
     # --- control port ---
 
@@ -184,7 +210,7 @@ class SimRunner:
                     break
                 if not line:
                     break
-                await _reply(writer, self.handle_line(line))
+                await _reply(writer, await self.handle_line(line))
         except ConnectionError:
             pass
         finally:
@@ -193,15 +219,15 @@ class SimRunner:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    def handle_line(self, line: bytes) -> JsonObject:
+    async def handle_line(self, line: bytes) -> JsonObject:
         """One request line -> one reply object; never raises."""
         try:
             request = json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return _error(f"not JSON: {exc}")
-        return self.handle(request)
+        return await self.handle(request)
 
-    def handle(self, request: Any) -> JsonObject:
+    async def handle(self, request: Any) -> JsonObject:
         """Carry out one decoded control request; never raises."""
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return _error('expected a JSON object with a "cmd" string')
@@ -209,7 +235,10 @@ class SimRunner:
         if command is None:
             return _error(f"unknown cmd {request['cmd']!r}; known: {', '.join(self._commands)}")
         try:
-            return {"ok": True, "result": _jsonable(command(request))}
+            result = command(request)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return {"ok": True, "result": _jsonable(result)}
         except (CommandError, ValueError, TypeError, KeyError) as exc:
             return _error(str(exc) or type(exc).__name__)
         except Exception as exc:  # noqa: BLE001 - a control request must never take the simulator down
@@ -224,9 +253,10 @@ class SimRunner:
         return {
             "sim_time": self.station.now.isoformat(),
             "speed": self.speed,
-            **self.server.ports,
+            **self.ports,
             "control_port": self.control_port,
             "comm": {str(unit): _faults_json(self.server.comm_faults(unit)) for unit in UNITS},
+            **({"opcua": _opcua_json(self.opcua.faults)} if self.opcua is not None else {}),
             "faults": self.station.faults.active(),
         }
 
@@ -265,6 +295,34 @@ class SimRunner:
         self.server.set_comm_faults(unit, faults)
         return _faults_json(faults)
 
+    async def _cmd_opcua(self, request: JsonObject) -> Any:
+        if self.opcua is None:
+            raise CommandError("this simulator serves no OPC UA (start it with --opcua-port)")
+        changes: dict[str, Any] = {}
+        for key in ("offline", "subscriptions"):
+            if key in request:
+                if not isinstance(request[key], bool):
+                    raise CommandError(f'"{key}" must be true or false')
+                changes[key] = request[key]
+        if "delay_s" in request:
+            delay = request["delay_s"]
+            if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+                raise CommandError('"delay_s" must be a number of seconds')
+            changes["delay_s"] = float(delay)
+        if "bad" in request:
+            bad = request["bad"]
+            if not isinstance(bad, dict) or not all(isinstance(v, str) for v in bad.values()):
+                raise CommandError('"bad" must map node ids to StatusCode names, e.g. {"PrimarySide.Flow": "BadSensorFailure"}')
+            changes["bad"] = dict(bad)
+        if "removed" in request:
+            removed = request["removed"]
+            if not isinstance(removed, list) or not all(isinstance(v, str) for v in removed):
+                raise CommandError('"removed" must be a list of node ids')
+            changes["removed"] = frozenset(removed)
+        faults = dataclasses.replace(self.opcua.faults, **changes)
+        await self.opcua.set_faults(faults)
+        return _opcua_json(faults)
+
     def _cmd_stats(self, request: JsonObject) -> Any:
         counts: dict[str, dict[str, int]] = {}
         for (unit, function), count in sorted(self.server.request_counts().items()):
@@ -273,8 +331,10 @@ class SimRunner:
             self.server.reset_request_counts()
         return {"requests": counts, "total": sum(sum(c.values()) for c in counts.values())}
 
-    def _cmd_clear(self, _request: JsonObject) -> Any:
+    async def _cmd_clear(self, _request: JsonObject) -> Any:
         self.server.clear_comm_faults()
+        if self.opcua is not None:
+            await self.opcua.set_faults(OPCUA_HEALTHY)
         self.station.faults.clear()
         log.info("all faults cleared")
         return None
@@ -321,6 +381,11 @@ def _faults_json(faults: CommFaults) -> JsonObject:
             {"function": r.function_code, "address": r.address, "count": r.count} for r in faults.exception_ranges
         ],
     }
+
+
+def _opcua_json(faults: OpcUaFaults) -> JsonObject:
+    return {"offline": faults.offline, "delay_s": faults.delay_s, "bad": dict(faults.bad),
+            "removed": sorted(faults.removed), "subscriptions": faults.subscriptions}
 
 
 def _jsonable(value: Any) -> Any:

@@ -64,3 +64,13 @@ def test_every_tag_key_is_in_the_configuration_reference() -> None:
     for model in (StationInfo, TagConfig, ModbusTcpDevice, ModbusRtuDevice):
         for field in model.model_fields:
             assert f"`{field}`" in reference, f"{model.__name__}.{field} is not documented"
+
+
+def test_every_opcua_device_and_tag_key_is_in_the_configuration_reference() -> None:
+    from drivers.opcua.config import Filter, OpcUaDevice, OpcUaTag, Security, Subscription, UserLogin
+
+    reference = README.split("### OPC UA devices", 1)[1].split("\n### ", 1)[0]
+    for model in (OpcUaDevice, OpcUaTag, Filter, Security, Subscription, UserLogin):
+        for name, field in model.model_fields.items():
+            key = field.alias or name
+            assert f"`{key}`" in reference, f"{model.__name__}.{key} is not documented"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from drivers.modbus.checks import modbus_problems
 from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusTcpDevice
@@ -17,8 +18,10 @@ from gateway.acquisition.reading import DeviceReading
 from gateway.bus import Bus
 
 
-def build(devices: Mapping[str, ModbusDevice], groups: Mapping[str, PollGroup], bus: Bus) -> dict[str, Device]:
-    """One poller per device; devices on one serial line share its link (see ``link_key``)."""
+def build(devices: Mapping[str, ModbusDevice], groups: Mapping[str, PollGroup], bus: Bus, *,
+          state_dir: Path | None = None) -> dict[str, Device]:
+    """One poller per device; devices on one serial line share its link (see ``link_key``).
+    Modbus keeps nothing on disk, so ``state_dir`` is not used."""
     return dict(_pollers(devices, groups, bus))
 
 

@@ -28,12 +28,14 @@ class Driver(Generic[ConfigT]):
 
     ``build`` gets every device of this driver at once, so devices that must share something (one
     RS-485 line, one client) share it without the core knowing; it returns one ``Device`` per
-    name. ``problems`` reports what no single model can check (two tags writing one register),
-    with paths from the document's root.
+    name. It is also given the gateway's state directory (keyword ``state_dir``, ``None`` when the
+    gateway runs without one) for what a driver keeps on disk, such as its own certificate.
+    ``problems`` reports what no single model can check (two tags writing one register), with
+    paths from the document's root.
     """
 
     models: tuple[type[ConfigT], ...]
-    build: Callable[[Mapping[str, ConfigT], Mapping[str, PollGroup], Bus], Mapping[str, Device]]
+    build: Callable[..., Mapping[str, Device]]  # (devices, groups, bus, *, state_dir: Path | None)
     problems: Callable[[Mapping[str, ConfigT]], Problems] = field(default=_none)
     read: Callable[[Mapping[str, ConfigT], Mapping[str, PollGroup]], Awaitable[list[DeviceReading]]] | None = None
     """``heatgw read``: poll these devices once, with what came over the wire (optional)."""

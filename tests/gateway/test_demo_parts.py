@@ -78,3 +78,12 @@ async def test_the_controller_panel_explains_the_night_coast() -> None:
     assert f"{demo.writes} in 1 cycles" in text
     console.print(controller_panel(None, DemoState(), ZoneInfo("UTC")))
     assert "waiting for the first cycle" in console.export_text()
+
+
+def test_the_opcua_station_file_runs_its_plc_on_the_simulator_s_opcua_port_and_its_meter_on_modbus() -> None:
+    config = demo_config(STATION_YAML.with_name("station-opcua.yaml"), port=25020, mqtt_port=28830, speed=600.0,
+                         opcua_port=24840)
+    plc, meter = config.devices["plc"], config.devices["heat_meter"]
+    assert plc.protocol == "opcua" and plc.endpoint == "opc.tcp://127.0.0.1:24840/heatgw/station"  # type: ignore[union-attr]
+    assert meter.protocol == "modbus_tcp" and meter.port == 25020  # type: ignore[union-attr]
+    assert plc.tags["supply_setpoint"].writable.min_interval_s == pytest.approx(10 / 600)  # type: ignore[union-attr]

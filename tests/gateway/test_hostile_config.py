@@ -53,22 +53,42 @@ class Run:
     peak_rss: int
 
 
+MEASURED = """
+import os, sys
+rss_file, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+with open(rss_file, "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+"""Runs a command and writes its peak RSS (KiB). Why a small process in between: a child that
+Python spawns (vfork) and execs is charged the parent's resident size as its peak, so measured
+from the test process, ``heatgw check`` would weigh as much as pytest itself does at the time.
+Forked from this small helper, it is charged only the helper's few megabytes and its own."""
+
+
 def heatgw_check(*files: Path | str, tmp: Path) -> Run:
     """Run the real CLI in a child process and measure that child alone (``wait4``'s rusage)."""
     out, err = tmp / f"out-{threading.get_ident()}", tmp / f"err-{threading.get_ident()}"
+    rss = tmp / f"rss-{threading.get_ident()}"
     started = time.monotonic()
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        child = subprocess.Popen([sys.executable, "-m", "gateway", "check", *map(str, files)],
-                                 stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, cwd=ROOT)
-    killer = threading.Timer(TIMEOUT_S, lambda: os.kill(child.pid, signal.SIGKILL))
+        child = subprocess.Popen([sys.executable, "-c", MEASURED, str(rss), sys.executable, "-m", "gateway", "check",
+                                  *map(str, files)],
+                                 stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, cwd=ROOT,
+                                 start_new_session=True)
+    killer = threading.Timer(TIMEOUT_S, lambda: os.killpg(child.pid, signal.SIGKILL))
     killer.start()
     try:
-        _, status, usage = os.wait4(child.pid, 0)
+        child.wait()
     finally:
         killer.cancel()
-    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
+    peak_kib = int(rss.read_text()) if rss.exists() else 0
     return Run(child.returncode, out.read_text(errors="replace"), err.read_text(errors="replace"),
-               time.monotonic() - started, usage.ru_maxrss * 1024)
+               time.monotonic() - started, peak_kib * 1024)
 
 
 def assert_refused_at(run: Run, path: Path | str, line: int, field: str = "", fragment: str = "") -> None:
