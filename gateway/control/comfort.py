@@ -141,14 +141,20 @@ class OptimumStart:
         return self.factors.get(room, self.default_factor)
 
     def plan(self, rooms: Mapping[str, float], target_c: float, headroom: float, time_constant_h: float,
-             max_k_per_h: float, hours_left: float, lead_h: float) -> PreheatPlan:
-        """The slowest room's boost time to ``target_c``; start when that plus ``lead_h`` is all that is left."""
+             max_k_per_h: float, hours_left: float, lead_h: float,
+             falls_k: Mapping[str, float] | None = None) -> PreheatPlan:
+        """The slowest room's boost time to ``target_c``; start when that plus ``lead_h`` is all that is left.
+
+        ``falls_k``: how much further each room falls before the boost reaches it (the emitters'
+        lag; nothing for radiators), added to the climb it has to make.
+        """
         needed, rate, which = 0.0, 0.0, ""
         for name, value in rooms.items():
             if value >= target_c:
                 continue
             room_rate = heatup_rate(headroom, time_constant_h, self.factor(name), max_k_per_h)
-            hours = math.inf if room_rate <= 0.0 else (target_c - value) / room_rate
+            climb = target_c - value + (falls_k or {}).get(name, 0.0)
+            hours = math.inf if room_rate <= 0.0 else climb / room_rate
             if hours > needed or not which:
                 needed, rate, which = hours, room_rate, name
         return PreheatPlan(needed, rate, which, bool(which) and hours_left <= needed + lead_h)

@@ -148,6 +148,10 @@ def stale_trims(learned_against: str, curve_now: str) -> str | None:
     return f"trims (learned against curve {learned_against}, now {curve_now})"
 
 
+def _clock_h(moment: dt.time) -> float:
+    return moment.hour + moment.minute / 60.0 + moment.second / 3600.0
+
+
 class CircuitController:
     """One circuit's loops and memory: outdoor damping, room trim, limiters, ramp, latches."""
 
@@ -166,6 +170,8 @@ class CircuitController:
         self.recent = RecentLow()
         self.blind_until: float | None = None  # end of the safe boost after the rooms were lost
         self.setback_running = False  # the last cycle let the rooms below the day target
+        self.morning_boost = False  # the boost runs on past the day start until the rooms are back
+        self.morning_boost_until = 0.0
         self.cutout = CutoutSwitch()
         self.frost = FrostGuard()
         self.setpoint: float | None = None
@@ -257,8 +263,14 @@ class CircuitController:
         hours_left = hours_to_day_start(ctx.local, comfort)
         held = self.setpoint if self.setpoint is not None else inputs.setpoint_c.usable
         ramp_h = 0.0 if held is None else self._ramp_lead_h(held)
+        # The emitters pass the boost on to the rooms only after their own lag (a floor slab takes
+        # hours), and the rooms keep cooling meanwhile: the boost starts that much earlier, and
+        # each room has that much further to climb.
+        lag_h = s.emitter_lag_h
+        falls = {name: self.dynamics.rate_k_per_h(name, value, ctx.outdoor.value_c) * lag_h
+                 for name, value in rooms.values.items()}
         plan = self.optimum.plan(rooms.values, day_target, headroom, s.building_time_constant_h,
-                                 opt.max_heatup_k_per_h, hours_left, opt.lead_h + ramp_h)
+                                 opt.max_heatup_k_per_h, hours_left, opt.lead_h + ramp_h + lag_h, falls)
         night = ctx.mode in HEATING_MODES and not is_day(ctx.local, comfort)
         # A setback already under way that can no longer be undone later (the night got colder
         # than planned, a limiter took the headroom, the weather became untrustworthy) is ended
@@ -266,11 +278,16 @@ class CircuitController:
         undo_now = bool(why_not) and self.setback_running and bool(rooms.values)
         if opt.enabled and (setback and plan.start or undo_now) and not self.optimum.active and night:
             self.optimum.begin(rooms.values, hours_left, headroom, s.building_time_constant_h,
-                               opt.max_heatup_k_per_h, ramp_h)
+                               opt.max_heatup_k_per_h, ramp_h + lag_h)
         self._recover_blind(rooms, ctx, night, headroom, hours_left, ramp_h)
         if self.blind_until is not None and ctx.now < self.blind_until:
             signals.append(Signal.ROOMS_LOST_RECOVERY)
+        boosting = self.optimum.active
         self.optimum.observe(ctx.local, rooms.values, comfort)
+        if boosting and not self.optimum.active:
+            # Closed at the day start: it runs on until the rooms are back (see ``_heat``).
+            self.morning_boost = True
+            self.morning_boost_until = ctx.now + opt.boost_decay_h * 3600.0
         full_ramp_h = self._ramp_lead_h(self.curve.min_supply_c)  # a boost that starts from the minimum
         if (self.optimum.active and rooms.values and not plan.room
                 and hours_left > 2.0 * (opt.lead_h + full_ramp_h)):
@@ -328,7 +345,7 @@ class CircuitController:
             coast_band_k=coast.band_k, cooling_k_per_h=coast.rate_k_per_h,
             comfort_missed=", ".join(missed) if heating else "", offset_k=stages.offset_k,
             offset_origin=stages.offset_origin, limiters=stages.limiters, clamped=stages.clamped,
-            ramp_limited=ramp_limited, setpoint_c=setpoint,
+            ramp_limited=ramp_limited, setpoint_c=setpoint, boost_k=self.boost_k, morning_boost=self.morning_boost,
         )
         return setpoint, circuit, signals
 
@@ -340,7 +357,13 @@ class CircuitController:
             return f"outdoor temperature from {ctx.outdoor.source.value}"
         if not rooms.values:
             return "no valid room"
-        minimum = self.settings.comfort.optimum_start.min_headroom_k
+        comfort = self.settings.comfort
+        night_h = 24.0 - (_clock_h(comfort.day_end) - _clock_h(comfort.day_start))
+        fixed_h = self.settings.emitter_lag_h + comfort.optimum_start.lead_h + self._ramp_lead_h(self.curve.min_supply_c)
+        if fixed_h >= night_h:
+            return (f"emitter lag {self.settings.emitter_lag_h:.1f} h: a boost begun at the day end would "
+                    f"reach the rooms only after {fixed_h:.1f} h of the {night_h:.1f} h night")
+        minimum = comfort.optimum_start.min_headroom_k
         if headroom < minimum:
             held = "" if ceiling >= self.curve.max_supply_c else f", the limiters held the supply at {ceiling:.1f} C"
             return f"boost headroom {headroom:.1f} K < {minimum:g} K{held}"
@@ -387,7 +410,7 @@ class CircuitController:
             return _Coast(False, 0.0, 0.0)
         night_supply = float(self.curve.supply_for_room(composite, floor.floor_c))
         start = self.curve.min_supply_c if held is None else held
-        ramp_h = 0.5 * max(0.0, night_supply - start) / self.settings.ramp_up_k_per_h
+        ramp_h = 0.5 * max(0.0, night_supply - start) / self.settings.ramp_up_k_per_h + self.settings.emitter_lag_h
         worst = (math.inf, 0.0, 0.0)
         for name, value in rooms.values.items():
             age_s = inputs.rooms[name].age_s
@@ -407,18 +430,23 @@ class CircuitController:
         trim = self._trim(floor)
         shift = trim.integral if rooms.value_c is None else trim.output(floor.floor_c - rooms.value_c)
         # The boost: while the optimum start runs and the coldest room is short of the day target,
-        # the full headroom (the circuit's maximum supply). Once the rooms are back the walls
-        # still lag the air, so the boost fades with boost_decay_h instead of stopping. Without
-        # rooms, the safe boost runs until the day start (``_recover_blind``) and its hold then
-        # stays: nothing says the rooms no longer need it.
+        # the full headroom (the circuit's maximum supply), and past the day start until the
+        # rooms are confirmed back at the target (``morning_boost``): cut to its hold at 06:00
+        # with the coldest room still short, the morning sags for hours (at most boost_decay_h
+        # on: a room that does not warm under the full boost needs the trim, not more of it).
+        # Once the rooms are back the walls still lag the air, so the boost fades with
+        # boost_decay_h instead of stopping. Without rooms, the safe boost runs until the day start (``_recover_blind``) and
+        # its hold then stays: nothing says the rooms no longer need it.
         opt = self.settings.comfort.optimum_start
-        if self.blind_until is None:
-            self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
         if rooms.value_c is None:
             behind = self.blind_until is not None and ctx.now < self.blind_until
         else:
             behind = rooms.value_c < floor.floor_c
-        if floor.phase == "preheat" and behind:
+        if floor.phase != "day" or not behind or ctx.now >= self.morning_boost_until:
+            self.morning_boost = False
+        if self.blind_until is None:
+            self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
+        if (floor.phase == "preheat" or self.morning_boost) and behind:
             # The curve's maximum supply now (the limiters take off what they must): one kelvin
             # past the headroom at the outdoor temperature the curve is read at, as the headroom
             # is linearised and the clamp takes the rest.
