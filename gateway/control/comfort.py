@@ -60,7 +60,7 @@ def hours_to_day_start(local: dt.datetime, settings: ComfortSettings) -> float:
 
 
 def comfort_floor(local: dt.datetime, settings: ComfortSettings, *, setback: bool, preheating: bool,
-                  night_margin_k: float = 0.0) -> ComfortFloor:
+                  night_margin_k: float = 0.0, day_margin_k: float = 0.0) -> ComfortFloor:
     """The comfort floor at local time ``local``.
 
     ``setback``: may the rooms fall to the night floor tonight? Not when the building could not
@@ -68,18 +68,20 @@ def comfort_floor(local: dt.datetime, settings: ComfortSettings, *, setback: boo
     optimum start has begun the boost, so the floor is the day target already.
     ``night_margin_k``: how far the room held on the night floor may fall before the controller
     can see it (see ``night_margin_k``); the night floor keeps at least that above ``night_c``,
-    and at least ``margin_k``.
+    and at least ``margin_k``. ``day_margin_k``: the same for the day target (see
+    ``day_margin_k``), at least ``margin_k``.
     """
     margin = settings.margin_k
     night = settings.night_c + max(margin, night_margin_k)
+    day = settings.day_c + max(margin, day_margin_k)
     if is_day(local, settings):
-        return ComfortFloor(settings.day_c + margin, settings.day_c, "day")
+        return ComfortFloor(day, settings.day_c, "day")
     if not settings.optimum_start.enabled:
         return ComfortFloor(night, settings.night_c, "night")
     if not setback:
-        return ComfortFloor(settings.day_c + margin, settings.night_c, "night")
+        return ComfortFloor(day, settings.night_c, "night")
     if preheating:
-        return ComfortFloor(settings.day_c + margin, settings.night_c, "preheat")
+        return ComfortFloor(day, settings.night_c, "preheat")
     return ComfortFloor(night, settings.night_c, "night")
 
 

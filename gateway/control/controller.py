@@ -59,7 +59,15 @@ from gateway.control.model import (
 )
 from gateway.control.outdoor import OutdoorEstimate, OutdoorSupervisor
 from gateway.control.rooms import RoomChoice, choose_room
-from gateway.control.safety import BoostCeiling, RecentLow, RoomDynamics, coast_band_k, night_margin_k, room_now
+from gateway.control.safety import (
+    BoostCeiling,
+    RecentLow,
+    RoomDynamics,
+    coast_band_k,
+    day_margin_k,
+    night_margin_k,
+    room_now,
+)
 from gateway.control.season import HEATING_MODES, CutoutSwitch, DailyMeans, FrostGuard, season_mode
 from gateway.control.settings import (
     CirculationSettings,
@@ -250,7 +258,8 @@ class CircuitController:
             signals.append(Signal.ROOMS_NONE_VALID)
         comfort = s.comfort
         opt = comfort.optimum_start
-        day_target = comfort.day_c + comfort.margin_k
+        day_margin = day_margin_k(comfort.margin_k, self.dynamics.resolution)
+        day_target = comfort.day_c + day_margin
         # Planned against the coldest hours of the last day, and colder still if the weather is
         # cooling (``RecentLow``), and against the supply the limiters allowed the last time they
         # held it: the boost has to be decided before the coldest hours (around 05:00) come, and
@@ -296,7 +305,8 @@ class CircuitController:
             self.optimum.release()
             self.boost_k = 0.0
         floor = comfort_floor(ctx.local, comfort, setback=setback or self.optimum.active,
-                              preheating=self.optimum.active, night_margin_k=self._night_margin(inputs, rooms, ctx))
+                              preheating=self.optimum.active, night_margin_k=self._night_margin(inputs, rooms, ctx),
+                              day_margin_k=day_margin)
         if self.optimum.missed_today:
             signals.append(Signal.MORNING_TARGET_MISSED)
         cut_out = self.cutout.update(damped, self.controller.season.cutout)
@@ -392,6 +402,17 @@ class CircuitController:
             self.optimum.begin({}, hours_left, headroom, self.settings.building_time_constant_h,
                                opt.max_heatup_k_per_h, ramp_h)
 
+    def _ahead(self, rooms: RoomChoice) -> float:
+        """The room the trim's proportional part acts on: the coldest room as it will be when a
+        supply change made now reaches it. Radiators pass it on at once (the room as read); a
+        floor slab only after ``emitter_lag_h``, by when the room has gone on along its trend, so
+        a room sliding through the afternoon gets its supply raised hours before the evening."""
+        assert rooms.value_c is not None
+        lag_h = self.settings.emitter_lag_h
+        if lag_h <= 0.0:
+            return rooms.value_c
+        return rooms.value_c + self.dynamics.trend_k_per_h.get(rooms.name, 0.0) * lag_h
+
     def _night_margin(self, inputs: CircuitInputs, rooms: RoomChoice, ctx: _Context) -> float:
         """The night floor's margin for the room the trim holds (see ``safety.night_margin_k``)."""
         if rooms.value_c is None or rooms.name not in rooms.values:
@@ -428,7 +449,7 @@ class CircuitController:
         # Without a valid room the trim's learned part still acts: it is what the filed curve gets
         # wrong for this building, and dropping it leaves the cold rooms colder.
         trim = self._trim(floor)
-        shift = trim.integral if rooms.value_c is None else trim.output(floor.floor_c - rooms.value_c)
+        shift = trim.integral if rooms.value_c is None else trim.output(floor.floor_c - self._ahead(rooms))
         # The boost: while the optimum start runs and the coldest room is short of the day target,
         # the full headroom (the circuit's maximum supply), and past the day start until the
         # rooms are confirmed back at the target (``morning_boost``): cut to its hold at 06:00
@@ -571,7 +592,8 @@ class CircuitController:
         target (by day, in the preheat, and on a night without setback: it holds the day target,
         and switching integrals at the day start would make the morning jump)."""
         comfort = self.settings.comfort
-        night = floor.phase == "night" and floor.floor_c < comfort.day_c + comfort.margin_k - 1e-9
+        day_target = comfort.day_c + day_margin_k(comfort.margin_k, self.dynamics.resolution)
+        night = floor.phase == "night" and floor.floor_c < day_target - 1e-9
         return self.trims["night" if night else "day"]
 
 
