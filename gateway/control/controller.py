@@ -61,6 +61,8 @@ from gateway.control.outdoor import OutdoorEstimate, OutdoorSupervisor
 from gateway.control.rooms import RoomChoice, choose_room
 from gateway.control.safety import (
     BoostCeiling,
+    BoostHold,
+    HOLD_MAX_K,
     RecentLow,
     RoomDynamics,
     coast_band_k,
@@ -180,6 +182,7 @@ class CircuitController:
         self.setback_running = False  # the last cycle let the rooms below the day target
         self.morning_boost = False  # the boost runs on past the day start until the rooms are back
         self.morning_boost_until = 0.0
+        self.hold = BoostHold(settings.comfort.optimum_start.boost_hold_k)
         self.cutout = CutoutSwitch()
         self.frost = FrostGuard()
         self.setpoint: float | None = None
@@ -222,7 +225,7 @@ class CircuitController:
         """What this circuit has learned that would take hours or days to learn again."""
         return CircuitMemory(curve=self.curve.identity, day_trim_k=self.trims["day"].integral,
                              night_trim_k=self.trims["night"].integral, heatup_factors=dict(self.optimum.factors),
-                             cooling_per_h=dict(self.dynamics.cooling_per_h))
+                             cooling_per_h=dict(self.dynamics.cooling_per_h), boost_hold_k=self.hold.value_k)
 
     def restore(self, memory: CircuitMemory) -> list[str]:
         """Take saved learning, within the settings in force now; returns what was dropped and why."""
@@ -244,6 +247,8 @@ class CircuitController:
                 self.dynamics.cooling_per_h[room] = coefficient
             else:
                 dropped.append(f"cooling rate of room {room} (no longer configured)")
+        if memory.boost_hold_k is not None:
+            self.hold.value_k = min(HOLD_MAX_K, max(opt.boost_hold_k, memory.boost_hold_k))
         return dropped
 
     def step(self, inputs: CircuitInputs, ctx: _Context) -> tuple[float, CircuitState, list[Signal]]:
@@ -294,9 +299,9 @@ class CircuitController:
         boosting = self.optimum.active
         self.optimum.observe(ctx.local, rooms.values, comfort)
         if boosting and not self.optimum.active:
-            # Closed at the day start: it runs on until the rooms are back (see ``_heat``).
-            self.morning_boost = True
+            # Closed at the day start: the morning is watched (see ``_heat``).
             self.morning_boost_until = ctx.now + opt.boost_decay_h * 3600.0
+            self.hold.watch(self.morning_boost_until)
         full_ramp_h = self._ramp_lead_h(self.curve.min_supply_c)  # a boost that starts from the minimum
         if (self.optimum.active and rooms.values and not plan.room
                 and hours_left > 2.0 * (opt.lead_h + full_ramp_h)):
@@ -463,8 +468,8 @@ class CircuitController:
             behind = self.blind_until is not None and ctx.now < self.blind_until
         else:
             behind = rooms.value_c < floor.floor_c
-        if floor.phase != "day" or not behind or ctx.now >= self.morning_boost_until:
-            self.morning_boost = False
+        self.morning_boost = floor.phase == "day" and behind and ctx.now < self.morning_boost_until
+        self.hold.observe(ctx.now, self.morning_boost, opt.boost_hold_k)
         if self.blind_until is None:
             self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
         if (floor.phase == "preheat" or self.morning_boost) and behind:
@@ -473,7 +478,7 @@ class CircuitController:
             # is linearised and the clamp takes the rest.
             self.boost_k = max(self.boost_k, headroom_k(curve, composite, floor.floor_c + shift) + 1.0)
         elif floor.phase == "preheat" or self.boost_k > 0.0:
-            self.boost_k = min(self.boost_k, opt.boost_hold_k)
+            self.boost_k = min(self.boost_k, self.hold.value_k)
         shift += self.boost_k
         coasting = coast.allowed
         curve_c = float(curve.supply_for_room(composite, floor.floor_c))

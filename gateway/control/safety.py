@@ -186,3 +186,40 @@ class RecentLow:
         yesterday = self.hours.get(hour - 24)
         cooling = 0.0 if yesterday is None else min(0.0, outdoor_c - yesterday[0])
         return min(outdoor_c, coldest + cooling)
+
+
+_HOLD_UP = 1.5
+"""A morning that sagged after its boost raises the hold by this ratio (a refund is near) ..."""
+_HOLD_DOWN = 0.9
+"""... a morning that held lowers it by this one, never below the configured hold."""
+HOLD_MAX_K = 20.0
+"""The most a learned hold may grow to (``boost_hold_k``'s own bound)."""
+
+
+@dataclass
+class BoostHold:
+    """What is left of the boost once the rooms are back (room K), learned from every morning.
+
+    After a setback the air comes back before the walls: cut to a hold too small for this
+    building, the boost leaves the rooms sliding back below the target within the hour, and
+    the morning is saved only by boosting again. Each morning that needed that raises the hold
+    for the next, each that did not lowers it a little, never below the configured hold.
+    """
+
+    value_k: float
+    _until: float | None = None  # end of the morning being watched
+    _sagged: bool = False
+
+    def watch(self, until: float) -> None:
+        """A boost has just closed at the day start: watch the morning until ``until``."""
+        self._until, self._sagged = until, False
+
+    def observe(self, now: float, reboosting: bool, configured_k: float) -> None:
+        if self._until is None:
+            return
+        self._sagged = self._sagged or reboosting
+        if now < self._until:
+            return
+        ratio = _HOLD_UP if self._sagged else _HOLD_DOWN
+        self.value_k = min(HOLD_MAX_K, max(configured_k, self.value_k * ratio))
+        self._until = None
