@@ -23,8 +23,8 @@ for floor heating):
   default (the design temperature), the season calendar, the rooms of each circuit, the
   building time constant (area-weighted), the return and power limit lines scaled to the
   circuit's design, and a floor circuit's slab time constant (``emitter_lag_h``) and its off and
-  frost supply at its curve's 22 C minimum; instruments as the gateway sees them (``gateway.control.harness.inputs_from``:
-  rooms every 5-15 min, 0.1 K, some reports lost; each circuit's limiters read its own
+  frost supply at its curve's 22 C minimum; instruments as the gateway sees them
+  (``gateway.control.harness.inputs_from``: rooms every 5-15 min, 0.1 K, some reports lost; each circuit's limiters read its own
   exchanger's branch).
 
 Comfort is judged on the TRUE room temperatures at every cycle: occupied hours are 06:00-21:00

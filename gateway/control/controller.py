@@ -24,8 +24,13 @@ A night setback is a bet that the boost can undo it in time. It is refused (``se
 without a trustworthy outdoor temperature, without a room to plan with, or when the boost's
 headroom, measured against the supply the limiters really allow, at the coldest curve input of
 the last day (colder by the weather's cooling trend), is too small; a setback under way that can
-no longer be undone later is ended with the boost at once. Losing every room sensor during a
-setback starts a safe boost until the day start, and the learned trim keeps acting on the curve.
+no longer be undone later is ended with the boost at once. Emitters with a lag of their own (a
+floor slab, ``emitter_lag_h``) start the boost that much earlier, and get no setback at all when
+the lag fills the night; their trim acts on the room as it will be when a supply change reaches
+it. The morning after a boost is watched: a room that slides back below the target is boosted
+again, and the hold after the boost is learned from those mornings. Losing every room sensor
+during a setback starts a safe boost until the day start, and the learned trim keeps acting on
+the curve.
 """
 
 from __future__ import annotations
@@ -374,7 +379,8 @@ class CircuitController:
             return "no valid room"
         comfort = self.settings.comfort
         night_h = 24.0 - (_clock_h(comfort.day_end) - _clock_h(comfort.day_start))
-        fixed_h = self.settings.emitter_lag_h + comfort.optimum_start.lead_h + self._ramp_lead_h(self.curve.min_supply_c)
+        fixed_h = (self.settings.emitter_lag_h + comfort.optimum_start.lead_h
+                   + self._ramp_lead_h(self.curve.min_supply_c))
         if fixed_h >= night_h:
             return (f"emitter lag {self.settings.emitter_lag_h:.1f} h: a boost begun at the day end would "
                     f"reach the rooms only after {fixed_h:.1f} h of the {night_h:.1f} h night")
@@ -456,13 +462,14 @@ class CircuitController:
         trim = self._trim(floor)
         shift = trim.integral if rooms.value_c is None else trim.output(floor.floor_c - self._ahead(rooms))
         # The boost: while the optimum start runs and the coldest room is short of the day target,
-        # the full headroom (the circuit's maximum supply), and past the day start until the
-        # rooms are confirmed back at the target (``morning_boost``): cut to its hold at 06:00
-        # with the coldest room still short, the morning sags for hours (at most boost_decay_h
-        # on: a room that does not warm under the full boost needs the trim, not more of it).
-        # Once the rooms are back the walls still lag the air, so the boost fades with
-        # boost_decay_h instead of stopping. Without rooms, the safe boost runs until the day start (``_recover_blind``) and
-        # its hold then stays: nothing says the rooms no longer need it.
+        # the full headroom (the circuit's maximum supply). After the day start the morning is
+        # watched for boost_decay_h: a coldest room that reads short again gets the full boost
+        # again (``morning_boost``), and the hold it is cut to once the rooms are back is
+        # learned from those mornings (``BoostHold``): after a setback the air comes back before
+        # the walls, and cut to too small a hold it slides back below the target within the hour.
+        # The hold fades with boost_decay_h instead of stopping. Without rooms, the safe boost
+        # runs until the day start (``_recover_blind``) and its hold then stays: nothing says the
+        # rooms no longer need it.
         opt = self.settings.comfort.optimum_start
         if rooms.value_c is None:
             behind = self.blind_until is not None and ctx.now < self.blind_until
