@@ -63,7 +63,7 @@ from gateway.control.controller import Controller  # noqa: E402
 from gateway.control.curve_cli import plot_curve  # noqa: E402
 from gateway.control.harness import REGISTER_STEP_C, inputs_from  # noqa: E402
 from gateway.control.loader import ControllerConfig, ControllerFile, resolve_curves  # noqa: E402
-from gateway.control.model import ControllerInputs, Reading  # noqa: E402
+from gateway.control.model import ControllerDecision, ControllerInputs, Reading  # noqa: E402
 from gateway.curves import Curve, PhysicalCurve  # noqa: E402
 from sim.params import EmitterKind, StationParams  # noqa: E402
 from sim.plant import CircuitParams, Plant, PlantParams  # noqa: E402
@@ -197,7 +197,8 @@ def _register(value: float) -> float:
     return round(value, 1)
 
 
-Strategy = Callable[[Plant], None]
+Strategy = Callable[[Plant], ControllerDecision | None]
+"""One control cycle on the plant; (c) returns its decision (the published state), the curves nothing."""
 
 
 def curve_strategy(curves: list[Curve], ranges: list[tuple[float, float]], ecl: bool) -> Strategy:
@@ -217,7 +218,7 @@ def curve_strategy(curves: list[Curve], ranges: list[tuple[float, float]], ecl: 
 
 def heatgw_strategy(controller: Controller, names: tuple[str, ...]) -> Strategy:
     """(c) the controller deciding every circuit at once, as ``SimLoop`` does for one."""
-    def step(plant: Plant) -> None:
+    def step(plant: Plant) -> ControllerDecision:
         each = [station.measurements() for station in plant.circuits]
         settings = controller.config.settings
         circuits = {name: inputs_from(m, settings.circuits[name], station.plc.supply_setpoint_c)
@@ -226,7 +227,22 @@ def heatgw_strategy(controller: Controller, names: tuple[str, ...]) -> Strategy:
         decision = controller.step(ControllerInputs(Reading(outdoor), circuits), each[0].timestamp)
         for name, station in zip(names, plant.circuits, strict=True):
             station.plc.supply_setpoint_c = round(decision.setpoints[name] / REGISTER_STEP_C) * REGISTER_STEP_C
+        return decision
     return step
+
+
+def make_strategy(key: str, params: PlantParams, args: argparse.Namespace, curve_dir: Path) -> Strategy:
+    """Strategy ``key`` (a, b, c, a') for this station; (c)'s curve files are written to ``curve_dir``."""
+    if key == "c":
+        from zoneinfo import ZoneInfo
+
+        config = controller_config(args.controller, params, curve_dir, args.set)
+        tz = ZoneInfo("Asia/Shanghai") if params.utc_offset_h == 8.0 else UTC
+        return heatgw_strategy(Controller(config, tz), tuple(c.name for c in params.circuits))
+    room_c = params.circuits[0].params.design_indoor_c if key == "a'" else CURVE_ROOM_C
+    curves = [circuit_curve(params.name, c, room_c) for c in params.circuits]
+    ranges = [WRITE_RANGE_C[c.params.emitter.kind] for c in params.circuits]
+    return curve_strategy(curves, ranges, ecl=key == "b")
 
 
 def with_radiators(plant: PlantParams, radiators: list[str]) -> PlantParams:
@@ -260,17 +276,7 @@ def run_strategy(station_file: Path, seed: int, key: str, args: argparse.Namespa
     plant = Plant(params, start=start.astimezone(UTC), seed=seed)
     names = plant.room_names
     with tempfile.TemporaryDirectory() as curve_dir:
-        if key == "c":
-            from zoneinfo import ZoneInfo
-
-            config = controller_config(args.controller, params, Path(curve_dir), args.set)
-            tz = ZoneInfo("Asia/Shanghai") if params.utc_offset_h == 8.0 else UTC
-            step = heatgw_strategy(Controller(config, tz), plant.circuit_names)
-        else:
-            room_c = params.circuits[0].params.design_indoor_c if key == "a'" else CURVE_ROOM_C
-            curves = [circuit_curve(params.name, c, room_c) for c in params.circuits]
-            ranges = [WRITE_RANGE_C[c.params.emitter.kind] for c in params.circuits]
-            step = curve_strategy(curves, ranges, ecl=key == "b")
+        step = make_strategy(key, params, args, Path(curve_dir))
         heat0 = plant.ledger.primary_in
         n = int(round((end - start).total_seconds() / args.cycle))
         rooms = np.empty((n, len(names)))
