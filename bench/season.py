@@ -382,7 +382,8 @@ def main() -> None:
     parser.add_argument("--radiator", action="append", default=[], metavar="ROOM=FACTOR",
                         help="a changed station: ROOM's radiator capacity as a factor of its design need")
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "season-operating-points.png",
-                        help="plot of (c)'s hourly operating points of the first station and seed, circuit 0")
+                        help="plot of (c)'s hourly operating points of the first station and seed, circuit 0; "
+                             "with {station} in the name, one plot per station (its first seed)")
     parser.add_argument("--points", type=Path, default=None, help="also write those points as CSV")
     parser.add_argument("--from", dest="from_day", type=int, default=0,
                         help="start this many days into the season (default 0)")
@@ -413,9 +414,12 @@ def main() -> None:
     print(HEADER)
     for r in results:
         print(row(r))
-    first_c = next(((job, points) for job, (r, points) in zip(jobs, outcomes, strict=True) if r.key == "c"), None)
-    if first_c is not None:
-        plot_points(first_c[0][0], first_c[1], args)
+    plotted: set[Path] = set()
+    for job, (r, points) in zip(jobs, outcomes, strict=True):
+        if r.key != "c" or job[0] in plotted or (plotted and "{station}" not in str(args.png)):
+            continue
+        plotted.add(job[0])
+        plot_points(job[0], points, args)
 
 
 def plot_points(station_file: Path, points: Points, args: argparse.Namespace) -> None:
@@ -424,9 +428,11 @@ def plot_points(station_file: Path, points: Points, args: argparse.Namespace) ->
     start, end = season_window(args, params)
     outdoor = np.array([p[0] for p in points])
     setpoint = np.array([p[1] for p in points])
-    plot_curve(circuit_curve(params.name, params.circuits[0]), args.png, (outdoor, setpoint),
-               title=f"heatgw season {start.date()} - {end.date()}: setpoints written (hourly) vs the curve")
-    print(f"\nplot of (c)'s operating points ({params.name}): {args.png}")
+    png = Path(str(args.png).replace("{station}", params.name))
+    plot_curve(circuit_curve(params.name, params.circuits[0]), png, (outdoor, setpoint),
+               title=f"heatgw, {params.name} ({params.circuits[0].name}), {start.date()} - {end.date()}: "
+                     "setpoints written (hourly) vs the curve")
+    print(f"\nplot of (c)'s operating points ({params.name}): {png}")
     if args.points is not None:
         with args.points.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
