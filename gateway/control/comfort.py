@@ -28,8 +28,10 @@ from gateway.control.settings import ComfortSettings
 from gateway.curves import Curve
 
 _DAY_S = 86_400.0
-_LEARN_UP_MAX = 2.0
-"""A single morning may raise a room's factor by at most this ratio (greedy slowly) ..."""
+_LEARN_UP_MAX = 1.25
+"""A single morning may raise a room's factor by at most this ratio (greedy slowly: a boost that
+went well says the room can warm faster, and a factor raised too far at once makes the next
+morning late) ..."""
 _LEARN_DOWN_MIN = 0.5
 """... and lower it by at most this one in one go (careful fast: a late morning is a refund)."""
 _MIN_RISE_K = 0.5
