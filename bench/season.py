@@ -381,7 +381,7 @@ def main() -> None:
                         help="override a controller setting for (c), e.g. circuits.radiators.comfort.margin_k=0.2")
     parser.add_argument("--radiator", action="append", default=[], metavar="ROOM=FACTOR",
                         help="a changed station: ROOM's radiator capacity as a factor of its design need")
-    parser.add_argument("--png", type=Path, default=ROOT / "docs" / "season-operating-points.png",
+    parser.add_argument("--png", type=Path, default=ROOT / "docs" / "season-{station}.png",
                         help="plot of (c)'s hourly operating points of the first station and seed, circuit 0; "
                              "with {station} in the name, one plot per station (its first seed)")
     parser.add_argument("--points", type=Path, default=None, help="also write those points as CSV")
@@ -430,8 +430,7 @@ def plot_points(station_file: Path, points: Points, args: argparse.Namespace) ->
     setpoint = np.array([p[1] for p in points])
     png = Path(str(args.png).replace("{station}", params.name))
     plot_curve(circuit_curve(params.name, params.circuits[0]), png, (outdoor, setpoint),
-               title=f"heatgw, {params.name} ({params.circuits[0].name}), {start.date()} - {end.date()}: "
-                     "setpoints written (hourly) vs the curve")
+               title=f"{params.name}, {params.circuits[0].name}, {start.date()} - {end.date()}: heatgw's hourly setpoints")
     print(f"\nplot of (c)'s operating points ({params.name}): {png}")
     if args.points is not None:
         with args.points.open("w", newline="", encoding="utf-8") as handle:
