@@ -2,8 +2,9 @@
 
 After a setback the air comes back before the walls. A boost cut to a fixed hold at the target
 left the corner room of a fast-cooling block sliding back below 18 C within the hour, morning
-after morning, while the trim slowly took over. Rooms are judged on the simulator's true
-temperatures; the controller sees what the gateway would (0.1 K steps every 5-15 min, some
+after morning, while the trim slowly took over; and by day a trim aimed at the target plus a
+margin smaller than the sensor's rounding held the true room just under 18 C. Rooms are judged on
+the simulator's true temperatures; the controller sees what the gateway would (0.1 K steps every 5-15 min, some
 reports lost).
 """
 
@@ -38,3 +39,15 @@ def test_a_morning_that_sags_after_its_boost_is_boosted_again_and_the_next_ones_
     # ...and it learned: the hold after the boost grew from the configured 5 K.
     assert ctl.circuits["radiators"].hold.value_k > 5.0
     assert max(c.boost_k for c in circuits if c.phase == "day") > 5.0
+
+
+def test_the_day_aim_allows_for_the_reading_being_rounded_so_the_true_room_holds_18() -> None:
+    # Five days at -15 C on the severe station. The trim holds the reading, and a reading of 18.0
+    # may be a room at 17.95: aimed at 18.15, the corner room sat at a true 17.95-18.0 for hours.
+    station = severe_station(LOCAL_MIDNIGHT, seed=4, mean_c=-15.0)
+    trace = Trace()
+    SimLoop(station, severe_controller(), "radiators").run(5 * DAY, trace)
+    assert trace.occupied_share_at_or_above(18.0) >= 0.995
+    assert min(trace.coldest_c) >= 16.0
+    days = [d.state.circuits[0] for d in trace.decisions if d.state.circuits[0].phase == "day"]
+    assert {round(c.room_floor_c, 6) for c in days} == {18.2}  # 18 + margin_k 0.15 + half of the 0.1 K step
