@@ -22,8 +22,9 @@ for floor heating):
   station, only the site facts replaced (``site_controller_data``): the curves, the outdoor
   default (the design temperature), the season calendar, the rooms of each circuit, the
   building time constant (area-weighted), the return and power limit lines scaled to the
-  circuit's design, and a floor circuit's off and frost supply at its curve's 22 C minimum; instruments as the gateway sees them (``gateway.control.harness.inputs_from``:
-  rooms every 5-15 min, 0.1 K, some reports lost; each circuit's limiters read its own
+  circuit's design, and a floor circuit's slab time constant (``emitter_lag_h``) and its off and
+  frost supply at its curve's 22 C minimum; instruments as the gateway sees them
+  (``gateway.control.harness.inputs_from``: rooms every 5-15 min, 0.1 K, some reports lost; each circuit's limiters read its own
   exchanger's branch).
 
 Comfort is judged on the TRUE room temperatures at every cycle: occupied hours are 06:00-21:00
@@ -48,7 +49,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ from gateway.control.controller import Controller  # noqa: E402
 from gateway.control.curve_cli import plot_curve  # noqa: E402
 from gateway.control.harness import REGISTER_STEP_C, inputs_from  # noqa: E402
 from gateway.control.loader import ControllerConfig, ControllerFile, resolve_curves  # noqa: E402
-from gateway.control.model import ControllerInputs, Reading  # noqa: E402
+from gateway.control.model import ControllerDecision, ControllerInputs, Reading  # noqa: E402
 from gateway.curves import Curve, PhysicalCurve  # noqa: E402
 from sim.params import EmitterKind, StationParams  # noqa: E402
 from sim.plant import CircuitParams, Plant, PlantParams  # noqa: E402
@@ -162,6 +163,11 @@ def site_controller_data(base: dict[str, Any], plant: PlantParams, curve_files: 
         load_kw = sum(b.floor_area_m2 * b.design_load_w_m2 for b in p.buildings) / 1000.0
         circuit["power_limit"]["line"] = [{"outdoor_c": 0, "value": round(1.37 * load_kw, -1)}]
         if p.emitter.kind is EmitterKind.FLOOR:
+            # The slab's time constant: its heat capacity over its surface conductance (the design
+            # load passes at the design overtemperature), area-weighted like the buildings'.
+            circuit["emitter_lag_h"] = round(sum(
+                b.floor_area_m2 * p.emitter.slab_capacity_j_m2k * p.emitter.slab_overtemperature_k
+                / b.design_load_w_m2 / 3600.0 for b in p.buildings) / area, 1)
             circuit["off_supply_c"] = 22
             circuit["frost"]["supply_c"] = 22
         circuits[c.name] = circuit
@@ -191,7 +197,8 @@ def _register(value: float) -> float:
     return round(value, 1)
 
 
-Strategy = Callable[[Plant], None]
+Strategy = Callable[[Plant], ControllerDecision | None]
+"""One control cycle on the plant; (c) returns its decision (the published state), the curves nothing."""
 
 
 def curve_strategy(curves: list[Curve], ranges: list[tuple[float, float]], ecl: bool) -> Strategy:
@@ -211,7 +218,7 @@ def curve_strategy(curves: list[Curve], ranges: list[tuple[float, float]], ecl: 
 
 def heatgw_strategy(controller: Controller, names: tuple[str, ...]) -> Strategy:
     """(c) the controller deciding every circuit at once, as ``SimLoop`` does for one."""
-    def step(plant: Plant) -> None:
+    def step(plant: Plant) -> ControllerDecision:
         each = [station.measurements() for station in plant.circuits]
         settings = controller.config.settings
         circuits = {name: inputs_from(m, settings.circuits[name], station.plc.supply_setpoint_c)
@@ -220,7 +227,22 @@ def heatgw_strategy(controller: Controller, names: tuple[str, ...]) -> Strategy:
         decision = controller.step(ControllerInputs(Reading(outdoor), circuits), each[0].timestamp)
         for name, station in zip(names, plant.circuits, strict=True):
             station.plc.supply_setpoint_c = round(decision.setpoints[name] / REGISTER_STEP_C) * REGISTER_STEP_C
+        return decision
     return step
+
+
+def make_strategy(key: str, params: PlantParams, args: argparse.Namespace, curve_dir: Path) -> Strategy:
+    """Strategy ``key`` (a, b, c, a') for this station; (c)'s curve files are written to ``curve_dir``."""
+    if key == "c":
+        from zoneinfo import ZoneInfo
+
+        config = controller_config(args.controller, params, curve_dir, args.set)
+        tz = ZoneInfo("Asia/Shanghai") if params.utc_offset_h == 8.0 else UTC
+        return heatgw_strategy(Controller(config, tz), tuple(c.name for c in params.circuits))
+    room_c = params.circuits[0].params.design_indoor_c if key == "a'" else CURVE_ROOM_C
+    curves = [circuit_curve(params.name, c, room_c) for c in params.circuits]
+    ranges = [WRITE_RANGE_C[c.params.emitter.kind] for c in params.circuits]
+    return curve_strategy(curves, ranges, ecl=key == "b")
 
 
 def with_radiators(plant: PlantParams, radiators: list[str]) -> PlantParams:
@@ -250,21 +272,11 @@ def run_strategy(station_file: Path, seed: int, key: str, args: argparse.Namespa
     """Simulate one season of one station under one strategy; also circuit 0's hourly (outdoor, setpoint)."""
     started = time.process_time()
     params = with_radiators(load_station_file(station_file), args.radiator)
-    start, end = heating_season(args.year, params.utc_offset_h, params.season)
+    start, end = season_window(args, params)
     plant = Plant(params, start=start.astimezone(UTC), seed=seed)
     names = plant.room_names
     with tempfile.TemporaryDirectory() as curve_dir:
-        if key == "c":
-            from zoneinfo import ZoneInfo
-
-            config = controller_config(args.controller, params, Path(curve_dir), args.set)
-            tz = ZoneInfo("Asia/Shanghai") if params.utc_offset_h == 8.0 else UTC
-            step = heatgw_strategy(Controller(config, tz), plant.circuit_names)
-        else:
-            room_c = params.circuits[0].params.design_indoor_c if key == "a'" else CURVE_ROOM_C
-            curves = [circuit_curve(params.name, c, room_c) for c in params.circuits]
-            ranges = [WRITE_RANGE_C[c.params.emitter.kind] for c in params.circuits]
-            step = curve_strategy(curves, ranges, ecl=key == "b")
+        step = make_strategy(key, params, args, Path(curve_dir))
         heat0 = plant.ledger.primary_in
         n = int(round((end - start).total_seconds() / args.cycle))
         rooms = np.empty((n, len(names)))
@@ -294,6 +306,8 @@ def run_strategy(station_file: Path, seed: int, key: str, args: argparse.Namespa
         tiers[0] += int(np.sum((lowest >= 16.0) & (lowest < 18.0)))
         tiers[1] += int(np.sum((lowest >= 12.0) & (lowest < 16.0)))
         tiers[2] += int(np.sum(lowest < 12.0))
+    if args.misses:
+        print(misses(f"{params.name}/{seed}/{key}", names, rooms, local_hour, occupied, args.cycle), flush=True)
     return Result(
         station=params.name, seed=seed, key=key,
         heat_gj=(plant.ledger.primary_in - heat0) / 1e9, area_m2=params.floor_area_m2,
@@ -303,6 +317,35 @@ def run_strategy(station_file: Path, seed: int, key: str, args: argparse.Namespa
         min_room_c=float(rooms.min()), coldest_room=names[int(np.argmin(rooms.min(axis=0)))],
         cpu_s=time.process_time() - started,
     ), points
+
+
+def season_window(args: argparse.Namespace, params: PlantParams) -> tuple[datetime, datetime]:
+    """The simulated span: the station's season, or ``--days`` of it from day ``--from`` (0 = its first)."""
+    start, end = heating_season(args.year, params.utc_offset_h, params.season)
+    start += timedelta(days=args.from_day)
+    if args.days is not None:
+        end = min(end, start + timedelta(days=args.days))
+    return start, end
+
+
+def misses(label: str, names: list[str], rooms: np.ndarray, local_hour: np.ndarray, occupied: np.ndarray,
+           cycle_s: float) -> str:
+    """Where the comfort went: occupied minutes with a room below 18 C by local hour, and by the
+    room that was coldest then; minutes below 16 C by hour (any time of day)."""
+    minutes = cycle_s / 60.0
+    coldest = rooms.min(axis=1)
+    short = occupied & (coldest < ROOM_TARGET_C)
+    cold = coldest < 16.0
+    by_hour = {h: minutes * int(np.sum(short & (local_hour.astype(int) == h))) for h in range(24)}
+    below16 = {h: minutes * int(np.sum(cold & (local_hour.astype(int) == h))) for h in range(24)}
+    who = np.argmin(rooms, axis=1)
+    by_room = {names[i]: minutes * int(np.sum(short & (who == i))) for i in range(len(names))}
+    days = sorted({int(d) for d in np.nonzero(short)[0] * cycle_s // 86_400})
+    return (f"{label} misses: < 18 C occupied min by hour "
+            + ", ".join(f"{h:02d}h {m:.0f}" for h, m in by_hour.items() if m)
+            + "; by room " + ", ".join(f"{r} {m:.0f}" for r, m in by_room.items() if m)
+            + "; < 16 C min by hour " + ", ".join(f"{h:02d}h {m:.0f}" for h, m in below16.items() if m)
+            + f"; days with a miss (from the window start) {days}")
 
 
 def _run(job: tuple[Path, int, str, argparse.Namespace]) -> tuple[Result, Points]:
@@ -338,9 +381,15 @@ def main() -> None:
                         help="override a controller setting for (c), e.g. circuits.radiators.comfort.margin_k=0.2")
     parser.add_argument("--radiator", action="append", default=[], metavar="ROOM=FACTOR",
                         help="a changed station: ROOM's radiator capacity as a factor of its design need")
-    parser.add_argument("--png", type=Path, default=ROOT / "docs" / "season-operating-points.png",
-                        help="plot of (c)'s hourly operating points of the first station and seed, circuit 0")
+    parser.add_argument("--png", type=Path, default=ROOT / "docs" / "season-{station}.png",
+                        help="plot of (c)'s hourly operating points of the first station and seed, circuit 0; "
+                             "with {station} in the name, one plot per station (its first seed)")
     parser.add_argument("--points", type=Path, default=None, help="also write those points as CSV")
+    parser.add_argument("--from", dest="from_day", type=int, default=0,
+                        help="start this many days into the season (default 0)")
+    parser.add_argument("--days", type=int, default=None, help="simulate only this many days (default: to the end)")
+    parser.add_argument("--misses", action="store_true",
+                        help="print where each season missed 18 C (by hour, room, day) and 16 C (by hour)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     keys = [k.strip() for k in args.strategies.split(",") if k.strip()]
@@ -365,20 +414,24 @@ def main() -> None:
     print(HEADER)
     for r in results:
         print(row(r))
-    first_c = next(((job, points) for job, (r, points) in zip(jobs, outcomes, strict=True) if r.key == "c"), None)
-    if first_c is not None:
-        plot_points(first_c[0][0], first_c[1], args)
+    plotted: set[Path] = set()
+    for job, (r, points) in zip(jobs, outcomes, strict=True):
+        if r.key != "c" or job[0] in plotted or (plotted and "{station}" not in str(args.png)):
+            continue
+        plotted.add(job[0])
+        plot_points(job[0], points, args)
 
 
 def plot_points(station_file: Path, points: Points, args: argparse.Namespace) -> None:
     """(c)'s hourly setpoints against circuit 0's curve (and as CSV with ``--points``)."""
     params = load_station_file(station_file)
-    start, end = heating_season(args.year, params.utc_offset_h, params.season)
+    start, end = season_window(args, params)
     outdoor = np.array([p[0] for p in points])
     setpoint = np.array([p[1] for p in points])
-    plot_curve(circuit_curve(params.name, params.circuits[0]), args.png, (outdoor, setpoint),
-               title=f"heatgw season {start.date()} - {end.date()}: setpoints written (hourly) vs the curve")
-    print(f"\nplot of (c)'s operating points ({params.name}): {args.png}")
+    png = Path(str(args.png).replace("{station}", params.name))
+    plot_curve(circuit_curve(params.name, params.circuits[0]), png, (outdoor, setpoint),
+               title=f"{params.name}, {params.circuits[0].name}, {start.date()} - {end.date()}: heatgw's hourly setpoints")
+    print(f"\nplot of (c)'s operating points ({params.name}): {png}")
     if args.points is not None:
         with args.points.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)

@@ -17,6 +17,12 @@ scenario runs the same week from the same start, with one fault:
 Comfort is judged on the true room temperatures at every cycle (occupied = 06:00-21:00), and the
 published controller state is counted: where the outdoor value came from, the signals raised and
 the phases, so the fallback each fault caused is visible.
+
+``--station FILE`` runs the same faults on a shipped station file instead (e.g.
+``config/stations/severe-cold-harbin.yaml``): its own buildings and weather (``--seed``, default
+the file's), in the coldest ``--days`` of its season, with the controller exactly as
+``bench/season.py`` runs (c) on it; and every scenario also under (a), the fixed design curve,
+so what the physics allows in each row is beside what the controller made of it.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ import collections
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -37,22 +45,30 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
+from season import make_strategy  # noqa: E402
+
 from gateway.control.harness import SimLoop  # noqa: E402
+from gateway.control.model import ControllerDecision  # noqa: E402
+from sim.plant import Plant  # noqa: E402
 from sim.station import Station  # noqa: E402
+from sim.station_file import load_station_file  # noqa: E402
+from sim.weather import heating_season  # noqa: E402
 from tests.control.severe import severe_controller, severe_station  # noqa: E402
 
 DAY = 86_400.0
 HOUR = 3_600.0
 START = datetime(2027, 1, 10, 16, 0, tzinfo=UTC)  # 00:00 at the site (UTC+8)
-Fault = tuple[float, Callable[[Station], None], float, Callable[[Station], None]]  # at, inject, until, clear
+Fault = tuple[float, Callable[[Any], None], float, Callable[[Any], None]]  # at, inject, until, clear (Station or Plant)
 
 
-def _silence(station: Station) -> None:
+def _silence(station: Station | Plant) -> None:
     for room in station.room_names:
         station.faults.sensor_silent(room)
 
 
-def _speak(station: Station) -> None:
+def _speak(station: Station | Plant) -> None:
     for room in station.room_names:
         station.faults.clear(room)
 
@@ -71,6 +87,7 @@ def scenarios(frozen_c: float) -> dict[str, Fault | None]:
 @dataclass(frozen=True)
 class Row:
     name: str
+    strategy: str
     heat_gj: float
     occupied_share: float
     hours_below_16: float
@@ -82,11 +99,34 @@ class Row:
     cpu_s: float
 
 
-def run(name: str, args: argparse.Namespace) -> Row:
+def coldest_start(path: Path, seed: int, days: float, year: int = 2026) -> datetime:
+    """The site's local midnight that begins the coldest ``days`` of the station's season (hourly means)."""
+    params = load_station_file(path)
+    start, end = heating_season(year, params.utc_offset_h, params.season)
+    weather = Plant(params, start=start.astimezone(UTC), seed=seed).weather
+    t0 = start.timestamp()
+    hours = np.arange(0.0, (end - start).total_seconds(), HOUR)
+    outdoor = np.array([weather(t0 + h) for h in hours])
+    window = int(days * 24)
+    means = np.convolve(outdoor, np.ones(window) / window, mode="valid")[::24]  # one per local midnight
+    return datetime.fromtimestamp(t0 + int(np.argmin(means)) * DAY, UTC)
+
+
+def run(name: str, args: argparse.Namespace, strategy: str = "c") -> Row:
+    """One scenario: the severe test station under (c), or ``--station`` under ``strategy``."""
     started = time.process_time()
-    station = severe_station(START, seed=args.seed, mean_c=args.mean)
-    loop = SimLoop(station, severe_controller(), "radiators")
     fault = scenarios(args.frozen)[name]
+    if args.station is None:
+        station: Station | Plant = severe_station(START, seed=args.seed, mean_c=args.mean)
+        decide = SimLoop(station, severe_controller(), "radiators").cycle
+    else:
+        params = load_station_file(args.station)
+        plant = Plant(params, start=args.start, seed=args.seed)
+        step = make_strategy(strategy, params, args, Path(args.curve_dir))
+        station = plant
+
+        def decide() -> ControllerDecision | None:
+            return step(plant)
     heat0 = station.ledger.primary_in
     sources: collections.Counter[str] = collections.Counter()
     signals: collections.Counter[str] = collections.Counter()
@@ -99,20 +139,23 @@ def run(name: str, args: argparse.Namespace) -> Row:
             fault[1](station)
         if fault is not None and t == fault[2]:
             fault[3](station)
-        state = loop.cycle().state
+        decision = decide()
         station.step(cycle)
-        sources[state.outdoor_source.value] += 1
-        signals.update(signal.value for signal in state.signals)
-        phases[state.circuits[0].phase] += 1
-        rooms = station.truth.rooms_c
+        if decision is not None:
+            state = decision.state
+            sources[state.outdoor_source.value] += 1
+            signals.update(signal.value for signal in state.signals)
+            phases.update({c.phase for c in state.circuits})
+        rooms = station.truth.rooms_c if isinstance(station, Station) else station.rooms_c()
         name_min = min(rooms, key=rooms.__getitem__)
         coldest.append(rooms[name_min])
         who.append(name_min)
-        hour = (station.time_s / HOUR + station.params.site_utc_offset_h) % 24.0
+        offset = station.params.site_utc_offset_h if isinstance(station, Station) else station.params.utc_offset_h
+        hour = (station.time_s / HOUR + offset) % 24.0
         occupied.append(6.0 <= hour < 21.0)
     c, occ = np.array(coldest), np.array(occupied)
     per_h = cycle / HOUR
-    return Row(name, (station.ledger.primary_in - heat0) / 1e9, float(np.mean(c[occ] >= 18.0)),
+    return Row(name, strategy, (station.ledger.primary_in - heat0) / 1e9, float(np.mean(c[occ] >= 18.0)),
                float(np.sum(c < 16.0) * per_h), float(c.min()), who[int(np.argmin(c))],
                {k: v * per_h for k, v in sources.items()}, {k: v * per_h for k, v in signals.items()},
                {k: v * per_h for k, v in phases.items()}, time.process_time() - started)
@@ -129,18 +172,33 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--frozen", type=float, default=-5.0, help="the value the outdoor sensor sticks at")
     parser.add_argument("--scenarios", default=",".join(scenarios(0.0)))
+    parser.add_argument("--station", type=Path, default=None,
+                        help="a station file instead of the severe test station (its coldest --days)")
+    parser.add_argument("--controller", type=Path, default=ROOT / "config" / "controller.yaml")
     args = parser.parse_args()
+    args.set, args.year = [], 2026
+    names = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     wall = time.monotonic()
-    rows = [run(name.strip(), args) for name in args.scenarios.split(",") if name.strip()]  # one at a time
-    print(f"severe station, {args.days:g} days from {START.date()} (site UTC+8), mean {args.mean:g} C, seed {args.seed}, "
-          f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, wall "
-          f"{time.monotonic() - wall:.0f} s (CPU: " + ", ".join(f"{r.name} {r.cpu_s:.0f} s" for r in rows) + ")")
+    if args.station is None:
+        rows = [run(name, args) for name in names]  # one at a time
+        where = f"severe station, {args.days:g} days from {START.date()} (site UTC+8), mean {args.mean:g} C"
+    else:
+        seed = args.seed if "--seed" in sys.argv else load_station_file(args.station).climate.seed
+        args.seed, args.start = seed, coldest_start(args.station, seed, args.days)
+        with tempfile.TemporaryDirectory() as curve_dir:
+            args.curve_dir = curve_dir
+            rows = [run(name, args, key) for name in names for key in ("c", "a")]
+        where = f"{args.station.stem}, its coldest {args.days:g} days from {args.start:%Y-%m-%d %H:%M} UTC"
+    print(f"{where}, seed {args.seed}, {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"wall {time.monotonic() - wall:.0f} s (CPU: " + ", ".join(f"{r.name}/{r.strategy} {r.cpu_s:.0f} s" for r in rows)
+          + ")")
     print()
-    print("| scenario | heat GJ | occupied time, every room ≥ 18 °C | hours < 16 °C | coldest room (°C) | "
+    print("| scenario | strategy | heat GJ | occupied time, every room ≥ 18 °C | hours < 16 °C | coldest room (°C) | "
           "outdoor source, h | signals raised, h | phases, h |")
-    print("|---|---:|---:|---:|---|---|---|---|")
+    print("|---|---|---:|---:|---:|---|---|---|---|")
     for r in rows:
-        print(f"| {r.name} | {r.heat_gj:,.0f} | {100 * r.occupied_share:.2f} % | {r.hours_below_16:.1f} | "
+        label = "(c) heatgw" if r.strategy == "c" else "(a) fixed curve"
+        print(f"| {r.name} | {label} | {r.heat_gj:,.0f} | {100 * r.occupied_share:.2f} % | {r.hours_below_16:.1f} | "
               f"{r.coldest_room} {r.min_room_c:.2f} | {_hours(r.outdoor_sources)} | {_hours(r.signals)} | "
               f"{_hours(r.phases)} |")
 

@@ -28,8 +28,10 @@ from gateway.control.settings import ComfortSettings
 from gateway.curves import Curve
 
 _DAY_S = 86_400.0
-_LEARN_UP_MAX = 2.0
-"""A single morning may raise a room's factor by at most this ratio (greedy slowly) ..."""
+_LEARN_UP_MAX = 1.25
+"""A single morning may raise a room's factor by at most this ratio (greedy slowly: a boost that
+went well says the room can warm faster, and a factor raised too far at once makes the next
+morning late) ..."""
 _LEARN_DOWN_MIN = 0.5
 """... and lower it by at most this one in one go (careful fast: a late morning is a refund)."""
 _MIN_RISE_K = 0.5
@@ -60,7 +62,7 @@ def hours_to_day_start(local: dt.datetime, settings: ComfortSettings) -> float:
 
 
 def comfort_floor(local: dt.datetime, settings: ComfortSettings, *, setback: bool, preheating: bool,
-                  night_margin_k: float = 0.0) -> ComfortFloor:
+                  night_margin_k: float = 0.0, day_margin_k: float = 0.0) -> ComfortFloor:
     """The comfort floor at local time ``local``.
 
     ``setback``: may the rooms fall to the night floor tonight? Not when the building could not
@@ -68,18 +70,20 @@ def comfort_floor(local: dt.datetime, settings: ComfortSettings, *, setback: boo
     optimum start has begun the boost, so the floor is the day target already.
     ``night_margin_k``: how far the room held on the night floor may fall before the controller
     can see it (see ``night_margin_k``); the night floor keeps at least that above ``night_c``,
-    and at least ``margin_k``.
+    and at least ``margin_k``. ``day_margin_k``: the same for the day target (see
+    ``day_margin_k``), at least ``margin_k``.
     """
     margin = settings.margin_k
     night = settings.night_c + max(margin, night_margin_k)
+    day = settings.day_c + max(margin, day_margin_k)
     if is_day(local, settings):
-        return ComfortFloor(settings.day_c + margin, settings.day_c, "day")
+        return ComfortFloor(day, settings.day_c, "day")
     if not settings.optimum_start.enabled:
         return ComfortFloor(night, settings.night_c, "night")
     if not setback:
-        return ComfortFloor(settings.day_c + margin, settings.night_c, "night")
+        return ComfortFloor(day, settings.night_c, "night")
     if preheating:
-        return ComfortFloor(settings.day_c + margin, settings.night_c, "preheat")
+        return ComfortFloor(day, settings.night_c, "preheat")
     return ComfortFloor(night, settings.night_c, "night")
 
 
@@ -141,14 +145,20 @@ class OptimumStart:
         return self.factors.get(room, self.default_factor)
 
     def plan(self, rooms: Mapping[str, float], target_c: float, headroom: float, time_constant_h: float,
-             max_k_per_h: float, hours_left: float, lead_h: float) -> PreheatPlan:
-        """The slowest room's boost time to ``target_c``; start when that plus ``lead_h`` is all that is left."""
+             max_k_per_h: float, hours_left: float, lead_h: float,
+             falls_k: Mapping[str, float] | None = None) -> PreheatPlan:
+        """The slowest room's boost time to ``target_c``; start when that plus ``lead_h`` is all that is left.
+
+        ``falls_k``: how much further each room falls before the boost reaches it (the emitters'
+        lag; nothing for radiators), added to the climb it has to make.
+        """
         needed, rate, which = 0.0, 0.0, ""
         for name, value in rooms.items():
             if value >= target_c:
                 continue
             room_rate = heatup_rate(headroom, time_constant_h, self.factor(name), max_k_per_h)
-            hours = math.inf if room_rate <= 0.0 else (target_c - value) / room_rate
+            climb = target_c - value + (falls_k or {}).get(name, 0.0)
+            hours = math.inf if room_rate <= 0.0 else climb / room_rate
             if hours > needed or not which:
                 needed, rate, which = hours, room_rate, name
         return PreheatPlan(needed, rate, which, bool(which) and hours_left <= needed + lead_h)

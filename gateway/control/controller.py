@@ -24,8 +24,13 @@ A night setback is a bet that the boost can undo it in time. It is refused (``se
 without a trustworthy outdoor temperature, without a room to plan with, or when the boost's
 headroom, measured against the supply the limiters really allow, at the coldest curve input of
 the last day (colder by the weather's cooling trend), is too small; a setback under way that can
-no longer be undone later is ended with the boost at once. Losing every room sensor during a
-setback starts a safe boost until the day start, and the learned trim keeps acting on the curve.
+no longer be undone later is ended with the boost at once. Emitters with a lag of their own (a
+floor slab, ``emitter_lag_h``) start the boost that much earlier, and get no setback at all when
+the lag fills the night; their trim acts on the room as it will be when a supply change reaches
+it. The morning after a boost is watched: a room that slides back below the target is boosted
+again, and the hold after the boost is learned from those mornings. Losing every room sensor
+during a setback starts a safe boost until the day start, and the learned trim keeps acting on
+the curve.
 """
 
 from __future__ import annotations
@@ -59,7 +64,17 @@ from gateway.control.model import (
 )
 from gateway.control.outdoor import OutdoorEstimate, OutdoorSupervisor
 from gateway.control.rooms import RoomChoice, choose_room
-from gateway.control.safety import BoostCeiling, RecentLow, RoomDynamics, coast_band_k, night_margin_k, room_now
+from gateway.control.safety import (
+    BoostCeiling,
+    BoostHold,
+    HOLD_MAX_K,
+    RecentLow,
+    RoomDynamics,
+    coast_band_k,
+    day_margin_k,
+    night_margin_k,
+    room_now,
+)
 from gateway.control.season import HEATING_MODES, CutoutSwitch, DailyMeans, FrostGuard, season_mode
 from gateway.control.settings import (
     CirculationSettings,
@@ -148,6 +163,10 @@ def stale_trims(learned_against: str, curve_now: str) -> str | None:
     return f"trims (learned against curve {learned_against}, now {curve_now})"
 
 
+def _clock_h(moment: dt.time) -> float:
+    return moment.hour + moment.minute / 60.0 + moment.second / 3600.0
+
+
 class CircuitController:
     """One circuit's loops and memory: outdoor damping, room trim, limiters, ramp, latches."""
 
@@ -166,6 +185,9 @@ class CircuitController:
         self.recent = RecentLow()
         self.blind_until: float | None = None  # end of the safe boost after the rooms were lost
         self.setback_running = False  # the last cycle let the rooms below the day target
+        self.morning_boost = False  # the boost runs on past the day start until the rooms are back
+        self.morning_boost_until = 0.0
+        self.hold = BoostHold(settings.comfort.optimum_start.boost_hold_k)
         self.cutout = CutoutSwitch()
         self.frost = FrostGuard()
         self.setpoint: float | None = None
@@ -208,7 +230,7 @@ class CircuitController:
         """What this circuit has learned that would take hours or days to learn again."""
         return CircuitMemory(curve=self.curve.identity, day_trim_k=self.trims["day"].integral,
                              night_trim_k=self.trims["night"].integral, heatup_factors=dict(self.optimum.factors),
-                             cooling_per_h=dict(self.dynamics.cooling_per_h))
+                             cooling_per_h=dict(self.dynamics.cooling_per_h), boost_hold_k=self.hold.value_k)
 
     def restore(self, memory: CircuitMemory) -> list[str]:
         """Take saved learning, within the settings in force now; returns what was dropped and why."""
@@ -230,6 +252,8 @@ class CircuitController:
                 self.dynamics.cooling_per_h[room] = coefficient
             else:
                 dropped.append(f"cooling rate of room {room} (no longer configured)")
+        if memory.boost_hold_k is not None:
+            self.hold.value_k = min(HOLD_MAX_K, max(opt.boost_hold_k, memory.boost_hold_k))
         return dropped
 
     def step(self, inputs: CircuitInputs, ctx: _Context) -> tuple[float, CircuitState, list[Signal]]:
@@ -244,7 +268,8 @@ class CircuitController:
             signals.append(Signal.ROOMS_NONE_VALID)
         comfort = s.comfort
         opt = comfort.optimum_start
-        day_target = comfort.day_c + comfort.margin_k
+        day_margin = day_margin_k(comfort.margin_k, self.dynamics.resolution)
+        day_target = comfort.day_c + day_margin
         # Planned against the coldest hours of the last day, and colder still if the weather is
         # cooling (``RecentLow``), and against the supply the limiters allowed the last time they
         # held it: the boost has to be decided before the coldest hours (around 05:00) come, and
@@ -257,8 +282,14 @@ class CircuitController:
         hours_left = hours_to_day_start(ctx.local, comfort)
         held = self.setpoint if self.setpoint is not None else inputs.setpoint_c.usable
         ramp_h = 0.0 if held is None else self._ramp_lead_h(held)
+        # The emitters pass the boost on to the rooms only after their own lag (a floor slab takes
+        # hours), and the rooms keep cooling meanwhile: the boost starts that much earlier, and
+        # each room has that much further to climb.
+        lag_h = s.emitter_lag_h
+        falls = {name: self.dynamics.rate_k_per_h(name, value, ctx.outdoor.value_c) * lag_h
+                 for name, value in rooms.values.items()}
         plan = self.optimum.plan(rooms.values, day_target, headroom, s.building_time_constant_h,
-                                 opt.max_heatup_k_per_h, hours_left, opt.lead_h + ramp_h)
+                                 opt.max_heatup_k_per_h, hours_left, opt.lead_h + ramp_h + lag_h, falls)
         night = ctx.mode in HEATING_MODES and not is_day(ctx.local, comfort)
         # A setback already under way that can no longer be undone later (the night got colder
         # than planned, a limiter took the headroom, the weather became untrustworthy) is ended
@@ -266,11 +297,16 @@ class CircuitController:
         undo_now = bool(why_not) and self.setback_running and bool(rooms.values)
         if opt.enabled and (setback and plan.start or undo_now) and not self.optimum.active and night:
             self.optimum.begin(rooms.values, hours_left, headroom, s.building_time_constant_h,
-                               opt.max_heatup_k_per_h, ramp_h)
+                               opt.max_heatup_k_per_h, ramp_h + lag_h)
         self._recover_blind(rooms, ctx, night, headroom, hours_left, ramp_h)
         if self.blind_until is not None and ctx.now < self.blind_until:
             signals.append(Signal.ROOMS_LOST_RECOVERY)
+        boosting = self.optimum.active
         self.optimum.observe(ctx.local, rooms.values, comfort)
+        if boosting and not self.optimum.active:
+            # Closed at the day start: the morning is watched (see ``_heat``).
+            self.morning_boost_until = ctx.now + opt.boost_decay_h * 3600.0
+            self.hold.watch(self.morning_boost_until)
         full_ramp_h = self._ramp_lead_h(self.curve.min_supply_c)  # a boost that starts from the minimum
         if (self.optimum.active and rooms.values and not plan.room
                 and hours_left > 2.0 * (opt.lead_h + full_ramp_h)):
@@ -279,7 +315,8 @@ class CircuitController:
             self.optimum.release()
             self.boost_k = 0.0
         floor = comfort_floor(ctx.local, comfort, setback=setback or self.optimum.active,
-                              preheating=self.optimum.active, night_margin_k=self._night_margin(inputs, rooms, ctx))
+                              preheating=self.optimum.active, night_margin_k=self._night_margin(inputs, rooms, ctx),
+                              day_margin_k=day_margin)
         if self.optimum.missed_today:
             signals.append(Signal.MORNING_TARGET_MISSED)
         cut_out = self.cutout.update(damped, self.controller.season.cutout)
@@ -328,7 +365,7 @@ class CircuitController:
             coast_band_k=coast.band_k, cooling_k_per_h=coast.rate_k_per_h,
             comfort_missed=", ".join(missed) if heating else "", offset_k=stages.offset_k,
             offset_origin=stages.offset_origin, limiters=stages.limiters, clamped=stages.clamped,
-            ramp_limited=ramp_limited, setpoint_c=setpoint,
+            ramp_limited=ramp_limited, setpoint_c=setpoint, boost_k=self.boost_k, morning_boost=self.morning_boost,
         )
         return setpoint, circuit, signals
 
@@ -340,7 +377,14 @@ class CircuitController:
             return f"outdoor temperature from {ctx.outdoor.source.value}"
         if not rooms.values:
             return "no valid room"
-        minimum = self.settings.comfort.optimum_start.min_headroom_k
+        comfort = self.settings.comfort
+        night_h = 24.0 - (_clock_h(comfort.day_end) - _clock_h(comfort.day_start))
+        fixed_h = (self.settings.emitter_lag_h + comfort.optimum_start.lead_h
+                   + self._ramp_lead_h(self.curve.min_supply_c))
+        if fixed_h >= night_h:
+            return (f"emitter lag {self.settings.emitter_lag_h:.1f} h: a boost begun at the day end would "
+                    f"reach the rooms only after {fixed_h:.1f} h of the {night_h:.1f} h night")
+        minimum = comfort.optimum_start.min_headroom_k
         if headroom < minimum:
             held = "" if ceiling >= self.curve.max_supply_c else f", the limiters held the supply at {ceiling:.1f} C"
             return f"boost headroom {headroom:.1f} K < {minimum:g} K{held}"
@@ -369,6 +413,17 @@ class CircuitController:
             self.optimum.begin({}, hours_left, headroom, self.settings.building_time_constant_h,
                                opt.max_heatup_k_per_h, ramp_h)
 
+    def _ahead(self, rooms: RoomChoice) -> float:
+        """The room the trim's proportional part acts on: the coldest room as it will be when a
+        supply change made now reaches it. Radiators pass it on at once (the room as read); a
+        floor slab only after ``emitter_lag_h``, by when the room has gone on along its trend, so
+        a room sliding through the afternoon gets its supply raised hours before the evening."""
+        assert rooms.value_c is not None
+        lag_h = self.settings.emitter_lag_h
+        if lag_h <= 0.0:
+            return rooms.value_c
+        return rooms.value_c + self.dynamics.trend_k_per_h.get(rooms.name, 0.0) * lag_h
+
     def _night_margin(self, inputs: CircuitInputs, rooms: RoomChoice, ctx: _Context) -> float:
         """The night floor's margin for the room the trim holds (see ``safety.night_margin_k``)."""
         if rooms.value_c is None or rooms.name not in rooms.values:
@@ -387,7 +442,7 @@ class CircuitController:
             return _Coast(False, 0.0, 0.0)
         night_supply = float(self.curve.supply_for_room(composite, floor.floor_c))
         start = self.curve.min_supply_c if held is None else held
-        ramp_h = 0.5 * max(0.0, night_supply - start) / self.settings.ramp_up_k_per_h
+        ramp_h = 0.5 * max(0.0, night_supply - start) / self.settings.ramp_up_k_per_h + self.settings.emitter_lag_h
         worst = (math.inf, 0.0, 0.0)
         for name, value in rooms.values.items():
             age_s = inputs.rooms[name].age_s
@@ -405,26 +460,32 @@ class CircuitController:
         # Without a valid room the trim's learned part still acts: it is what the filed curve gets
         # wrong for this building, and dropping it leaves the cold rooms colder.
         trim = self._trim(floor)
-        shift = trim.integral if rooms.value_c is None else trim.output(floor.floor_c - rooms.value_c)
+        shift = trim.integral if rooms.value_c is None else trim.output(floor.floor_c - self._ahead(rooms))
         # The boost: while the optimum start runs and the coldest room is short of the day target,
-        # the full headroom (the circuit's maximum supply). Once the rooms are back the walls
-        # still lag the air, so the boost fades with boost_decay_h instead of stopping. Without
-        # rooms, the safe boost runs until the day start (``_recover_blind``) and its hold then
-        # stays: nothing says the rooms no longer need it.
+        # the full headroom (the circuit's maximum supply). After the day start the morning is
+        # watched for boost_decay_h: a coldest room that reads short again gets the full boost
+        # again (``morning_boost``), and the hold it is cut to once the rooms are back is
+        # learned from those mornings (``BoostHold``): after a setback the air comes back before
+        # the walls, and cut to too small a hold it slides back below the target within the hour.
+        # The hold fades with boost_decay_h instead of stopping. Without rooms, the safe boost
+        # runs until the day start (``_recover_blind``) and its hold then stays: nothing says the
+        # rooms no longer need it.
         opt = self.settings.comfort.optimum_start
-        if self.blind_until is None:
-            self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
         if rooms.value_c is None:
             behind = self.blind_until is not None and ctx.now < self.blind_until
         else:
             behind = rooms.value_c < floor.floor_c
-        if floor.phase == "preheat" and behind:
+        self.morning_boost = floor.phase == "day" and behind and ctx.now < self.morning_boost_until
+        self.hold.observe(ctx.now, self.morning_boost, opt.boost_hold_k)
+        if self.blind_until is None:
+            self.boost_k *= math.exp(-ctx.dt_s / (opt.boost_decay_h * 3600.0))
+        if (floor.phase == "preheat" or self.morning_boost) and behind:
             # The curve's maximum supply now (the limiters take off what they must): one kelvin
             # past the headroom at the outdoor temperature the curve is read at, as the headroom
             # is linearised and the clamp takes the rest.
             self.boost_k = max(self.boost_k, headroom_k(curve, composite, floor.floor_c + shift) + 1.0)
         elif floor.phase == "preheat" or self.boost_k > 0.0:
-            self.boost_k = min(self.boost_k, opt.boost_hold_k)
+            self.boost_k = min(self.boost_k, self.hold.value_k)
         shift += self.boost_k
         coasting = coast.allowed
         curve_c = float(curve.supply_for_room(composite, floor.floor_c))
@@ -543,7 +604,8 @@ class CircuitController:
         target (by day, in the preheat, and on a night without setback: it holds the day target,
         and switching integrals at the day start would make the morning jump)."""
         comfort = self.settings.comfort
-        night = floor.phase == "night" and floor.floor_c < comfort.day_c + comfort.margin_k - 1e-9
+        day_target = comfort.day_c + day_margin_k(comfort.margin_k, self.dynamics.resolution)
+        night = floor.phase == "night" and floor.floor_c < day_target - 1e-9
         return self.trims["night" if night else "day"]
 
 

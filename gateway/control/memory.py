@@ -52,6 +52,7 @@ class CircuitMemory(_Strict):
     heatup_factors: dict[str, float] = Field(default_factory=dict)
     cooling_per_h: dict[str, float] = Field(default_factory=dict,
                                             description="each room's learned cooling with the supply cut, K/h per K")
+    boost_hold_k: float | None = Field(default=None, description="the learned hold after a boost, room K")
 
 
 class DailyMean(_Strict):

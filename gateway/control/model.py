@@ -156,6 +156,8 @@ class CircuitState:
     clamped: str  # "", "min" or "max": the circuit's supply limits held the setpoint
     ramp_limited: bool
     setpoint_c: float  # the decision
+    boost_k: float = 0.0  # what is left of the boost, room K (its hold fading once the rooms are back)
+    morning_boost: bool = False  # the boost runs on after the day start: the rooms are not yet back at the target
     written_c: float | None = None  # filled in by the task: what reached the PLC this cycle
     write_status: str = ""  # filled in by the task: written, unchanged, refused: ...
 

@@ -35,6 +35,9 @@ _MIN_COAST_H = 0.5
 """A coast shorter than this (or a fall of less than two steps) says too little about the rate."""
 _INTERVAL_DECAY = 0.1
 """The longest report interval seen decays this share of the way toward each new interval."""
+_TREND_H = 2.0
+"""A room's trend is smoothed over about this long: a sensor reports in 0.1 K steps every 5-15
+minutes, so one report's step says nothing, a couple of hours of them say where the room goes."""
 _CEILING_MEMORY_S = 86_400.0
 """A boost ceiling the limiters set is remembered for a day (a night later the weather, the
 network and the return temperatures have changed). Not less: a return limiter acts a quarter of
@@ -61,6 +64,13 @@ def night_margin_k(rate_k_per_h: float, report_h: float, resolution_k: float) ->
     return resolution_k + max(0.0, rate_k_per_h) * report_h
 
 
+def day_margin_k(margin_k: float, resolution_k: float) -> float:
+    """How far above the day target the trim must aim the coldest room: the reading is rounded to
+    the sensor's step, so a room read exactly at the target may be half a step below it, and the
+    trim holds the reading, not the room; on top of the configured ``margin_k``."""
+    return margin_k + 0.5 * resolution_k
+
+
 def room_now(value_c: float, age_h: float, rate_k_per_h: float) -> float:
     """The room now, from a reading ``age_h`` old, while it cools at ``rate_k_per_h``."""
     return value_c - max(0.0, rate_k_per_h) * age_h
@@ -79,6 +89,7 @@ class RoomDynamics:
     interval_s: dict[str, float] = field(default_factory=dict)
     last: dict[str, tuple[float, float]] = field(default_factory=dict)  # room -> (value, measured at)
     resolution_k: float | None = None
+    trend_k_per_h: dict[str, float] = field(default_factory=dict)  # room -> smoothed rate of change
     _anchor: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # coast start per room
     _coast: dict[str, float] = field(default_factory=dict)  # this coast's observed coefficient per room
 
@@ -108,6 +119,10 @@ class RoomDynamics:
                 interval = measured - previous[1]
                 longest = self.interval_s.get(name, interval)
                 self.interval_s[name] = max(interval, longest - _INTERVAL_DECAY * (longest - interval))
+                weight = min(1.0, interval / 3600.0 / _TREND_H)
+                slope = (value - previous[0]) / (interval / 3600.0)
+                trend = self.trend_k_per_h.get(name, 0.0)
+                self.trend_k_per_h[name] = trend + weight * (slope - trend)
                 step = abs(value - previous[0])
                 if step > 1e-6:
                     self.resolution_k = step if self.resolution_k is None else min(self.resolution_k, step)
@@ -171,3 +186,40 @@ class RecentLow:
         yesterday = self.hours.get(hour - 24)
         cooling = 0.0 if yesterday is None else min(0.0, outdoor_c - yesterday[0])
         return min(outdoor_c, coldest + cooling)
+
+
+_HOLD_UP = 1.5
+"""A morning that sagged after its boost raises the hold by this ratio (a refund is near) ..."""
+_HOLD_DOWN = 0.9
+"""... a morning that held lowers it by this one, never below the configured hold."""
+HOLD_MAX_K = 20.0
+"""The most a learned hold may grow to (``boost_hold_k``'s own bound)."""
+
+
+@dataclass
+class BoostHold:
+    """What is left of the boost once the rooms are back (room K), learned from every morning.
+
+    After a setback the air comes back before the walls: cut to a hold too small for this
+    building, the boost leaves the rooms sliding back below the target within the hour, and
+    the morning is saved only by boosting again. Each morning that needed that raises the hold
+    for the next, each that did not lowers it a little, never below the configured hold.
+    """
+
+    value_k: float
+    _until: float | None = None  # end of the morning being watched
+    _sagged: bool = False
+
+    def watch(self, until: float) -> None:
+        """A boost has just closed at the day start: watch the morning until ``until``."""
+        self._until, self._sagged = until, False
+
+    def observe(self, now: float, reboosting: bool, configured_k: float) -> None:
+        if self._until is None:
+            return
+        self._sagged = self._sagged or reboosting
+        if now < self._until:
+            return
+        ratio = _HOLD_UP if self._sagged else _HOLD_DOWN
+        self.value_k = min(HOLD_MAX_K, max(configured_k, self.value_k * ratio))
+        self._until = None

@@ -251,6 +251,11 @@ class CircuitSettings(Strict):
                                             description="damps the outdoor temperature (Siemens: light 10, medium 25, heavy 50)")
     composite_weight: float = Field(default=0.5, ge=0, le=1,
                                     description="share of the undamped outdoor temperature in the curve input")
+    emitter_lag_h: float = Field(
+        default=0.0, ge=0, le=48,
+        description="how long the emitters take to pass a supply change on to the rooms: radiators about 0, "
+                    "floor heating in a screed slab its time constant (slab capacity / surface conductance, "
+                    "several hours); the boost starts that much earlier, and no setback when it fills the night")
     rooms: dict[RoomName, RoomSensor] = Field(default_factory=dict)
     comfort: ComfortSettings = ComfortSettings()
     room_trim: RoomTrimSettings = RoomTrimSettings()

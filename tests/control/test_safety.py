@@ -6,7 +6,15 @@ import pytest
 
 from gateway.control.model import OutdoorSource, Reading, Signal
 from gateway.control.outdoor import NetworkRelation, corroboration
-from gateway.control.safety import BoostCeiling, RecentLow, RoomDynamics, coast_band_k, night_margin_k, room_now
+from gateway.control.safety import (
+    BoostCeiling,
+    RecentLow,
+    RoomDynamics,
+    coast_band_k,
+    day_margin_k,
+    night_margin_k,
+    room_now,
+)
 from tests.control.test_outdoor import NONE, supervisor
 
 HOUR = 3600.0
@@ -19,6 +27,12 @@ def test_the_coast_band_grows_with_the_cooling_rate_the_report_interval_and_the_
     assert night_margin_k(2.0, 0.25, 0.1) == pytest.approx(0.6)
     assert room_now(17.0, 0.25, 2.0) == pytest.approx(16.5)  # it has been cooling since it was read
     assert room_now(17.0, 0.25, -1.0) == 17.0  # never warmer than read
+
+
+def test_the_day_target_is_aimed_half_a_sensor_step_above_the_margin() -> None:
+    # A reading is rounded to the sensor's step: a room read at 18.0 may be 17.95.
+    assert day_margin_k(0.15, 0.1) == pytest.approx(0.2)
+    assert day_margin_k(0.15, 0.5) == pytest.approx(0.4)  # a coarse sensor needs more
 
 
 def test_a_room_that_cools_faster_than_believed_is_believed_at_once_and_slower_only_partly() -> None:
