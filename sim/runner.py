@@ -32,13 +32,14 @@ import math
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sim.modbus_server import UNITS, CommFaults, ExceptionRange, SerialLine, StationModbusServer
-from sim.opcua_server import HEALTHY as OPCUA_HEALTHY
-from sim.opcua_server import OpcUaFaults, OpcUaSecurity, StationOpcUaServer
 from sim.station_view import StationLike
 from sim.registers import DEFAULT_MAP, RegisterMap, WordOrder
+
+if TYPE_CHECKING:  # the OPC UA server (and asyncua, ~30 MB) is loaded only by a runner that serves it
+    from sim.opcua_server import OpcUaFaults, OpcUaSecurity, StationOpcUaServer
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,12 @@ class SimRunner:
             station, host=host, port=port, meter_port=meter_port, meter_word_order=meter_word_order,
             meter_serial=meter_serial, register_map=register_map,
         )
-        self.opcua = None if opcua_port is None else StationOpcUaServer(
-            station, host=host, port=opcua_port, register_map=register_map, security=opcua_security)
+        self.opcua: StationOpcUaServer | None = None
+        if opcua_port is not None:
+            from sim.opcua_server import StationOpcUaServer
+
+            self.opcua = StationOpcUaServer(station, host=host, port=opcua_port, register_map=register_map,
+                                            security=opcua_security)
         self._control: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -334,7 +339,9 @@ class SimRunner:
     async def _cmd_clear(self, _request: JsonObject) -> Any:
         self.server.clear_comm_faults()
         if self.opcua is not None:
-            await self.opcua.set_faults(OPCUA_HEALTHY)
+            from sim.opcua_server import HEALTHY
+
+            await self.opcua.set_faults(HEALTHY)
         self.station.faults.clear()
         log.info("all faults cleared")
         return None
