@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from gateway.app import Gateway, control_payload
 from gateway.control.loader import load_controller_config
@@ -18,7 +17,7 @@ from gateway.control.memory import MemoryFile
 from gateway.control.model import ControllerState
 from gateway.historian.schema import LineEncoder, parse_topic
 from sim.runner import SimRunner
-from tests.control.conftest import CONFIG_DIR, CONTROLLER_YAML
+from tests.control.conftest import CONTROLLER_YAML, controller_config, on_the_wall_clock_all_day, written_setpoints
 from tests.gateway.conftest import demo_station, station_config
 
 
@@ -27,35 +26,17 @@ def command(args: dict[str, object]) -> bytes:
 
 
 async def test_the_plc_setpoint_follows_the_controller_over_modbus(tmp_path: Path) -> None:
-    data = yaml.safe_load(CONTROLLER_YAML.read_text())
-    section = data["controller"]
-    section["cycle_s"] = 1
-    section["season"]["override"] = "heating"  # the wall clock's date, whatever it is, must not matter
-    # ...nor its time of day: comfort hours all day long, so no night setback coasts the supply down.
-    section["circuits"]["radiators"]["comfort"].update(day_start="00:00", day_end="23:59:59")
-    section["circuits"]["radiators"].update(ramp_up_k_per_h=600, ramp_down_k_per_h=600,
-                                            curve=str(CONFIG_DIR / "curves" / "radiators-75-50.yaml"))
-    (tmp_path / "controller.yaml").write_text(yaml.safe_dump(data))
     station = demo_station()
     station.plc.supply_setpoint_c = 40.0  # far from what the controller will want
     async with SimRunner(station, speed=60.0, tick_s=0.05, control_port=None) as runner:
         config = station_config(runner.server.port, lambda data: data.pop("mqtt"))  # no broker here
         gateway = Gateway(config, state_dir=tmp_path / "state",
-                          controller=load_controller_config(tmp_path / "controller.yaml"))
+                          controller=controller_config(on_the_wall_clock_all_day))
         states = gateway.bus.subscribe("test-states", maxsize=10_000)
         task = gateway.controller
         assert task is not None
         async with gateway:
-            written: list[float] = []
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 40.0
-            while len(written) < 2 and loop.time() < deadline:
-                await asyncio.sleep(0.5)
-                state = task.state
-                if state is not None and state.circuits[0].written_c is not None:
-                    value = state.circuits[0].written_c
-                    if not written or written[-1] != value:
-                        written.append(value)
+            written = await written_setpoints(task)
             accepted = json.loads(await gateway.commands.handle("setpoint_offset", command(
                 {"offset_k": 2.0, "duration_s": 600})))
             refused = json.loads(await gateway.commands.handle("outdoor", command({"value_c": 80})))

@@ -4,16 +4,14 @@ all assembled by ``Gateway`` from config/station-opcua.yaml."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import yaml
 
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
-from gateway.control.loader import load_controller_config
 from sim.runner import SimRunner
-from tests.control.conftest import CONFIG_DIR, CONTROLLER_YAML
+from tests.control.conftest import CONFIG_DIR, controller_config, on_the_wall_clock_all_day, written_setpoints
 from tests.gateway.conftest import demo_station
 
 STATION_OPCUA_YAML = CONFIG_DIR / "station-opcua.yaml"
@@ -30,32 +28,15 @@ def opcua_station_config(runner: SimRunner) -> GatewayConfig:
 
 
 async def test_the_plc_setpoint_follows_the_controller_over_opcua_with_the_meter_on_modbus(tmp_path: Path) -> None:
-    data = yaml.safe_load(CONTROLLER_YAML.read_text())
-    section = data["controller"]
-    section["cycle_s"] = 1
-    section["season"]["override"] = "heating"  # the wall clock's date and hour must not matter
-    section["circuits"]["radiators"]["comfort"].update(day_start="00:00", day_end="23:59:59")
-    section["circuits"]["radiators"].update(ramp_up_k_per_h=600, ramp_down_k_per_h=600,
-                                            curve=str(CONFIG_DIR / "curves" / "radiators-75-50.yaml"))
-    (tmp_path / "controller.yaml").write_text(yaml.safe_dump(data))
     station = demo_station()
     station.plc.supply_setpoint_c = 40.0  # far from what the controller will want
     async with SimRunner(station, speed=60.0, tick_s=0.05, control_port=None, opcua_port=0) as runner:
         gateway = Gateway(opcua_station_config(runner), state_dir=tmp_path / "state",
-                          controller=load_controller_config(tmp_path / "controller.yaml"))
+                          controller=controller_config(on_the_wall_clock_all_day))
         task = gateway.controller
         assert task is not None
         async with gateway:
-            written: list[float] = []
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 40.0
-            while len(written) < 2 and loop.time() < deadline:
-                await asyncio.sleep(0.5)
-                state = task.state
-                if state is not None and state.circuits[0].written_c is not None:
-                    value = state.circuits[0].written_c
-                    if not written or written[-1] != value:
-                        written.append(value)
+            written = await written_setpoints(task)
             meter = gateway.latest.get("meter_power")
             online = {name: device.online for name, device in gateway.devices.items()}
 
