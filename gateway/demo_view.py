@@ -49,8 +49,9 @@ def station_rows(gateway: Gateway) -> list[tuple[str, str]]:
     other tag in the order of the station file; the rooms have their own table."""
     rooms = {tag for _room, temp, age in room_sensors(gateway) for tag in (temp, age) if tag is not None}
     first = list(gateway.controller.settings.tags()) if gateway.controller is not None else []
-    ordered = [tag for tag in dict.fromkeys([*first, *gateway.config.tags()]) if tag not in rooms]
-    return [(tag.replace("_", " ").capitalize(), tag) for tag in ordered if tag in gateway.config.tags()]
+    known = gateway.config.tags()
+    ordered = [tag for tag in dict.fromkeys([*first, *known]) if tag not in rooms and tag in known]
+    return [(tag.replace("_", " ").capitalize(), tag) for tag in ordered]
 
 
 PHASES = {
@@ -120,8 +121,8 @@ def _compact(gateway: Gateway, state: DemoState, title: str, controller: Control
     for _ in range(2):
         values.add_column(ratio=3, no_wrap=True, overflow="ellipsis")
         values.add_column(ratio=2, justify="right", no_wrap=True)
-    cells = [(label, _compact_cell(gateway.latest, tag, gateway.config.tags()[tag][1].unit))
-             for label, tag in station_rows(gateway)]
+    tags = gateway.config.tags()
+    cells = [(label, _compact_cell(gateway.latest, tag, tags[tag][1].unit)) for label, tag in station_rows(gateway)]
     rooms = room_sensors(gateway)
     capacity = 2 * max(2, height - COMPACT_FIXED_LINES - len(controller.circuits if controller else ()) - bool(rooms))
     shown = cells[:capacity]
