@@ -151,7 +151,12 @@ class StationReload:
                            controller_after=startup.controller is not None)
         if plan.restart_only:
             return self._refuse(f"{', '.join(plan.restart_only)} changed: {RESTART_NEEDED}")
-        await self._apply(startup, plan)
+        try:
+            await self._apply(startup, plan)
+        except Exception:  # noqa: BLE001 - the signal's task must log a bug, not die with it unseen
+            log.exception("reload failed while being applied: the gateway may run parts of both files",
+                          extra=kv(file=self._config_path, action=RESTART_NEEDED))
+            return f"internal error while applying: {RESTART_NEEDED}"
         self._running = startup
         return None
 

@@ -15,14 +15,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
 
 from gateway.app import Gateway
 from gateway.devstack import Mosquitto, stop_process
-from gateway.preflight import load_startup
+from gateway.preflight import Startup, load_startup
 from gateway.reload import REMOVED, StationReload, plan_reload
 from gateway.yaml_source import ConfigError
 from sim.modbus_server import StationModbusServer
@@ -74,11 +74,16 @@ def write(path: Path, data: dict[str, Any]) -> None:
 
 def samples(subscriber: Subscriber, tag: str) -> list[tuple[float, str]]:
     """(timestamp, quality) of every telemetry sample of ``tag`` at the broker, in time order."""
+    return sorted((t, quality) for t, quality, _ in rows(subscriber, tag))
+
+
+def rows(subscriber: Subscriber, tag: str) -> list[tuple[float, str, Any]]:
+    """(timestamp, quality, value) of every telemetry sample of ``tag`` at the broker."""
     found = []
     for message in subscriber.on(f"{TOPIC}/telemetry"):
         data = message.json()
-        found += [(data["t0"] + row[2] / 1000, row[3]) for row in data["s"] if row[0] == tag]
-    return sorted(found)
+        found += [(data["t0"] + row[2] / 1000, row[3], row[1]) for row in data["s"] if row[0] == tag]
+    return found
 
 
 def logged(log: Path, message: str) -> list[str]:
@@ -120,6 +125,8 @@ async def test_a_sighup_adds_a_tag_changes_an_interval_and_removes_a_device_whil
     assert "tags_added=meter_b_power" in summary and "tags_removed=meter_flow," in summary, summary
 
     assert {quality for _, quality in samples(dispatch, "meter_b_power")} == {"g"}
+    powers = [value for _, _, value in rows(dispatch, "meter_b_power")]
+    assert all(float(f"{value:.7g}") == value for value in powers), f"not rounded as a float32: {powers}"
     before = [t for t, _ in samples(dispatch, "meter_b_flow") if t < signalled]
     after = [t for t, _ in samples(dispatch, "meter_b_flow") if t > applied]
     assert statistics.median(b - a for a, b in zip(before, before[1:])) == pytest.approx(METER_BEFORE_S, abs=0.1)
@@ -237,3 +244,18 @@ def test_a_plan_restarts_the_devices_that_share_a_serial_line_with_a_changed_one
 def load(path: Path, data: dict[str, Any]) -> Any:
     write(path, data)
     return load_startup(path).station
+
+
+async def test_a_station_file_that_drops_a_tag_the_controller_uses_is_refused_as_check_refuses_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = yaml.safe_load(STATION_YAML.read_text())
+    del data["devices"]["plc"]["tags"]["supply_setpoint"]
+    del data["alarms"]["definitions"]["supply_deviation"]
+    config, controller = tmp_path / "station.yaml", STATION_YAML.parent / "controller.yaml"
+    write(config, data)
+    with pytest.raises(ConfigError) as check:
+        load_startup(config, controller)
+    assert any("controller.yaml" in m and "unknown tag 'supply_setpoint'" in m for m in check.value.messages)
+    reload = StationReload(cast(Gateway, None), config, controller, None, cast(Startup, None))
+    assert await reload() == "\n".join(check.value.messages)  # refused before the gateway is looked at
+    assert "reload refused, the running configuration stays in force" in caplog.text
