@@ -142,11 +142,11 @@ class Gateway:
         """Stop polling ``names`` (a reload removes or restarts them): their tasks are cancelled and
         awaited, which closes their connections; the other devices poll on undisturbed."""
         ending = {f"poll:{name}" for name in names}
-        tasks = [task for task in self._tasks if task.get_name() in ending]
+        await _cancel([task for task in self._tasks if task.get_name() in ending])
+        # Only once they ended: a stop that is itself cancelled leaves them to the gateway's own stop.
         self._tasks = [task for task in self._tasks if task.get_name() not in ending]
         for name in names:
             self.devices.pop(name, None)
-        await _cancel(tasks)
 
     async def restate(self, config: GatewayConfig, controller: ControllerConfig | None) -> None:
         """A reload's new station configuration, for what reads it as a whole: the latest values'
