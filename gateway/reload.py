@@ -2,7 +2,7 @@
 
 What a reload may change, decided here once:
 
-* **Hot** (applied while everything else runs): ``devices``, ``groups``, ``alarms``, ``events``,
+* **Hot** (``HOT_SECTIONS``, applied while everything else runs): ``devices``, ``groups``, ``alarms``, ``events``,
   ``report`` and the controller's settings (its own file or the station's ``controller:``).
 * **Restart only** (``RESTART_SECTIONS``): ``station`` (its id names the outbox and every topic,
   its time zone the controller's and the events' days), ``mqtt`` (broker, TLS, identity, outbox
@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 RESTART_SECTIONS = ("station", "mqtt", "metrics")
 """Sections of the station file a reload refuses to change (see the module's docstring)."""
+HOT_SECTIONS = ("devices", "groups", "alarms", "events", "report", "controller")
+"""Sections a reload applies while the gateway runs."""
 RESTART_NEEDED = "restart needed (systemctl restart heatgw)"
 REMOVED = "removed: no longer in the station file"
 """The reason of the offline status a removed device goes out with."""
@@ -72,6 +74,12 @@ class ReloadPlan:
     tags_added: tuple[str, ...]
     tags_removed: tuple[str, ...]
     restart_only: tuple[str, ...]  # restart-only sections the file changes
+    sections: tuple[str, ...]  # hot sections the file changes
+
+    @property
+    def nothing(self) -> bool:
+        """Whether the file changes nothing the station file says (the controller's file may)."""
+        return not (self.sections or self.restart_only)
 
     @property
     def stopped(self) -> tuple[str, ...]:
@@ -103,7 +111,8 @@ def plan_reload(old: GatewayConfig, new: GatewayConfig, *, controller_before: bo
     old_tags, new_tags = old.tags(), new.tags()
     return ReloadPlan(added, removed, changed,
                       tuple(tag for tag in new_tags if tag not in old_tags),
-                      tuple(tag for tag in old_tags if tag not in new_tags), tuple(restart_only))
+                      tuple(tag for tag in old_tags if tag not in new_tags), tuple(restart_only),
+                      tuple(section for section in HOT_SECTIONS if getattr(old, section) != getattr(new, section)))
 
 
 def _device_change(old: GatewayConfig, new: GatewayConfig, name: str) -> str:
@@ -187,11 +196,11 @@ class StationReload:
         if started:
             gateway.start_devices(build_devices(started, new.groups, gateway.bus, state_dir=gateway.state_dir))
         gateway.writes.serve(gateway.devices)
-        if not (plan.added or plan.removed or plan.changed or plan.tags_added or plan.tags_removed):
+        if plan.nothing:
             log.info("station reloaded: no change", extra=kv(file=self._config_path))
             return
         log.info("station reloaded", extra=kv(
-            file=self._config_path, devices_added=",".join(plan.added) or "-",
+            file=self._config_path, sections=",".join(plan.sections), devices_added=",".join(plan.added) or "-",
             devices_removed=",".join(plan.removed) or "-",
             devices_restarted="; ".join(f"{name} ({why})" for name, why in plan.changed.items()) or "-",
             tags_added=",".join(plan.tags_added) or "-", tags_removed=",".join(plan.tags_removed) or "-"))
