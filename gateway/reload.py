@@ -2,8 +2,9 @@
 
 What a reload may change, decided here once:
 
-* **Hot** (``HOT_SECTIONS``, applied while everything else runs): ``devices``, ``groups``, ``alarms``, ``events``,
-  ``report`` and the controller's settings (its own file or the station's ``controller:``).
+* **Hot** (``HOT_SECTIONS``, applied while everything else runs): ``devices``, ``groups``,
+  ``alarms``, ``events``, ``report`` and the controller's settings (its own file or the station's
+  ``controller:``).
 * **Restart only** (``RESTART_SECTIONS``): ``station`` (its id names the outbox and every topic,
   its time zone the controller's and the events' days), ``mqtt`` (broker, TLS, identity, outbox
   limits: the session and the outbox are opened once), ``metrics`` (the listening socket), and
