@@ -260,3 +260,14 @@ async def test_a_station_file_that_drops_a_tag_the_controller_uses_is_refused_as
     reload = StationReload(cast(Gateway, None), config, controller, None, cast(Startup, None))
     assert await reload() == "\n".join(check.value.messages)  # refused before the gateway is looked at
     assert "reload refused, the running configuration stays in force" in caplog.text
+
+
+def test_a_plan_restarts_a_device_whose_write_limits_changed_and_leaves_the_others(tmp_path: Path) -> None:
+    data = yaml.safe_load(STATION_YAML.read_text())
+    old = load(tmp_path / "old.yaml", data)
+    lowered = copy.deepcopy(data)
+    lowered["devices"]["plc"]["tags"]["supply_setpoint"]["writable"]["max"] = 80
+    plan = plan_reload(old, load(tmp_path / "new.yaml", lowered))
+    assert plan.changed == {"plc": "tags changed supply_setpoint"}
+    assert (plan.added, plan.removed, plan.tags_added, plan.tags_removed) == ((), (), (), ())
+    assert plan.sections == ("devices",) and not plan.restart_only
