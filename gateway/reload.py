@@ -149,6 +149,8 @@ class StationReload:
 
     async def __call__(self) -> str | None:
         """Read, check, plan and apply; None, or why the file was refused (also logged at error)."""
+        log.info("reload requested: reading the files", extra=kv(file=self._config_path,
+                                                               controller=self._controller_path or "-"))
         try:
             startup = await asyncio.to_thread(load_startup, self._config_path, self._controller_path, self._state_dir)
         except ConfigError as exc:
