@@ -30,6 +30,19 @@ def test_the_documentation_site_builds_strictly_without_a_warning(tmp_path: Path
     assert (site / "commissioning" / "station" / "index.html").is_file()
 
 
+def test_the_readme_stays_short_and_no_page_links_outside_the_clone() -> None:
+    assert len(README.splitlines()) < 200
+    for text in [README, *(p.read_text() for p in DOCS.rglob("*.md"))]:
+        assert "../shared/" not in text
+
+
+def test_every_page_the_readme_links_exists() -> None:
+    links = re.findall(r"\]\((docs/[^)#]+)", README)
+    assert len(links) >= 20
+    missing = [link for link in links if not (ROOT / link).is_file()]
+    assert not missing, missing
+
+
 def test_the_quick_start_has_exactly_the_two_commands() -> None:
     quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```sh\n(.*?)```", quick_start, re.S)
