@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from gateway import json_schemas
@@ -71,7 +72,6 @@ def test_every_example_file_names_its_schema_on_its_first_line(example: Path) ->
 
 @pytest.mark.parametrize("example", list(EXAMPLES), ids=lambda path: path.name)
 def test_every_example_file_validates_against_its_schema(example: Path) -> None:
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not a dependency; the check runs where it is installed")
     schema = json.loads((SHIPPED / json_schemas.filename(EXAMPLES[example])).read_text(encoding="utf-8"))
     errors = [f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
               for error in jsonschema.Draft202012Validator(schema).iter_errors(load_yaml(example).data)]
