@@ -47,7 +47,7 @@ from gateway.config import GatewayConfig
 from gateway.logs import kv
 from gateway.preflight import Startup, load_startup
 from gateway.protocols import build_devices, shared_key
-from gateway.samples import DeviceStatus, StationReloaded
+from gateway.samples import REMOVED, DeviceStatus, StationReloaded
 from gateway.yaml_source import ConfigError
 
 if TYPE_CHECKING:
@@ -61,8 +61,6 @@ RESTART_SECTIONS = ("station", "mqtt", "metrics")
 HOT_SECTIONS = ("devices", "groups", "alarms", "events", "report", "controller")
 """Sections a reload applies while the gateway runs."""
 RESTART_NEEDED = "restart needed (systemctl restart heatgw)"
-REMOVED = "removed: no longer in the station file"
-"""The reason of the offline status a removed device goes out with."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ acknowledged one again, and an interruption that began before it keeps its start
 SQLite in the state directory (``alarms-<station>.sqlite``), one row per alarm, written in one
 synced transaction per group of transitions: a crash leaves the states before or after that group,
 never half of it. The rows are the records of ``gateway.alarms.state`` as JSON; an alarm removed
-from the configuration keeps its row (harmless, and back if the alarm is declared again).
+from the configuration keeps its row, in state ``removed``: every start clears its retained MQTT
+state again (``gateway.alarms.service``), and an alarm declared again starts anew.
 
 The store is written *before* the transitions go to the outbox: a crash between the two loses the
 transition message (the retained state published at the next connection still tells the truth),
