@@ -354,3 +354,25 @@ async def test_an_alarm_removed_while_the_gateway_was_stopped_ends_once_at_the_n
     assert list(by_seq.values()) == [("active", "normal"), ("removed", "active")], \
         "removed once: the second start only clears again"
     assert_in_order_without_gap(dispatch.seqs())
+
+
+async def test_a_write_to_a_device_the_reload_is_restarting_waits_for_it_and_is_made(
+        tmp_path: Path, station_server: StationModbusServer, broker: Mosquitto) -> None:  # noqa: F811
+    config, state = tmp_path / "station.yaml", tmp_path / "state"
+    data = station(station_server.port, broker.port)
+    write(config, data)
+    startup = load_startup(config, None, state)
+    lowered = copy.deepcopy(data)
+    lowered["devices"]["plc"]["tags"]["pump_frequency_setpoint"]["writable"]["max"] = 49  # restarts the plc
+    async with Gateway(startup.station, state_dir=state) as gateway:
+        await until(lambda: gateway.devices["plc"].online is True, 10, "the plc online")
+        before = gateway.devices["plc"]
+        write(config, lowered)
+        reload = asyncio.create_task(StationReload(gateway, config, None, state, startup)())
+        async with asyncio.timeout(10):
+            while "plc" in gateway.devices:  # the old plc stopped, the new one not started yet
+                await asyncio.sleep(0)
+        written = await gateway.writes.write("pump_frequency_setpoint", 44.0, "dispatch/test")
+        assert await reload is None
+        assert gateway.devices["plc"] is not before
+    assert (written.accepted, written.reason, written.readback) == (True, "", 44.0)
