@@ -16,6 +16,8 @@
   its retained ``alarms/<id>`` cleared (an empty retained message, MQTT's way to delete one), so
   a dashboard stops showing an alarm that no longer exists. The stored ``removed`` row makes
   every start clear that topic again: a crash between the outbox and the clear leaves no stray.
+  An open station event whose rule is gone ends the same way (a ``removed`` update), and leaves
+  the retained ``events/open`` summary.
 * **Log**: every transition that is annunciated, one line each; during a flood the summarised
   ones go to debug, and the ``alarm_flood`` line says how many there were.
 * **Commands**: ``alarm_ack`` and ``alarm_shelve``, answered with the engine's reason when refused.
@@ -103,6 +105,7 @@ class AlarmService:
             changed = self.engine.restore(stored, now)
             if self.events is not None:
                 self.events.restore(stored_events)
+            watched = set() if self.events is None else {event.id for event in self.events.open_events}
             configured = {record.id for record in self.engine.records}
             gone = [record for record in stored if record.id not in configured]
             log.info("alarm states restored", extra=kv(path=self._store_path, stored=len(stored),
@@ -116,6 +119,7 @@ class AlarmService:
             self._emit([removal(record, Priority.LOW, REMOVED, None, now)
                         for record in gone if record.state is not AlarmState.REMOVED])
             self._clear([record.id for record in gone if record.state is AlarmState.REMOVED])
+            self._emit([event.removed(now, REMOVED) for event in stored_events if event.id not in watched])
         if self._publisher is not None:
             for record in self.engine.records:
                 self._publisher.publish_retained(f"alarms/{record.id}", alarm_state(self.engine.describe(record.id)))
@@ -183,9 +187,12 @@ class AlarmService:
                     self._publisher.publish_retained(f"alarms/{record.id}", alarm_state(engine.describe(record.id)))
             self._emit([removal(last.record, last.priority, last.message, last.limit, now) for last in gone])
         if events is not self.events:
-            if events is not None and self.events is not None:
-                events.restore(self.events.open_events)
+            was_open = [] if self.events is None else self.events.open_events
+            if events is not None:
+                events.restore(was_open)
+            kept = set() if events is None else {event.id for event in events.open_events}
             self.events = events
+            self._emit([event.removed(now, REMOVED) for event in was_open if event.id not in kept])
             self._publish_open_events(now)
 
     def _publish_open_events(self, now: float) -> None:

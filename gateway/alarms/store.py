@@ -73,14 +73,14 @@ class AlarmStore:
         return events
 
     def save(self, records: Iterable[AlarmRecord], events: Iterable[StationEvent] = ()) -> None:
-        """Store these alarm records and event updates (an ended event is forgotten) in one synced
-        transaction."""
+        """Store these alarm records and event updates (an ended or removed event is forgotten) in
+        one synced transaction."""
         rows = [(record.id, json.dumps(_plain(record), ensure_ascii=False)) for record in records]
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.executemany("INSERT OR REPLACE INTO alarm_state (id, record) VALUES (?, ?)", rows)
             for event in events:
-                if event.state is EventState.ENDED:
+                if event.state in (EventState.ENDED, EventState.REMOVED):
                     self._db.execute("DELETE FROM open_event WHERE id = ?", (event.id,))
                 else:
                     self._db.execute("INSERT OR REPLACE INTO open_event (id, event) VALUES (?, ?)",

@@ -278,9 +278,18 @@ ALWAYS_ACTIVE = {"kind": "threshold", "tag": "outdoor_temp", "level": "h", "limi
 
 
 def with_alarm(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with an alarm active at once, and a station event open at once (a "trip" on the
+    running pump)."""
     new = copy.deepcopy(data)
     new["alarms"]["definitions"]["outdoor_check"] = ALWAYS_ACTIVE
+    new["events"]["trips"]["pump_on"] = "pump_running"
     return new
+
+
+def event_states(dispatch: Subscriber, event: str) -> dict[int, str]:
+    """seq -> state of every update of station event ``event`` on the events stream."""
+    return {m.json()["seq"]: m.json()["state"] for m in dispatch.on(f"{TOPIC}/events")
+            if m.json().get("kind") == "event" and m.json()["id"] == event}
 
 
 def alarm_states(dispatch: Subscriber, alarm: str) -> list[dict[str, Any]]:
@@ -314,7 +323,7 @@ async def test_an_alarm_the_reload_removed_ends_as_removed_on_events_then_its_re
         async with Gateway(startup.station, state_dir=state) as gateway:
             await until(lambda: [a["state"] for a in alarm_states(dispatch, "outdoor_check")] == ["active"]
                         and bool(retained(dispatch, "outdoor_check")), 10, "the test alarm active")
-            assert dispatch.on(f"{TOPIC}/events/open")[-1].json()["count"] == 0
+            await until(lambda: dispatch.on(f"{TOPIC}/events/open")[-1].json()["count"] == 1, 10, "the test event open")
             without = station(station_server.port, broker.port)
             del without["events"]  # the station events too: their retained summary has no owner any more
             write(config, without)
@@ -322,6 +331,8 @@ async def test_an_alarm_the_reload_removed_ends_as_removed_on_events_then_its_re
             await until(lambda: len(alarm_states(dispatch, "outdoor_check")) == 2
                         and retained(dispatch, "outdoor_check")[-1] == b"", 10, "the removal and the clear")
             assert "outdoor_check" not in {record.id for record in gateway.alarms.engine.records}
+            await until(lambda: list(event_states(dispatch, "pump_on").values()) == ["started", "removed"], 10,
+                        "the open event's removal")
             assert dispatch.on(f"{TOPIC}/events/open")[-1].payload == b""
         await assert_no_retained_state(broker.port, "outdoor_check", "events/open")
     removal = alarm_states(dispatch, "outdoor_check")[-1]
@@ -329,6 +340,9 @@ async def test_an_alarm_the_reload_removed_ends_as_removed_on_events_then_its_re
     assert removal["message"] == ALWAYS_ACTIVE["message"]
     states = [json.loads(payload)["state"] if payload else "" for payload in retained(dispatch, "outdoor_check")]
     assert states[-2:] == ["active", ""], states
+    [event] = [m.json() for m in dispatch.on(f"{TOPIC}/events") if m.json().get("id") == "pump_on"
+               and m.json()["state"] == "removed"]
+    assert (event["cause"], event["ended"], event["deadline"]) == (REMOVED, None, None)
     assert_in_order_without_gap(dispatch.seqs())
 
 
@@ -339,7 +353,8 @@ async def test_an_alarm_removed_while_the_gateway_was_stopped_ends_once_at_the_n
     with Subscriber(broker.port) as dispatch:
         write(config, with_alarm(data))
         async with Gateway(load_startup(config, None, state).station, state_dir=state):
-            await until(lambda: bool(alarm_states(dispatch, "outdoor_check")), 10, "the test alarm active")
+            await until(lambda: bool(alarm_states(dispatch, "outdoor_check")) and bool(event_states(dispatch, "pump_on")),
+                        10, "the test alarm active and the test event open")
         write(config, data)
         for start in (1, 2):
             async with Gateway(load_startup(config, None, state).station, state_dir=state):
@@ -349,6 +364,8 @@ async def test_an_alarm_removed_while_the_gateway_was_stopped_ends_once_at_the_n
                             10, "the gateway online")
                 await asyncio.sleep(0.5)
         await assert_no_retained_state(broker.port, "outdoor_check")
+    assert list(event_states(dispatch, "pump_on").values()) == ["started", "removed"]
+    assert [e["id"] for e in dispatch.on(f"{TOPIC}/events/open")[-1].json()["open"]] == []
     by_seq = {a["seq"]: (a["state"], a["previous"]) for a in alarm_states(dispatch, "outdoor_check")}  # (resent
     # from the outbox at each start: nothing confirms them here)
     assert list(by_seq.values()) == [("active", "normal"), ("removed", "active")], \
