@@ -105,27 +105,33 @@ class AlarmService:
             changed = self.engine.restore(stored, now)
             if self.events is not None:
                 self.events.restore(stored_events)
-            watched = set() if self.events is None else {event.id for event in self.events.open_events}
-            configured = {record.id for record in self.engine.records}
-            gone = [record for record in stored if record.id not in configured]
-            log.info("alarm states restored", extra=kv(path=self._store_path, stored=len(stored),
-                                                       open=sum(r.state is not AlarmState.NORMAL for r in stored),
-                                                       open_events=len(stored_events),
-                                                       removed=",".join(r.id for r in gone) or "-"))
-            # Every configured alarm gets a row, so one removed while the gateway is stopped is found.
-            known = {record.id for record in stored}
-            await self._in_thread(self._store.save, [r for r in self.engine.records if r.id not in known])
+            log.info("alarm states restored", extra=kv(
+                path=self._store_path, stored=len(stored), open_events=len(stored_events),
+                open=sum(r.state not in (AlarmState.NORMAL, AlarmState.REMOVED) for r in stored)))
             self._emit(changed)
-            self._emit([removal(record, Priority.LOW, REMOVED, None, now)
-                        for record in gone if record.state is not AlarmState.REMOVED])
-            self._clear([record.id for record in gone if record.state is AlarmState.REMOVED])
-            self._emit([event.removed(now, REMOVED) for event in stored_events if event.id not in watched])
+            await self._retire(stored, stored_events, now)
         if self._publisher is not None:
             for record in self.engine.records:
                 self._publisher.publish_retained(f"alarms/{record.id}", alarm_state(self.engine.describe(record.id)))
             self._publish_open_events(self._clock())
         self._writer = asyncio.create_task(self._write_forever(), name="alarm-writer")
         return self
+
+    async def _retire(self, stored: list[AlarmRecord], stored_events: list[StationEvent], now: float) -> None:
+        """At start: end the stored alarms and open events the station file no longer declares
+        (removed while the gateway was stopped), and clear again the retained states of alarms
+        removed before. Every configured alarm gets a row (one declared again after its removal, a
+        fresh one), so one removed while the gateway is stopped is found at the next start."""
+        assert self._store is not None
+        configured = {record.id for record in self.engine.records}
+        known = {record.id for record in stored if record.state is not AlarmState.REMOVED}
+        await self._in_thread(self._store.save, [r for r in self.engine.records if r.id not in known])
+        gone = [record for record in stored if record.id not in configured]
+        self._emit([removal(record, Priority.LOW, REMOVED, None, now)
+                    for record in gone if record.state is not AlarmState.REMOVED])
+        self._clear([record.id for record in gone if record.state is AlarmState.REMOVED])
+        watched = set() if self.events is None else {event.id for event in self.events.open_events}
+        self._emit([event.removed(now, REMOVED) for event in stored_events if event.id not in watched])
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
