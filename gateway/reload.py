@@ -25,7 +25,8 @@ with the new plan, and devices that did not change are not touched: their task k
 schedule and misses no poll. Devices that share a connection (an RS-485 line) are one unit:
 when one of them is restarted, so are the others on that line, since one port cannot have two
 owners. Everything that holds station settings follows: the write path first (a writable tag the
-file removed is refused from that moment on), the alarm and event engines (rebuilt only when
+file removed is refused from that moment on; a write to a restarted device waits for it to be
+back, ``gateway.writes``), the alarm and event engines (rebuilt only when
 their rules or the devices of their tags changed, keeping every alarm's and event's state), the
 controller (as its own reload does: what it learned is kept), the latest values, the retained
 status and meta, and the telemetry filter and encoder (through the bus, ``StationReloaded``, so
@@ -47,7 +48,7 @@ from gateway.config import GatewayConfig
 from gateway.logs import kv
 from gateway.preflight import Startup, load_startup
 from gateway.protocols import build_devices, shared_key
-from gateway.samples import DeviceStatus, StationReloaded
+from gateway.samples import REMOVED, DeviceStatus, StationReloaded
 from gateway.yaml_source import ConfigError
 
 if TYPE_CHECKING:
@@ -61,8 +62,6 @@ RESTART_SECTIONS = ("station", "mqtt", "metrics")
 HOT_SECTIONS = ("devices", "groups", "alarms", "events", "report", "controller")
 """Sections a reload applies while the gateway runs."""
 RESTART_NEEDED = "restart needed (systemctl restart heatgw)"
-REMOVED = "removed: no longer in the station file"
-"""The reason of the offline status a removed device goes out with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +180,8 @@ class StationReload:
         gateway, new = self._gateway, startup.station
         old = gateway.config
         kept = {name: device for name, device in gateway.devices.items() if name not in plan.stopped}
-        gateway.writes.serve(kept)  # first: a writable tag the file removed is refused from now on
+        # First: a writable tag the file removed is refused from now on; one of a restarted device waits.
+        gateway.writes.serve(kept, restarting=[tag for name in plan.changed for tag in new.devices[name].tags])
         await gateway.stop_devices(plan.stopped)
         engine, events = gateway.engines_for(new, startup.controller)
         running = gateway.alarms

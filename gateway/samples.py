@@ -44,6 +44,11 @@ class DeviceStatus:
     reason: str = ""
 
 
+REMOVED = "removed: no longer in the station file"
+"""Why a device goes offline, or an alarm ends, when a reload took it out of the station file
+(the alarm: also a start that finds it gone)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StationReloaded:
     """The station file was reloaded (SIGHUP): a consumer that keeps per-tag settings (the

@@ -10,6 +10,11 @@ with its origin, refusals included, so "who changed the setpoint at 02:14" has a
 
 A refused or failed write is not retried here: the requester decides with fresh data. This is
 what keeps a PLC that was unreachable for an hour from receiving an hour of stale setpoints.
+
+One wait is allowed: a write to a device that a reload is restarting (``serve(restarting=...)``)
+waits for the device to be back, as long as its requester waits and ``RESTART_WAIT_S`` at most,
+then goes through every check as usual. Refusing it as an unknown tag would tell the dispatcher
+something false, and the restart takes a connection and a first poll: a second or two.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from drivers.base import DeviceBadReply, DeviceError, Quality, Reason
@@ -27,6 +32,12 @@ from gateway.logs import kv
 from gateway.samples import Value
 
 log = logging.getLogger(__name__)
+
+RESTART_WAIT_S = 10.0
+"""The longest a write waits for a device a reload restarts (its requester may give up sooner).
+Writes are serial, so this also bounds how long a reload can hold the writes queued behind it."""
+RESTART_POLL_S = 0.05
+RESTARTING = "device restarting after a reload, try again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,19 +73,26 @@ class WriteQueue:
         *,
         maxsize: int = 64,
         clock: Callable[[], float] = time.monotonic,
+        restart_wait_s: float = RESTART_WAIT_S,
     ) -> None:
         self._device_of: dict[str, Device] = {}
+        self._restarting: frozenset[str] = frozenset()
         self._last_write: dict[str, float] = {}
         self.serve(devices)
         self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize)
         self._clock = clock
+        self._restart_wait_s = restart_wait_s
 
-    def serve(self, devices: Mapping[str, Device]) -> None:
+    def serve(self, devices: Mapping[str, Device], restarting: Collection[str] = ()) -> None:
         """Write to ``devices`` from now on (a reload): a tag none of them declares is refused at
-        once, also one whose request is already queued. The minimum interval of a tag that stays
-        keeps counting from its last write."""
+        once, also one whose request is already queued, unless it is one of ``restarting`` (the
+        tags of devices the reload restarts): a write to one of those waits for a later ``serve``
+        that brings its device back. The minimum interval of a tag that stays keeps counting from
+        its last write."""
         self._device_of = {tag: device for device in devices.values() for tag in device.tags}
-        self._last_write = {tag: at for tag, at in self._last_write.items() if tag in self._device_of}
+        self._restarting = frozenset(restarting) - self._device_of.keys()
+        self._last_write = {tag: at for tag, at in self._last_write.items()
+                            if tag in self._device_of or tag in self._restarting}
 
     async def write(self, tag: str, value: Value, origin: str) -> WriteResult:
         """Queue a write and wait for its outcome."""
@@ -135,6 +153,8 @@ class WriteQueue:
         def failed(reason: str, readback: Value = None) -> WriteResult:
             return WriteResult(request.tag, request.value, request.origin, False, reason, readback)
 
+        if request.tag in self._restarting and not await self._until_back(request):
+            return failed(RESTARTING)
         try:
             device, prepared = await self._check(request.tag, request.value)
         except WriteRefused as exc:
@@ -160,6 +180,19 @@ class WriteQueue:
                                                              device.tags[request.tag].resolution()):
             return failed(f"read-back mismatch: device holds {readback.value!r}", readback.value)
         return WriteResult(request.tag, request.value, request.origin, True, "", readback.value)
+
+    async def _until_back(self, request: _Request) -> bool:
+        """Wait until the reload brought the device of ``request.tag`` back and its first attempt
+        told whether it answers (then the usual checks say what they say); False if it is not back
+        within the wait, or the requester stopped waiting."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._restart_wait_s
+        while not request.done.done() and loop.time() < deadline:
+            device = self._device_of.get(request.tag)
+            if request.tag not in self._restarting and (device is None or device.online is not None):
+                return True
+            await asyncio.sleep(RESTART_POLL_S)
+        return False
 
     async def _check(self, tag: str, value: Value) -> tuple[Device, PreparedWrite]:
         """Every check that can refuse a write, in the order a person would ask them."""

@@ -197,8 +197,8 @@ class AlarmEngine:
         changed = []
         for stored in records:
             watch = self._watches.get(stored.id)
-            if watch is None or watch is self._flood:
-                continue
+            if watch is None or watch is self._flood or stored.state is AlarmState.REMOVED:
+                continue  # (an alarm declared again after its removal starts anew)
             watch.record = stored
             if stored.state is AlarmState.SHELVED:
                 self._shelved.add(watch)

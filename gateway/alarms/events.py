@@ -43,6 +43,9 @@ class EventState(str, Enum):
     STARTED = "started"
     ESCALATED = "escalated"
     ENDED = "ended"
+    REMOVED = "removed"
+    """The last update of an open event whose rule the station file no longer declares (a reload,
+    or a start that finds it gone): the gateway stops watching it, so it has no ``ended``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,10 @@ class StationEvent:
     @property
     def duration_s(self) -> float:
         return (self.ended if self.ended is not None else self.changed) - self.started
+
+    def removed(self, now: float, why: str) -> StationEvent:
+        """This open event's last update when its rule is gone from the station file."""
+        return dataclasses.replace(self, state=EventState.REMOVED, changed=now, cause=why, deadline=None)
 
 
 @dataclass(eq=False)

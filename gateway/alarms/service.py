@@ -10,6 +10,14 @@
   station's ``seq``), and the retained states (``alarms/<id>``, and ``events/open`` for the station
   events not yet ended), published now and on every reconnection. The retained states go first,
   so a transition seen on ``events`` is never older news than the retained state.
+* **Removal**: an alarm the station file no longer declares (a reload took it out, or it went while
+  the gateway was stopped: the store still holds its row) ends with a ``removed`` transition,
+  stored and appended to the outbox like any other, so the historian has its end; only then is
+  its retained ``alarms/<id>`` cleared (an empty retained message, MQTT's way to delete one), so
+  a dashboard stops showing an alarm that no longer exists. The stored ``removed`` row makes
+  every start clear that topic again: a crash between the outbox and the clear leaves no stray.
+  An open station event whose rule is gone ends the same way (a ``removed`` update), and leaves
+  the retained ``events/open`` summary.
 * **Log**: every transition that is annunciated, one line each; during a flood the summarised
   ones go to debug, and the ``alarm_flood`` line says how many there were.
 * **Commands**: ``alarm_ack`` and ``alarm_shelve``, answered with the engine's reason when refused.
@@ -18,6 +26,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import sqlite3
@@ -31,7 +40,7 @@ from typing import TypeVar
 from gateway.alarms.engine import AlarmEngine, Transition
 from gateway.alarms.events import EventEngine, StationEvent
 from gateway.alarms.settings import Priority
-from gateway.alarms.state import AlarmRefused, AlarmState
+from gateway.alarms.state import AlarmRecord, AlarmRefused, AlarmState
 from gateway.alarms.store import AlarmStore
 from gateway.bus import Bus
 from gateway.logs import kv
@@ -39,7 +48,7 @@ from gateway.mqtt.commands import AlarmAckArgs, AlarmShelveArgs, Command, Comman
 from gateway.mqtt.outbox import AsyncOutbox
 from gateway.mqtt.payloads import alarm_state, alarm_transition, event_transition, open_events
 from gateway.mqtt.publisher import Publisher
-from gateway.samples import Value
+from gateway.samples import REMOVED, Value
 from gateway.yaml_source import ConfigError
 
 log = logging.getLogger(__name__)
@@ -92,20 +101,37 @@ class AlarmService:
             except (OSError, sqlite3.Error) as exc:
                 self._executor.shutdown(wait=False)
                 raise ConfigError([f"--state-dir: cannot open the alarm store {self._store_path}: {exc}"]) from None
-            changed = self.engine.restore(stored, self._clock())
+            now = self._clock()
+            changed = self.engine.restore(stored, now)
             if self.events is not None:
                 self.events.restore(stored_events)
-            log.info("alarm states restored", extra=kv(path=self._store_path, stored=len(stored),
-                                                       open=sum(r.state is not AlarmState.NORMAL for r in stored),
-                                                       open_events=len(stored_events)))
+            log.info("alarm states restored", extra=kv(
+                path=self._store_path, stored=len(stored), open_events=len(stored_events),
+                open=sum(r.state not in (AlarmState.NORMAL, AlarmState.REMOVED) for r in stored)))
             self._emit(changed)
+            await self._retire(stored, stored_events, now)
         if self._publisher is not None:
             for record in self.engine.records:
                 self._publisher.publish_retained(f"alarms/{record.id}", alarm_state(self.engine.describe(record.id)))
-            if self.events is not None:
-                self._publisher.publish_retained("events/open", open_events(self.events.open_events, self._clock()))
+            self._publish_open_events(self._clock())
         self._writer = asyncio.create_task(self._write_forever(), name="alarm-writer")
         return self
+
+    async def _retire(self, stored: list[AlarmRecord], stored_events: list[StationEvent], now: float) -> None:
+        """At start: end the stored alarms and open events the station file no longer declares
+        (removed while the gateway was stopped), and clear again the retained states of alarms
+        removed before. Every configured alarm gets a row (one declared again after its removal, a
+        fresh one), so one removed while the gateway is stopped is found at the next start."""
+        assert self._store is not None
+        configured = {record.id for record in self.engine.records}
+        known = {record.id for record in stored if record.state is not AlarmState.REMOVED}
+        await self._in_thread(self._store.save, [r for r in self.engine.records if r.id not in known])
+        gone = [record for record in stored if record.id not in configured]
+        self._emit([removal(record, Priority.LOW, REMOVED, None, now)
+                    for record in gone if record.state is not AlarmState.REMOVED])
+        self._clear([record.id for record in gone if record.state is AlarmState.REMOVED])
+        watched = set() if self.events is None else {event.id for event in self.events.open_events}
+        self._emit([event.removed(now, REMOVED) for event in stored_events if event.id not in watched])
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
@@ -154,20 +180,33 @@ class AlarmService:
         (either may be the running one, which then carries on untouched). A new one starts from
         the states the running one holds (an active alarm stays active, acknowledged or shelved;
         an open event stays open); alarms and events the reload removed are dropped. Called on
-        the loop between two items, so nothing is evaluated twice."""
+        the loop between two items, so nothing is evaluated twice. An alarm the reload removed
+        ends with a ``removed`` transition (see the module's docstring)."""
         now = self._clock()
         if engine is not self.engine:
+            kept = {record.id for record in engine.records}
+            gone = [self.engine.describe(record.id) for record in self.engine.records if record.id not in kept]
             self._emit(engine.restore(self.engine.records, now))
             self.engine = engine
             if self._publisher is not None:
                 for record in engine.records:
                     self._publisher.publish_retained(f"alarms/{record.id}", alarm_state(engine.describe(record.id)))
+            self._emit([removal(last.record, last.priority, last.message, last.limit, now) for last in gone])
         if events is not self.events:
-            if events is not None and self.events is not None:
-                events.restore(self.events.open_events)
+            was_open = [] if self.events is None else self.events.open_events
+            if events is not None:
+                events.restore(was_open)
+            kept = set() if events is None else {event.id for event in events.open_events}
             self.events = events
-            if events is not None and self._publisher is not None:
-                self._publisher.publish_retained("events/open", open_events(events.open_events, now))
+            self._emit([event.removed(now, REMOVED) for event in was_open if event.id not in kept])
+            self._publish_open_events(now)
+
+    def _publish_open_events(self, now: float) -> None:
+        """The retained ``events/open`` summary; without an event engine (no ``events`` section,
+        or a reload removed it) it is cleared, since nothing would keep it true."""
+        if self._publisher is not None:
+            self._publisher.publish_retained(
+                "events/open", b"" if self.events is None else open_events(self.events.open_events, now))
 
     def provide_commands(self, commands: CommandRegistry) -> None:
         """``alarm_ack`` and ``alarm_shelve`` act on this engine from now on."""
@@ -217,9 +256,11 @@ class AlarmService:
         if self._store is not None:
             await self._in_thread(self._store.save, [t.record for t in alarms], events)
         # The retained states first: whoever reacts to a transition on ``events`` by reading the
-        # retained state finds the state that transition led to, not the one before.
+        # retained state finds the state that transition led to, not the one before. (Not for an
+        # alarm the engine no longer has: a reload removed it, and its retained state is cleared.)
         if self._publisher is not None:
-            for alarm_id in dict.fromkeys(t.record.id for t in alarms):
+            configured = {record.id for record in self.engine.records}
+            for alarm_id in dict.fromkeys(t.record.id for t in alarms if t.record.id in configured):
                 self._publisher.publish_retained(f"alarms/{alarm_id}", alarm_state(self.engine.describe(alarm_id)))
             if events and self.events is not None:
                 self._publisher.publish_retained("events/open", open_events(self.events.open_events, self._clock()))
@@ -229,9 +270,25 @@ class AlarmService:
                           if isinstance(transition, Transition) else
                           functools.partial(event_transition, event=transition))
                 await self._outbox.append(encode, 0, topic=EVENTS_TOPIC)
+        # Cleared only now that the removal is stored and in the outbox: the end is on record first.
+        self._clear([t.record.id for t in alarms if t.record.state is AlarmState.REMOVED])
+
+    def _clear(self, alarm_ids: list[str]) -> None:
+        """Delete the retained state of alarms that no longer exist (an empty retained message),
+        now and on every reconnection."""
+        if self._publisher is not None:
+            for alarm_id in alarm_ids:
+                self._publisher.publish_retained(f"alarms/{alarm_id}", b"")
 
     async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+
+def removal(record: AlarmRecord, priority: Priority, message: str, limit: float | None, now: float) -> Transition:
+    """The last transition of an alarm the station file no longer declares: to ``removed``, from
+    the state it had (its priority and message when known, else ``low`` and why it went)."""
+    return Transition(dataclasses.replace(record, state=AlarmState.REMOVED, changed=now), record.state, priority,
+                      message, limit)
 
 
 def _log(transition: Transition | StationEvent) -> None:

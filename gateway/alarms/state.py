@@ -36,6 +36,10 @@ class AlarmState(str, Enum):
     SHELVED = "shelved"
     SUPPRESSED = "suppressed"
     OUT_OF_SERVICE = "out_of_service"
+    REMOVED = "removed"
+    """Never held by an engine: the last state of an alarm a reload or a start found gone from the
+    station file, published through the outbox and stored, so its end is on record
+    (``gateway.alarms.service``)."""
 
 
 OPEN_STATES = frozenset({AlarmState.ACTIVE, AlarmState.ACKNOWLEDGED, AlarmState.RETURNED})

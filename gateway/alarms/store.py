@@ -4,7 +4,8 @@ acknowledged one again, and an interruption that began before it keeps its start
 SQLite in the state directory (``alarms-<station>.sqlite``), one row per alarm, written in one
 synced transaction per group of transitions: a crash leaves the states before or after that group,
 never half of it. The rows are the records of ``gateway.alarms.state`` as JSON; an alarm removed
-from the configuration keeps its row (harmless, and back if the alarm is declared again).
+from the configuration keeps its row, in state ``removed``: every start clears its retained MQTT
+state again (``gateway.alarms.service``), and an alarm declared again starts anew.
 
 The store is written *before* the transitions go to the outbox: a crash between the two loses the
 transition message (the retained state published at the next connection still tells the truth),
@@ -72,14 +73,14 @@ class AlarmStore:
         return events
 
     def save(self, records: Iterable[AlarmRecord], events: Iterable[StationEvent] = ()) -> None:
-        """Store these alarm records and event updates (an ended event is forgotten) in one synced
-        transaction."""
+        """Store these alarm records and event updates (an ended or removed event is forgotten) in
+        one synced transaction."""
         rows = [(record.id, json.dumps(_plain(record), ensure_ascii=False)) for record in records]
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.executemany("INSERT OR REPLACE INTO alarm_state (id, record) VALUES (?, ?)", rows)
             for event in events:
-                if event.state is EventState.ENDED:
+                if event.state in (EventState.ENDED, EventState.REMOVED):
                     self._db.execute("DELETE FROM open_event WHERE id = ?", (event.id,))
                 else:
                     self._db.execute("INSERT OR REPLACE INTO open_event (id, event) VALUES (?, ?)",

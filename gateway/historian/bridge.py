@@ -70,6 +70,7 @@ from gateway.historian.schema import (
     parse_peer_report,
     parse_topic,
     printable,
+    retained_clear,
 )
 from gateway.historian.quarantine import Quarantine
 from gateway.historian.sequence import Gap, SequenceTracker, StationSequence, Verdict
@@ -583,6 +584,10 @@ class Bridge:
         topic = parse_topic(self._prefix, item.topic)
         if topic is None or topic.kind is Kind.META:
             self._invalid(item, f"unexpected topic {item.topic!r}", "?", batch)
+            return
+        if retained_clear(topic, item.payload):
+            log.debug("retained state cleared by its station; nothing to store", extra=kv(topic=printable(item.topic)))
+            batch.messages.append(item)
             return
         station = topic.station
         if station in self._parked or (

@@ -78,6 +78,7 @@ STATE_CODES = {
     "acknowledged": 2, "acked": 2,
     "escalated": 1,  # a station event still open, past a deadline (``escalation_h`` says which)
     "returned": 3, "shelved": 4, "suppressed": 5, "out_of_service": 6,  # the gateway's other alarm states
+    "removed": 7,  # an alarm's last message: the station file no longer declares it
 }
 """Alarm and event ``state`` words -> a number, so the state survives a numbers-only database."""
 
@@ -197,6 +198,14 @@ def parse_topic(prefix: str, topic: str) -> Topic | None:
         kind = {"alarms": Kind.ALARM, "events": Kind.EVENT}.get(parts[1])
         return Topic(kind, parts[0], parts[2]) if kind is not None else None
     return None
+
+
+def retained_clear(topic: Topic, payload: bytes) -> bool:
+    """An empty message on a retained per-item topic (``alarms/<id>``, ``events/<id>``): a
+    station deleting the retained state of an alarm that no longer exists (MQTT's way to delete
+    one). Nothing to store and no contract violation: the alarm's end came before it, as its
+    ``removed`` transition on ``events``."""
+    return not payload and topic.kind in (Kind.ALARM, Kind.EVENT) and bool(topic.item)
 
 
 @dataclass(frozen=True, slots=True)

@@ -261,7 +261,7 @@ DEVICE_REASON = CodeTable("reason", {"none": 0, "timeout": 1, "connection_lost":
                                      "removed": 9},
                           {"": "none"}, before_colon=True)
 """Why a device went offline: the poller's reason (``drivers.base.Reason``), its detail left out,
-or ``removed`` when a reload took it out of the station file (``gateway.reload.REMOVED``)."""
+or ``removed`` when a reload took it out of the station file (``gateway.samples.REMOVED``)."""
 
 
 # -- end-to-end delivery: the historian's confirmation and its replay requests ----------------------

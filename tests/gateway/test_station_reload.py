@@ -271,3 +271,125 @@ def test_a_plan_restarts_a_device_whose_write_limits_changed_and_leaves_the_othe
     assert plan.changed == {"plc": "tags changed supply_setpoint"}
     assert (plan.added, plan.removed, plan.tags_added, plan.tags_removed) == ((), (), (), ())
     assert plan.sections == ("devices",) and not plan.restart_only
+
+
+ALWAYS_ACTIVE = {"kind": "threshold", "tag": "outdoor_temp", "level": "h", "limit": -100, "deadband": 1,
+                 "priority": "low", "message": "outdoor above -100 °C (a test alarm, active at once)"}
+
+
+def with_alarm(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with an alarm active at once, and a station event open at once (a "trip" on the
+    running pump)."""
+    new = copy.deepcopy(data)
+    new["alarms"]["definitions"]["outdoor_check"] = ALWAYS_ACTIVE
+    new["events"]["trips"]["pump_on"] = "pump_running"
+    return new
+
+
+def event_states(dispatch: Subscriber, event: str) -> dict[int, str]:
+    """seq -> state of every update of station event ``event`` on the events stream."""
+    return {m.json()["seq"]: m.json()["state"] for m in dispatch.on(f"{TOPIC}/events")
+            if m.json().get("kind") == "event" and m.json()["id"] == event}
+
+
+def alarm_states(dispatch: Subscriber, alarm: str) -> list[dict[str, Any]]:
+    """The transitions of ``alarm`` on the events stream, in arrival order."""
+    return [m.json() for m in dispatch.on(f"{TOPIC}/events") if m.json().get("kind") == "alarm"
+            and m.json()["id"] == alarm]
+
+
+def retained(dispatch: Subscriber, alarm: str) -> list[bytes]:
+    return [m.payload for m in dispatch.on(f"{TOPIC}/alarms/{alarm}")]
+
+
+async def assert_no_retained_state(port: int, alarm: str, *topics: str) -> None:
+    """A dashboard subscribing now gets the other alarms' retained states and none for ``alarm``
+    (nor on ``topics``)."""
+    with Subscriber(port) as late:
+        await until(lambda: bool(retained(late, "pump_trip")), 10, "the retained alarm states")
+        await asyncio.sleep(0.5)
+    assert retained(late, alarm) == []
+    for topic in topics:
+        assert late.on(f"{TOPIC}/{topic}") == [], topic
+
+
+async def test_an_alarm_the_reload_removed_ends_as_removed_on_events_then_its_retained_state_is_cleared(
+        tmp_path: Path, station_server: StationModbusServer, broker: Mosquitto) -> None:  # noqa: F811
+    config, state = tmp_path / "station.yaml", tmp_path / "state"
+    data = with_alarm(station(station_server.port, broker.port))
+    write(config, data)
+    startup = load_startup(config, None, state)
+    with Subscriber(broker.port) as dispatch:
+        async with Gateway(startup.station, state_dir=state) as gateway:
+            await until(lambda: [a["state"] for a in alarm_states(dispatch, "outdoor_check")] == ["active"]
+                        and bool(retained(dispatch, "outdoor_check")), 10, "the test alarm active")
+            await until(lambda: dispatch.on(f"{TOPIC}/events/open")[-1].json()["count"] == 1, 10, "the test event open")
+            without = station(station_server.port, broker.port)
+            del without["events"]  # the station events too: their retained summary has no owner any more
+            write(config, without)
+            assert await StationReload(gateway, config, None, state, startup)() is None
+            await until(lambda: len(alarm_states(dispatch, "outdoor_check")) == 2
+                        and retained(dispatch, "outdoor_check")[-1] == b"", 10, "the removal and the clear")
+            assert "outdoor_check" not in {record.id for record in gateway.alarms.engine.records}
+            await until(lambda: list(event_states(dispatch, "pump_on").values()) == ["started", "removed"], 10,
+                        "the open event's removal")
+            assert dispatch.on(f"{TOPIC}/events/open")[-1].payload == b""
+        await assert_no_retained_state(broker.port, "outdoor_check", "events/open")
+    removal = alarm_states(dispatch, "outdoor_check")[-1]
+    assert (removal["state"], removal["previous"], removal["priority"]) == ("removed", "active", "low")
+    assert removal["message"] == ALWAYS_ACTIVE["message"]
+    states = [json.loads(payload)["state"] if payload else "" for payload in retained(dispatch, "outdoor_check")]
+    assert states[-2:] == ["active", ""], states
+    [event] = [m.json() for m in dispatch.on(f"{TOPIC}/events") if m.json().get("id") == "pump_on"
+               and m.json()["state"] == "removed"]
+    assert (event["cause"], event["ended"], event["deadline"]) == (REMOVED, None, None)
+    assert_in_order_without_gap(dispatch.seqs())
+
+
+async def test_an_alarm_removed_while_the_gateway_was_stopped_ends_once_at_the_next_start_and_stays_cleared(
+        tmp_path: Path, station_server: StationModbusServer, broker: Mosquitto) -> None:  # noqa: F811
+    config, state = tmp_path / "station.yaml", tmp_path / "state"
+    data = station(station_server.port, broker.port)
+    with Subscriber(broker.port) as dispatch:
+        write(config, with_alarm(data))
+        async with Gateway(load_startup(config, None, state).station, state_dir=state):
+            await until(lambda: bool(alarm_states(dispatch, "outdoor_check")) and bool(event_states(dispatch, "pump_on")),
+                        10, "the test alarm active and the test event open")
+        write(config, data)
+        for start in (1, 2):
+            async with Gateway(load_startup(config, None, state).station, state_dir=state):
+                await until(lambda n=start: retained(dispatch, "outdoor_check").count(b"") == n, 10,
+                            f"the retained state cleared at start {start}")
+                await until(lambda n=start: len([s for s in dispatch.statuses() if s["state"] == "online"]) == n + 1,
+                            10, "the gateway online")
+                await asyncio.sleep(0.5)
+        await assert_no_retained_state(broker.port, "outdoor_check")
+    assert list(event_states(dispatch, "pump_on").values()) == ["started", "removed"]
+    assert [e["id"] for e in dispatch.on(f"{TOPIC}/events/open")[-1].json()["open"]] == []
+    by_seq = {a["seq"]: (a["state"], a["previous"]) for a in alarm_states(dispatch, "outdoor_check")}  # (resent
+    # from the outbox at each start: nothing confirms them here)
+    assert list(by_seq.values()) == [("active", "normal"), ("removed", "active")], \
+        "removed once: the second start only clears again"
+    assert_in_order_without_gap(dispatch.seqs())
+
+
+async def test_a_write_to_a_device_the_reload_is_restarting_waits_for_it_and_is_made(
+        tmp_path: Path, station_server: StationModbusServer, broker: Mosquitto) -> None:  # noqa: F811
+    config, state = tmp_path / "station.yaml", tmp_path / "state"
+    data = station(station_server.port, broker.port)
+    write(config, data)
+    startup = load_startup(config, None, state)
+    lowered = copy.deepcopy(data)
+    lowered["devices"]["plc"]["tags"]["pump_frequency_setpoint"]["writable"]["max"] = 49  # restarts the plc
+    async with Gateway(startup.station, state_dir=state) as gateway:
+        await until(lambda: gateway.devices["plc"].online is True, 10, "the plc online")
+        before = gateway.devices["plc"]
+        write(config, lowered)
+        reload = asyncio.create_task(StationReload(gateway, config, None, state, startup)())
+        async with asyncio.timeout(10):
+            while "plc" in gateway.devices:  # the old plc stopped, the new one not started yet
+                await asyncio.sleep(0)
+        written = await gateway.writes.write("pump_frequency_setpoint", 44.0, "dispatch/test")
+        assert await reload is None
+        assert gateway.devices["plc"] is not before
+    assert (written.accepted, written.reason, written.readback) == (True, "", 44.0)

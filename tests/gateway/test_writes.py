@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
 from gateway.acquisition.device import PreparedWrite
 from gateway.app import Gateway
-from gateway.writes import WriteQueue
+from gateway.writes import RESTARTING, WriteQueue
 from sim.modbus_server import StationModbusServer
 from tests.gateway.conftest import Recorder, station_config
 
@@ -96,3 +97,21 @@ async def test_a_gateway_task_that_dies_anyway_is_logged_at_error(
     assert len(errors) == 1, errors
     assert errors[0].fields == {"task": "writes"}  # type: ignore[attr-defined]
     assert errors[0].exc_info is not None and "write queue defect" in str(errors[0].exc_info[1])
+
+
+async def test_a_write_to_a_device_a_reload_restarts_that_never_comes_back_is_refused_as_restarting_in_time() -> None:
+    queue = WriteQueue({}, restart_wait_s=0.3)
+    queue.serve({}, restarting=["supply_setpoint"])
+    runner = asyncio.create_task(queue.run())
+    started = time.monotonic()
+    result = await asyncio.wait_for(queue.write("supply_setpoint", 60.0, origin="dispatch/test"), 5)
+    waited = time.monotonic() - started
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    assert (result.accepted, result.reason) == (False, RESTARTING)
+    assert 0.3 <= waited < 1.0
+    unknown = WriteQueue({})
+    runner = asyncio.create_task(unknown.run())
+    assert (await unknown.write("supply_setpoint", 60.0, origin="dispatch/test")).reason == "unknown tag 'supply_setpoint'"
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
