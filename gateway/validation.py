@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gateway.yaml_source import ConfigError, Path_, YamlDocument
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
 
 
 def validate_document(document: YamlDocument, model: type[ModelT]) -> ModelT:
@@ -24,8 +25,17 @@ def validate_document(document: YamlDocument, model: type[ModelT]) -> ModelT:
         raise ConfigError([_describe(document, error) for error in exc.errors()]) from None
 
 
-def _describe(document: YamlDocument, error: Any) -> str:
-    loc = tuple(error["loc"])
+def validate_part(document: YamlDocument, path: Path_, value: Any, adapter: TypeAdapter[T]) -> T:
+    """Validate ``value``, found at ``path`` in the document, with ``adapter``; ConfigError as
+    ``validate_document`` gives, the fields named from the document's root."""
+    try:
+        return adapter.validate_python(value, context={"source": document.path})
+    except ValidationError as exc:
+        raise ConfigError([_describe(document, error, path) for error in exc.errors()]) from None
+
+
+def _describe(document: YamlDocument, error: Any, prefix: Path_ = ()) -> str:
+    loc = (*prefix, *error["loc"])
     if error["type"] == "union_tag_invalid":
         # Pydantic reports an unknown tag of a tagged union at the union itself; the person
         # needs the key holding the tag, e.g. ``protocol``.

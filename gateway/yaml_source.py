@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,9 @@ class YamlDocument:
     data: Any
     value_locations: dict[Path_, Location]
     key_locations: dict[Path_, Location]
+    origin: Callable[[Path_], Path_] | None = None
+    """Where a path of ``data`` was written in the file, when ``data`` was rewritten after parsing
+    (a device's tags that its template declares are written once, in the template)."""
 
     def locate(self, path: Path_) -> Location:
         """Best location for ``path``: the key if present, else the value, else the nearest parent.
@@ -104,6 +108,8 @@ class YamlDocument:
 
     def error(self, path: Path_, message: str) -> str:
         """Format one problem as ``file:line:col: dotted.field: message``."""
+        if self.origin is not None:
+            path = self.origin(path)
         where = self.locate(path)
         field = format_field_path(path) or "(document)"
         return f"{self.path}:{where.line}:{where.column}: {field}: {message}"
