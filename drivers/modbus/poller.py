@@ -105,7 +105,7 @@ class DevicePoller:
         self._rng = rng or random.Random()
         self.raw_observer: Callable[[ReadBlock, list[int] | list[bool]], None] | None = None
         """Shown every block's raw answer before it is decoded (``heatgw read``); None in service."""
-        self.tags: dict[str, TagConfig] = dict(device.tags)
+        self.tags: Mapping[str, TagConfig] = device.tags  # the frozen configuration's own, not a copy per device
         self.points: dict[str, Point] = {tag: to_point(tag, cfg, device) for tag, cfg in device.tags.items()}
         self._groups = [
             _Group(group, groups[group].interval_s, plan_reads(

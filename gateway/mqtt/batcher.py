@@ -49,7 +49,9 @@ def report_filter(config: GatewayConfig, settings: MqttSettings) -> ReportFilter
     """The filter for a station: each tag's deadband, and how long its samples may normally pause
     (twice its poll interval plus its device's full timeout, as for a stale value)."""
     silence = config.max_silence_s()
-    policies = {tag: TagPolicy(cfg.deadband, silence[tag]) for tag, (_device, cfg) in config.tags().items()}
+    shared: dict[TagPolicy, TagPolicy] = {}  # one object per distinct policy, not one per tag
+    policies = {tag: shared.setdefault(policy, policy) for tag, (_device, cfg) in config.tags().items()
+                for policy in (TagPolicy(cfg.deadband, silence[tag]),)}
     return ReportFilter(policies, settings.integrity_interval_s)
 
 
