@@ -1,6 +1,8 @@
 """End-to-end latency benchmark: from a register's change in the PLC to the broker (not run in CI).
 
-Run: ``.venv/bin/python bench/latency.py --devices 10 50 100 --runs 3``.
+Run: ``.venv/bin/python bench/latency.py --devices 10 50 100 --runs 3``; old and new side by side,
+run by run in turn: ``--roots /path/to/main .``; the concentrator case: ``--devices 1000 --interval
+10 --ports 4 --template --warmup 20 --seconds 60``.
 
 What is measured, and why it is built this way:
 
@@ -20,6 +22,13 @@ What is measured, and why it is built this way:
   on its own thread in this process, timestamping each message as it arrives.
 * "First value" is the time from starting the gateway process to the first telemetry message
   at the broker: start-up, configuration, connecting and planning included.
+* The concentrator case (``--ports K``): K servers answer every unit id, and device n is unit
+  ``n // K + 1`` behind port ``n % K`` (PLCs behind a few serial-to-Ethernet gateways), each
+  device still on its own connection. ``--template`` writes the tag list once (``templates:``).
+* "Values published / due": values read in the whole seconds of the window (their read time in
+  the payload), over devices x tags x polls due in it. "Poll late": per device, how far each poll
+  (its time tag's read time) lies behind its slot, the slots being the device's grid of one per
+  interval placed at its earliest poll (a poll that overran skips slots, as the poller does).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from gateway.config_base import validation_context
 from gateway.yaml_source import ConfigError, Path_, YamlDocument
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -20,7 +21,7 @@ T = TypeVar("T")
 def validate_document(document: YamlDocument, model: type[ModelT]) -> ModelT:
     """Validate parsed YAML against ``model``; raise ConfigError with one line per problem."""
     try:
-        return model.model_validate(document.data, context={"source": document.path})
+        return model.model_validate(document.data, context=validation_context(document.path))
     except ValidationError as exc:
         raise ConfigError([_describe(document, error) for error in exc.errors()]) from None
 
@@ -29,7 +30,7 @@ def validate_part(document: YamlDocument, path: Path_, value: Any, adapter: Type
     """Validate ``value``, found at ``path`` in the document, with ``adapter``; ConfigError as
     ``validate_document`` gives, the fields named from the document's root."""
     try:
-        return adapter.validate_python(value, context={"source": document.path})
+        return adapter.validate_python(value, context=validation_context(document.path))
     except ValidationError as exc:
         raise ConfigError([_describe(document, error, path) for error in exc.errors()]) from None
 

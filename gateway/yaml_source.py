@@ -82,11 +82,11 @@ class UnreadableFile(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class YamlDocument:
-    """Parsed YAML data plus the location of every mapping key and value in it."""
+    """Parsed YAML data plus the location of every mapping key, and of every value that has no key."""
 
     path: Path
     data: Any
-    value_locations: dict[Path_, Location]
+    value_locations: dict[Path_, Location]  # of the values that have no key: the document, list items
     key_locations: dict[Path_, Location]
     origin: Callable[[Path_], Path_] | None = None
     """Where a path of ``data`` was written in the file, when ``data`` was rewritten after parsing
@@ -413,8 +413,9 @@ class _Walk:
         field = format_field_path(path) or "(document)"
         self.problems.append(f"{self.file}:{where.line}:{where.column}: {field}: {message}")
 
-    def value(self, node: Node, path: Path_) -> Any:
-        self.values[path] = _mark(node)
+    def value(self, node: Node, path: Path_, keyed: bool = False) -> Any:
+        if not keyed:  # a mapping's value is located at its key (``locate``): only the root and list items
+            self.values[path] = _mark(node)  # need their own, and a big station has tens of thousands of keys
         if isinstance(node, MappingNode):
             if node.tag != MAP_TAG:
                 self._problem(node, path, f"unsupported tag {node.tag} (only plain mappings, lists and values)")
@@ -479,7 +480,7 @@ class _Walk:
                 continue
             seen[key] = _mark(key_node)
             self.keys[child] = _mark(key_node)
-            result[key] = self.value(value_node, child)
+            result[key] = self.value(value_node, child, keyed=True)
         return result
 
 

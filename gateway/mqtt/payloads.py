@@ -60,7 +60,9 @@ class TelemetryEncoder:
 
     @classmethod
     def for_config(cls, config: GatewayConfig) -> TelemetryEncoder:
-        return cls({tag: resolution(cfg) for tag, (_device, cfg) in config.tags().items()})
+        known: dict[int, int] = {}  # id of a tag definition -> its resolution: a template's tags are shared
+        return cls({tag: known[id(cfg)] if id(cfg) in known else known.setdefault(id(cfg), resolution(cfg))
+                    for tag, (_device, cfg) in config.tags().items()})
 
     def text(self, tag: str, value: Value) -> str:
         """``value`` as JSON, rounded to the tag's resolution; NaN and infinities become null."""

@@ -142,3 +142,9 @@ def test_a_templated_tag_name_taken_by_another_device_is_refused_at_the_other_de
     found = problems(tmp_path, text)
     assert found == ["28:7: devices.plc.tags.s001_energy: tag name already used on device 's001'; tag names must "
                      "be unique"]
+
+
+def test_equal_tag_definitions_written_out_on_two_devices_are_one_object_too(tmp_path: Path) -> None:
+    config = load(tmp_path, WRITTEN_OUT)
+    assert config.devices["s001"].tags["s001_supply_temp"] is config.devices["s002"].tags["s002_supply_temp"]
+    assert config.devices["s001"].tags["s001_energy"] != config.devices["s002"].tags["s002_energy"]
