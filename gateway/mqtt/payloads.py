@@ -35,9 +35,23 @@ def _dumps(payload: object) -> bytes:
 
 
 def config_hash(config: GatewayConfig) -> str:
-    """``sha256:<hex>`` of the canonical configuration (sorted keys), shown in status and meta."""
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    """``sha256:<hex>`` of the canonical configuration (sorted keys), shown in status and meta.
+
+    The canonical text is hashed device by device, so it never exists whole: at a thousand devices
+    the whole dump was tens of MB at start, memory the process then kept. The bytes hashed are
+    those of ``json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))``.
+    """
+    digest = hashlib.sha256()
+    placeholder = "\0devices\0"
+    rest = json.dumps({**config.model_dump(mode="json", exclude={"devices"}), "devices": placeholder},
+                      sort_keys=True, separators=(",", ":"))
+    before, after = rest.split(json.dumps(placeholder))
+    digest.update(before.encode() + b"{")
+    for index, name in enumerate(sorted(config.devices)):
+        device = json.dumps(config.devices[name].model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        digest.update(("," if index else "").encode() + json.dumps(name).encode() + b":" + device.encode())
+    digest.update(b"}" + after.encode())
+    return "sha256:" + digest.hexdigest()
 
 
 def resolution(tag: TagBase) -> int:
