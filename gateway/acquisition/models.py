@@ -99,7 +99,10 @@ class DeviceConfigBase(StrictTagged, ABC):
         shared = info.context.get(SHARED) if isinstance(info.context, dict) else None
         if shared is None:
             return tags
-        return {name: shared.setdefault(tag, tag) for name, tag in tags.items()}
+        try:
+            return {name: shared.setdefault(tag, tag) for name, tag in tags.items()}
+        except TypeError:  # a tag model with a list or dict field cannot be hashed: it is not shared
+            return tags
 
     @abstractmethod
     def answer_budget_s(self) -> float:
