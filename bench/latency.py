@@ -1,6 +1,8 @@
 """End-to-end latency benchmark: from a register's change in the PLC to the broker (not run in CI).
 
-Run: ``.venv/bin/python bench/latency.py --devices 10 50 100 --runs 3``.
+Run: ``.venv/bin/python bench/latency.py --devices 10 50 100 --runs 3``; old and new side by side,
+run by run in turn: ``--roots /path/to/main .``; the concentrator case: ``--devices 1000 --interval
+10 --ports 4 --template --warmup 20 --seconds 60``.
 
 What is measured, and why it is built this way:
 
@@ -20,6 +22,13 @@ What is measured, and why it is built this way:
   on its own thread in this process, timestamping each message as it arrives.
 * "First value" is the time from starting the gateway process to the first telemetry message
   at the broker: start-up, configuration, connecting and planning included.
+* The concentrator case (``--ports K``): K servers answer every unit id, and device n is unit
+  ``n // K + 1`` behind port ``n % K`` (PLCs behind a few serial-to-Ethernet gateways), each
+  device still on its own connection. ``--template`` writes the tag list once (``templates:``).
+* "Values published / due": values read in the whole seconds of the window (their read time in
+  the payload), over devices x tags x polls due in it. "Poll late": per device, how far each poll
+  (its time tag's read time) lies behind its slot, the slots being the device's grid of one per
+  interval placed at its earliest poll (a poll that overran skips slots, as the poller does).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import signal
@@ -39,7 +49,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +78,8 @@ def tick_registers(tick: int) -> list[int]:
 
 
 async def serve(devices: int) -> None:
-    """``--serve``: ``devices`` servers, each with a lazily refreshed table; stop at EOF on stdin."""
+    """``--serve``: ``devices`` servers (each answering every unit id), each with a lazily
+    refreshed table; stop at EOF on stdin."""
     import logging
 
     from pymodbus.server import ModbusTcpServer
@@ -126,25 +138,40 @@ def server_process(devices: int) -> Iterator[list[int]]:
 # --- the gateway under test --------------------------------------------------------------------------
 
 
-def station_file(directory: Path, plc_ports: list[int], mqtt_port: int, interval_s: float, tags_per_device: int,
-                 batch_max_age_s: float | None) -> Path:
-    """D devices of ``tags_per_device`` tags (one float64 time + uint16s) polled every ``interval_s``."""
+def addresses(devices: int, plc_ports: list[int]) -> list[tuple[int, int]]:
+    """``(port, unit id)`` of each of D devices: one port each when there are as many ports,
+    else up to 250 unit ids behind each port (a concentrator reaching PLCs through gateways)."""
+    if len(plc_ports) == devices:
+        return [(port, 1) for port in plc_ports]
+    return [(plc_ports[index % len(plc_ports)], index // len(plc_ports) + 1) for index in range(devices)]
+
+
+def station_file(directory: Path, devices: list[tuple[int, int]], mqtt_port: int, interval_s: float,
+                 tags_per_device: int, batch_max_age_s: float | None, template: bool = False) -> Path:
+    """D devices of ``tags_per_device`` tags (one float64 time + uint16s) polled every ``interval_s``;
+    with ``template`` the tags are written once, in a device template (``p<n>`` publishes
+    ``p<n>_t_ms``, ``p<n>_r4``, ..., as without it)."""
     tags: dict[str, Any] = {"t_ms": {"function": "holding", "address": 0, "type": "float64", "group": "poll"}}
     tags.update({f"r{address}": {"function": "holding", "address": address, "group": "poll"}
                  for address in range(TIME_REGISTERS, TIME_REGISTERS + tags_per_device - 1)})
     mqtt_section: dict[str, Any] = {"host": HOST, "port": mqtt_port, "topic_prefix": PREFIX}
     if batch_max_age_s is not None:
         mqtt_section["batch_max_age_s"] = batch_max_age_s
-    data = {
+    data: dict[str, Any] = {
         "station": {"id": STATION, "name": "latency bench"},
         "groups": {"poll": {"interval_s": interval_s}},
-        "devices": {f"plc{number}": {
-            "protocol": "modbus_tcp", "host": HOST, "port": port,
+    }
+    if template:
+        data["templates"] = {"plc": {"protocol": "modbus_tcp", "tags": tags}}
+        data["devices"] = {f"p{number}": {"template": "plc", "host": HOST, "port": port, "unit_id": unit}
+                           for number, (port, unit) in enumerate(devices, start=1)}
+    else:
+        data["devices"] = {f"plc{number}": {
+            "protocol": "modbus_tcp", "host": HOST, "port": port, "unit_id": unit,
             # tag names are unique per station: the n-th PLC publishes p<n>_t_ms, p<n>_r4, ...
             "tags": {f"p{number}_{name}": tag for name, tag in tags.items()},
-        } for number, port in enumerate(plc_ports, start=1)},
-        "mqtt": mqtt_section,
-    }
+        } for number, (port, unit) in enumerate(devices, start=1)}
+    data["mqtt"] = mqtt_section
     path = directory / "station.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -152,13 +179,16 @@ def station_file(directory: Path, plc_ports: list[int], mqtt_port: int, interval
 
 @dataclass
 class Arrivals:
-    """What the subscriber saw: per message its arrival time, values and change-time latencies."""
+    """What the subscriber saw: per message its arrival time, values and change-time latencies,
+    and per value the second it was read in and per poll the device and read time."""
 
     lock: threading.Lock
     first_at: float | None = None
-    values: list[tuple[float, int]] | None = None  # (arrival, samples in the message), one per message
-    latencies: list[tuple[float, float]] | None = None  # (arrival, arrival - change time)
-    paths: list[tuple[float, float]] | None = None  # (arrival, arrival - read time): the gateway's own part
+    values: list[tuple[float, int]] = field(default_factory=list)  # (arrival, samples in the message)
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (arrival, arrival - change time)
+    paths: list[tuple[float, float]] = field(default_factory=list)  # (arrival, arrival - read time)
+    read_per_second: Counter[int] = field(default_factory=Counter)  # values by the second they were read in
+    polls: dict[str, list[float]] = field(default_factory=dict)  # device -> read times of its time tag
 
     def on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         arrived = time.time()
@@ -167,17 +197,19 @@ class Arrivals:
         with self.lock:
             if self.first_at is None:
                 self.first_at = arrived
-            assert self.values is not None and self.latencies is not None and self.paths is not None
             self.values.append((arrived, len(samples)))
             for tag, value, dt_ms, quality, *_ in samples:
+                read_at = t0 + dt_ms / 1000.0
+                self.read_per_second[int(read_at)] += 1
                 if tag.endswith("_t_ms") and quality == "g" and isinstance(value, int | float):
                     self.latencies.append((arrived, arrived - value / 1000.0))
-                    self.paths.append((arrived, arrived - (t0 + dt_ms / 1000.0)))
+                    self.paths.append((arrived, arrived - read_at))
+                    self.polls.setdefault(tag, []).append(read_at)
 
 
 @contextmanager
 def subscriber(port: int) -> Iterator[Arrivals]:
-    arrivals = Arrivals(threading.Lock(), values=[], latencies=[], paths=[])
+    arrivals = Arrivals(threading.Lock())
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="latency-bench")
     client.on_message = arrivals.on_message
     client.connect(HOST, port)
@@ -201,6 +233,15 @@ def tree_cpu_s(process: psutil.Process) -> float:
     return total
 
 
+def lateness(reads: list[float], interval_s: float) -> list[float]:
+    """How late each poll was past its slot, seen from outside: the slots are the device's grid
+    (one every ``interval_s``), placed at its earliest poll; a poll that overran skips slots."""
+    first = reads[0]
+    slots = [round((read - first) / interval_s) for read in reads]
+    base = min(read - slot * interval_s for read, slot in zip(reads, slots, strict=True))
+    return [read - slot * interval_s - base for read, slot in zip(reads, slots, strict=True)]
+
+
 @dataclass(frozen=True)
 class RunResult:
     devices: int
@@ -213,41 +254,50 @@ class RunResult:
     path_p99_ms: float
     rss_mb: float
     first_value_s: float
+    read_share: float  # values read in the window and published, over the values due in it
+    late_p99_s: float
+    late_max_s: float
 
 
 def one_run(devices: int, interval_s: float, tags: int, warmup_s: float, seconds: float,
-            batch_max_age_s: float | None) -> RunResult:
+            batch_max_age_s: float | None, ports: int | None, template: bool, root: Path) -> RunResult:
     from gateway.devstack import Mosquitto, stop_process
 
-    with tempfile.TemporaryDirectory(prefix="heatgw-latency-") as work, server_process(devices) as plc_ports:
+    with tempfile.TemporaryDirectory(prefix="heatgw-latency-") as work, server_process(ports or devices) as plc_ports:
         directory = Path(work)
         broker = Mosquitto(directory / "mosquitto", ["allow_anonymous true",
                                                      *(["user root"] if os.geteuid() == 0 else [])])
         broker.start()
         gateway: subprocess.Popen[bytes] | None = None
         try:
-            station = station_file(directory, plc_ports, broker.port, interval_s, tags, batch_max_age_s)
+            station = station_file(directory, addresses(devices, plc_ports), broker.port, interval_s, tags,
+                                   batch_max_age_s, template)
             with subscriber(broker.port) as arrivals:
                 log = (directory / "gateway.log").open("wb")
                 started = time.time()
                 gateway = subprocess.Popen([sys.executable, "-m", "gateway", "--log-level", "warning", "run",
                                             "--config", str(station), "--state-dir", str(directory / "state")],
-                                           stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=ROOT,
+                                           stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root,
                                            start_new_session=True)
                 measured = psutil.Process(gateway.pid)
-                time.sleep(warmup_s)
+                time.sleep(max(0.0, math.ceil(started + warmup_s) - time.time()))  # whole seconds: see read_per_second
                 if gateway.poll() is not None:
                     raise RuntimeError(f"the gateway exited: {(directory / 'gateway.log').read_text()[-2000:]}")
                 window_start, cpu_start = time.time(), tree_cpu_s(measured)
                 time.sleep(seconds)
                 window_end, cpu_end = time.time(), tree_cpu_s(measured)
                 rss = sum(member.memory_info().rss for member in [measured, *measured.children(recursive=True)])
+                time.sleep(min(interval_s, 5.0))  # values read in the window may still be on their way
                 with arrivals.lock:
-                    assert arrivals.values is not None and arrivals.latencies is not None
                     in_window = [n for at, n in arrivals.values if window_start <= at < window_end]
                     values, messages = sum(in_window), len(in_window)
                     latencies = sorted(lag for at, lag in arrivals.latencies if window_start <= at < window_end)
                     paths = sorted(lag for at, lag in arrivals.paths if window_start <= at < window_end)
+                    first_second, last_second = int(window_start), int(window_start) + round(seconds)
+                    read = sum(arrivals.read_per_second[second] for second in range(first_second, last_second))
+                    late = sorted(lag for reads in arrivals.polls.values()
+                                  for lag, at in zip(lateness(reads, interval_s), reads, strict=True)
+                                  if first_second <= at < last_second)
                     first = arrivals.first_at
         finally:
             if gateway is not None:
@@ -258,9 +308,11 @@ def one_run(devices: int, interval_s: float, tags: int, warmup_s: float, seconds
         raise RuntimeError("no telemetry arrived in the measured window")
     cpu_s = cpu_end - cpu_start
     span = window_end - window_start
+    due = devices * tags * round(seconds) / interval_s
     return RunResult(devices, values / span, messages / span, 100 * cpu_s / span, cpu_s / max(values, 1) * 1000,
                      1000 * percentile(latencies, 0.5), 1000 * percentile(latencies, 0.99),
-                     1000 * percentile(paths, 0.99), rss / 1e6, first - started)
+                     1000 * percentile(paths, 0.99), rss / 1e6, first - started, read / due,
+                     percentile(late, 0.99), late[-1])
 
 
 def percentile(ordered: list[float], share: float) -> float:
@@ -268,12 +320,8 @@ def percentile(ordered: list[float], share: float) -> float:
 
 
 def median_of(results: list[RunResult]) -> RunResult:
-    def med(name: str) -> float:
-        return statistics.median(getattr(result, name) for result in results)
-
-    return RunResult(results[0].devices, med("values_per_s"), med("messages_per_s"), med("cpu_pct"),
-                     med("cpu_s_per_1000"), med("p50_ms"), med("p99_ms"), med("path_p99_ms"), med("rss_mb"),
-                     med("first_value_s"))
+    return RunResult(results[0].devices, *(statistics.median(getattr(result, name) for result in results)
+                                           for name in list(RunResult.__dataclass_fields__)[1:]))
 
 
 def main() -> None:
@@ -288,6 +336,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per size; the median is printed")
     parser.add_argument("--batch-max-age", type=float, default=None,
                         help="mqtt.batch_max_age_s for the gateway (default: the gateway's own default)")
+    parser.add_argument("--ports", type=int, default=None,
+                        help="PLC server ports, each answering up to 250 unit ids (default: one per device)")
+    parser.add_argument("--template", action="store_true", help="write the tags once, in a device template")
+    parser.add_argument("--roots", type=Path, nargs="+", default=[ROOT],
+                        help="checkouts whose `heatgw run` is measured, run by run in turn (old and new side by side)")
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve(args.devices[0]))
@@ -295,16 +348,21 @@ def main() -> None:
     print(f"# {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}, "
           f"load {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"# {' '.join(sys.argv)}")
-    print("| devices | values/s | messages/s | CPU % of a core | CPU ms per 1000 values | p50 ms | p99 ms "
-          "| p99 read→broker ms | RSS MB | first value s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| gateway | devices | values/s | messages/s | CPU % of a core | CPU ms per 1000 values | p50 ms | p99 ms "
+          "| p99 read→broker ms | RSS MB | first value s | values published / due | poll late p99 s | late max s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for devices in args.devices:
-        runs = [one_run(devices, args.interval, args.tags, args.warmup, args.seconds, args.batch_max_age)
-                for _ in range(args.runs)]
-        result = median_of(runs)
-        print(f"| {devices} | {result.values_per_s:,.0f} | {result.messages_per_s:.1f} | {result.cpu_pct:.1f} | {result.cpu_s_per_1000 * 1000:.2f} "
-              f"| {result.p50_ms:.0f} | {result.p99_ms:.0f} | {result.path_p99_ms:.0f} | {result.rss_mb:.1f} | {result.first_value_s:.2f} |",
-              flush=True)
+        runs: dict[Path, list[RunResult]] = {root: [] for root in args.roots}
+        for _ in range(args.runs):
+            for root in args.roots:
+                runs[root].append(one_run(devices, args.interval, args.tags, args.warmup, args.seconds,
+                                          args.batch_max_age, args.ports, args.template, root.resolve()))
+        for root, results in runs.items():
+            r = median_of(results)
+            print(f"| {root.resolve().name} | {devices} | {r.values_per_s:,.0f} | {r.messages_per_s:.1f} | {r.cpu_pct:.1f} "
+                  f"| {r.cpu_s_per_1000 * 1000:.2f} | {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.path_p99_ms:.0f} "
+                  f"| {r.rss_mb:.1f} | {r.first_value_s:.2f} | {r.read_share:.4f} | {r.late_p99_s:.3f} "
+                  f"| {r.late_max_s:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

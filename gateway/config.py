@@ -21,6 +21,7 @@ from gateway.control.settings import ControllerSettings
 from gateway.mqtt.settings import MqttSettings
 from gateway.protocols import DeviceConfig, device_problems
 from gateway.report.settings import ReportSettings
+from gateway.templates import expand_templates
 from gateway.validation import validate_document
 from gateway.yaml_source import ConfigError, Path_, YamlDocument, load_yaml
 
@@ -102,9 +103,17 @@ def load_gateway_config(path: Path) -> GatewayConfig:
 
 
 def check_gateway_document(document: YamlDocument) -> GatewayConfig:
-    """Validate an already parsed station configuration document."""
-    config = validate_document(document, GatewayConfig)
-    problems = config.problems()
+    """Validate an already parsed station configuration document, its device templates expanded
+    first (``gateway.templates``). A problem of a template is reported once, at the template,
+    not once per device built from it."""
+    document, problems = expand_templates(document)
+    if problems and not document.data.get("devices"):
+        raise ConfigError(problems)  # every device names a broken template: nothing more to check
+    try:
+        config = validate_document(document, GatewayConfig)
+    except ConfigError as exc:
+        raise ConfigError(list(dict.fromkeys(problems + exc.messages))) from None
+    problems += [document.error(path, message) for path, message in config.problems()]
     if problems:
-        raise ConfigError([document.error(path, message) for path, message in problems])
+        raise ConfigError(list(dict.fromkeys(problems)))
     return config

@@ -18,6 +18,16 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 levels and historian tags, where spaces and case differences cause trouble."""
 
 
+SHARED = "shared"
+"""Key of the validation context's table of validated tag definitions (``validation_context``)."""
+
+
+def validation_context(source: object) -> dict[str, Any]:
+    """The context a configuration file is validated in: its path, and a table in which equal tag
+    definitions become one object (see ``DeviceConfigBase``)."""
+    return {"source": source, SHARED: {}}
+
+
 class Strict(BaseModel):
     """Base for every config model: unknown keys are errors, values are immutable once loaded, and
     nothing is silently turned into something else: NaN and infinity are refused wherever a number
@@ -52,13 +62,26 @@ def plain_fields(*names: str) -> Any:
     return field_validator(*names, mode="before", check_fields=False)(classmethod(_checked))
 
 
-def _kinds(annotation: Any) -> set[Any]:
+_KINDS: dict[int, tuple[Any, frozenset[Any]]] = {}
+"""``_kinds`` by the annotation's id (with the annotation, so a reused id cannot match): every field
+of every tag passes through ``plain_value``, and taking a typing annotation apart each time was a
+fifth of validating a station's file."""
+
+
+def _kinds(annotation: Any) -> frozenset[Any]:
     """The plain types an annotation accepts (unions flattened, ``X | None`` included)."""
+    known = _KINDS.get(id(annotation))
+    if known is None or known[0] is not annotation:
+        known = _KINDS[id(annotation)] = (annotation, _kinds_of(annotation))
+    return known[1]
+
+
+def _kinds_of(annotation: Any) -> frozenset[Any]:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return {kind for member in typing.get_args(annotation) for kind in _kinds(member)}
+        return frozenset(kind for member in typing.get_args(annotation) for kind in _kinds(member))
     if typing.get_origin(annotation) is typing.Annotated:
         return _kinds(typing.get_args(annotation)[0])
-    return {annotation}
+    return frozenset({annotation})
 
 
 def plain_value(annotation: Any, value: Any) -> Any:

@@ -9,23 +9,34 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from gateway.config_base import validation_context
 from gateway.yaml_source import ConfigError, Path_, YamlDocument
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
 
 
 def validate_document(document: YamlDocument, model: type[ModelT]) -> ModelT:
     """Validate parsed YAML against ``model``; raise ConfigError with one line per problem."""
     try:
-        return model.model_validate(document.data, context={"source": document.path})
+        return model.model_validate(document.data, context=validation_context(document.path))
     except ValidationError as exc:
         raise ConfigError([_describe(document, error) for error in exc.errors()]) from None
 
 
-def _describe(document: YamlDocument, error: Any) -> str:
-    loc = tuple(error["loc"])
+def validate_part(document: YamlDocument, path: Path_, value: Any, adapter: TypeAdapter[T]) -> T:
+    """Validate ``value``, found at ``path`` in the document, with ``adapter``; ConfigError as
+    ``validate_document`` gives, the fields named from the document's root."""
+    try:
+        return adapter.validate_python(value, context=validation_context(document.path))
+    except ValidationError as exc:
+        raise ConfigError([_describe(document, error, path) for error in exc.errors()]) from None
+
+
+def _describe(document: YamlDocument, error: Any, prefix: Path_ = ()) -> str:
+    loc = (*prefix, *error["loc"])
     if error["type"] == "union_tag_invalid":
         # Pydantic reports an unknown tag of a tagged union at the union itself; the person
         # needs the key holding the tag, e.g. ``protocol``.

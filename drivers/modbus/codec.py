@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 
 import numpy as np
@@ -168,19 +168,48 @@ class _ValueGroup:
         return faults
 
 
+class _Layout:
+    """What decoding a block needs apart from its points' names: the same for every block of one
+    shape, so every device of one register map (a template, a fleet of one PLC model) shares one."""
+
+    __slots__ = ("bit_offsets", "groups", "from_flat")
+
+    def __init__(self, block: ReadBlock) -> None:
+        is_bit = block.function.is_bit
+        self.bit_offsets = np.array([p.address - block.start for p in block.points], dtype=np.intp) if is_bit else None
+        self.groups = [] if is_bit else _register_groups(block)
+        # Groups decode in their own order; this maps each block position to its flat result.
+        flat_positions = [position for group in self.groups for position in group.positions]
+        self.from_flat = sorted(range(len(flat_positions)), key=flat_positions.__getitem__)
+
+
+_SHAPE_FIELDS = tuple(field.name for field in fields(Point) if field.name != "key")
+MAX_LAYOUTS = 4096
+"""Distinct block shapes remembered; a station has a few per register map (and a few more when
+refused blocks are split), so the bound only matters to a process that plans without end."""
+_LAYOUTS: dict[tuple[object, ...], _Layout] = {}
+
+
+def _layout(block: ReadBlock) -> _Layout:
+    shape = (block.function, block.start, block.count,
+             tuple(tuple(getattr(point, name) for name in _SHAPE_FIELDS) for point in block.points))
+    layout = _LAYOUTS.get(shape)
+    if layout is None:
+        if len(_LAYOUTS) >= MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[shape] = _Layout(block)
+    return layout
+
+
 class BlockDecoder:
-    """Decodes responses to one ``ReadBlock``; build once per block, call ``decode`` every poll."""
+    """Decodes responses to one ``ReadBlock``; build once per block, call ``decode`` every poll.
+    Only the names are the decoder's own; the rest is the shared layout of the block's shape."""
 
     def __init__(self, block: ReadBlock) -> None:
         self.block = block
         self._keys = [point.key for point in block.points]
-        if block.function.is_bit:
-            self._bit_offsets = np.array([p.address - block.start for p in block.points], dtype=np.intp)
-        else:
-            self._groups = _register_groups(block)
-            # Groups decode in their own order; this maps each block position to its flat result.
-            flat_positions = [position for group in self._groups for position in group.positions]
-            self._from_flat = sorted(range(len(flat_positions)), key=flat_positions.__getitem__)
+        layout = _layout(block)
+        self._bit_offsets, self._groups, self._from_flat = layout.bit_offsets, layout.groups, layout.from_flat
 
     def decode(self, raw: Sequence[int] | Sequence[bool]) -> dict[str, Decoded]:
         """Decode a response (``registers`` or ``bits`` as the client returns them) per point key.

@@ -48,6 +48,8 @@ from gateway.logs import kv
 from gateway.samples import DeviceStatus, Sample, SampleBatch
 
 log = logging.getLogger(__name__)
+JITTER = random.Random()
+"""The backoff jitter of every poller (a poller given its own ``rng`` uses that)."""
 
 
 @dataclass
@@ -102,10 +104,10 @@ class DevicePoller:
         self._data_replies = 0  # replies that carried data, so a poll can tell data from refusals
         self._all_bad_logged = False  # the "every value bad" warning is out and recovery not yet logged
         self._wall_clock = wall_clock
-        self._rng = rng or random.Random()
+        self._rng = rng or JITTER  # jitter needs no stream of its own: a Random is 2.5 kB per device
         self.raw_observer: Callable[[ReadBlock, list[int] | list[bool]], None] | None = None
         """Shown every block's raw answer before it is decoded (``heatgw read``); None in service."""
-        self.tags: dict[str, TagConfig] = dict(device.tags)
+        self.tags: Mapping[str, TagConfig] = device.tags  # the frozen configuration's own, not a copy per device
         self.points: dict[str, Point] = {tag: to_point(tag, cfg, device) for tag, cfg in device.tags.items()}
         self._groups = [
             _Group(group, groups[group].interval_s, plan_reads(

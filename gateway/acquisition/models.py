@@ -11,9 +11,9 @@ import math
 from abc import ABC, abstractmethod
 from decimal import Decimal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from gateway.config_base import Backoff, Name, Strict, StrictTagged, plain_fields
+from gateway.config_base import SHARED, Backoff, Name, Strict, StrictTagged, plain_fields
 from gateway.yaml_source import Path_
 
 MAX_DECIMALS = 9
@@ -89,6 +89,20 @@ class DeviceConfigBase(StrictTagged, ABC):
     protocol: str  # each driver's model narrows it to its Literal key(s)
     backoff: Backoff = Backoff()
     tags: dict[Name, TagBase] = Field(min_length=1)
+
+    @field_validator("tags", mode="after", check_fields=False)
+    @classmethod
+    def _shared_definitions(cls, tags: dict[str, TagBase], info: ValidationInfo) -> dict[str, TagBase]:
+        """Equal tag definitions (devices of one PLC model written out one by one) become one
+        object, as a template's are: a validated tag costs most of a kilobyte, a shared one the
+        entry that names it. Done per device, as it is validated, so the copies never pile up."""
+        shared = info.context.get(SHARED) if isinstance(info.context, dict) else None
+        if shared is None:
+            return tags
+        try:
+            return {name: shared.setdefault(tag, tag) for name, tag in tags.items()}
+        except TypeError:  # a tag model with a list or dict field cannot be hashed: it is not shared
+            return tags
 
     @abstractmethod
     def answer_budget_s(self) -> float:

@@ -11,6 +11,11 @@ RTT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Round-trip time buckets (upper bounds): loopback and a LAN PLC answer in milliseconds, a
 serial meter at 9600 baud in tens, a struggling cellular link in seconds."""
 
+LATENESS_KEPT = 512
+"""Polls whose lateness a device remembers (for benchmarks and tests): at most 16 kB per device.
+It was 10,000 (320 kB per device once a few hours of 1 s polls had filled it, 32 MB at a hundred
+devices), memory that grew per device and over time for a list only a benchmark window reads."""
+
 
 @dataclass
 class DeviceStats:
@@ -34,7 +39,7 @@ class DeviceStats:
         self.rtt_sum_s += seconds
         self.rtt_counts[bisect.bisect_left(RTT_BUCKETS_S, seconds)] += 1
 
-    def record_lateness(self, seconds: float, keep: int = 10_000) -> None:
+    def record_lateness(self, seconds: float, keep: int = LATENESS_KEPT) -> None:
         if len(self.lateness_s) >= keep:
             del self.lateness_s[: keep // 2]
         self.lateness_s.append(seconds)

@@ -57,7 +57,9 @@ def report_filter(config: GatewayConfig, settings: MqttSettings) -> ReportFilter
 
 def tag_policies(config: GatewayConfig) -> dict[str, TagPolicy]:
     silence = config.max_silence_s()
-    return {tag: TagPolicy(cfg.deadband, silence[tag]) for tag, (_device, cfg) in config.tags().items()}
+    shared: dict[TagPolicy, TagPolicy] = {}  # one object per distinct policy, not one per tag
+    return {tag: shared.setdefault(policy, policy) for tag, (_device, cfg) in config.tags().items()
+            for policy in (TagPolicy(cfg.deadband, silence[tag]),)}
 
 
 @dataclass(frozen=True, slots=True)

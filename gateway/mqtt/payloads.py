@@ -35,9 +35,23 @@ def _dumps(payload: object) -> bytes:
 
 
 def config_hash(config: GatewayConfig) -> str:
-    """``sha256:<hex>`` of the canonical configuration (sorted keys), shown in status and meta."""
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    """``sha256:<hex>`` of the canonical configuration (sorted keys), shown in status and meta.
+
+    The canonical text is hashed device by device, so it never exists whole: at a thousand devices
+    the whole dump was tens of MB at start, memory the process then kept. The bytes hashed are
+    those of ``json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))``.
+    """
+    digest = hashlib.sha256()
+    placeholder = "\0devices\0"
+    rest = json.dumps({**config.model_dump(mode="json", exclude={"devices"}), "devices": placeholder},
+                      sort_keys=True, separators=(",", ":"))
+    before, after = rest.split(json.dumps(placeholder))
+    digest.update(before.encode() + b"{")
+    for index, name in enumerate(sorted(config.devices)):
+        device = json.dumps(config.devices[name].model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        digest.update(("," if index else "").encode() + json.dumps(name).encode() + b":" + device.encode())
+    digest.update(b"}" + after.encode())
+    return "sha256:" + digest.hexdigest()
 
 
 def resolution(tag: TagBase) -> int:
@@ -51,7 +65,7 @@ class TelemetryEncoder:
 
     The JSON text is assembled directly rather than through ``json.dumps`` of nested lists: every
     polled value passes through here, and this is three times faster. Tag names and reasons are
-    still JSON-escaped (once per tag, cached).
+    still JSON-escaped where they need it (once per tag, cached).
     """
 
     def __init__(self, resolutions: Mapping[str, int]) -> None:
@@ -60,7 +74,9 @@ class TelemetryEncoder:
 
     @classmethod
     def for_config(cls, config: GatewayConfig) -> TelemetryEncoder:
-        return cls({tag: resolution(cfg) for tag, (_device, cfg) in config.tags().items()})
+        known: dict[int, int] = {}  # id of a tag definition -> its resolution: a template's tags are shared
+        return cls({tag: known[id(cfg)] if id(cfg) in known else known.setdefault(id(cfg), resolution(cfg))
+                    for tag, (_device, cfg) in config.tags().items()})
 
     def text(self, tag: str, value: Value) -> str:
         """``value`` as JSON, rounded to the tag's resolution; NaN and infinities become null."""
@@ -86,8 +102,9 @@ class TelemetryEncoder:
         rows = []
         for sample in samples:
             tag = sample.tag
-            name = names.get(tag)
-            if name is None:
+            if tag.isascii() and tag.isidentifier():  # every configured name: nothing to escape, and
+                name = f'"{tag}"'  # not cached: a hundred thousand tags would keep ~9 MB of quoted copies
+            elif (name := names.get(tag)) is None:
                 name = names[tag] = json.dumps(tag, ensure_ascii=False)
             dt_ms = round((sample.timestamp - t0) * 1000)
             row = f'[{name},{text(tag, sample.value)},{dt_ms},"{letters[sample.quality]}"'

@@ -362,3 +362,16 @@ def test_reference_sees_every_outcome() -> None:
             decoded = reference_decode(point, registers, 0)
             outcomes.add(decoded.fault or type(decoded.value))
     assert outcomes == {Fault.NO_VALUE, Fault.BAD_BCD, Fault.NOT_FINITE, int, float, bool}
+
+
+def test_blocks_of_one_shape_share_their_decoding_layout_and_each_decodes_under_its_own_names() -> None:
+    def device_block(prefix: str, scale: float = 0.1) -> ReadBlock:
+        return ReadBlock(H, 0, 4, (Point(f"{prefix}_temp", H, 0, DataType.INT16, scale=scale),
+                                   Point(f"{prefix}_energy", H, 2, DataType.UINT32)))
+
+    first, second, other = BlockDecoder(device_block("s1")), BlockDecoder(device_block("s2")), \
+        BlockDecoder(device_block("s3", scale=1.0))
+    assert first._groups is second._groups and first._groups is not other._groups
+    raw = [0xFF38, 0, 0x0001, 0x0002]  # -200 -> -20.0; 0x00010002 = 65538
+    assert second.decode(raw) == {"s2_temp": Decoded(-20.0), "s2_energy": Decoded(65538)}
+    assert other.decode(raw)["s3_temp"] == Decoded(-200)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 from drivers.base import Quality, Reason
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, load_gateway_config
 from gateway.control.model import OutdoorSource
 from gateway.control.settings import SeasonMode
 import pytest
@@ -36,6 +38,8 @@ from gateway.mqtt.payloads import (
 )
 from gateway.samples import DeviceStatus, Sample
 from tests.gateway.conftest import station_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def config() -> GatewayConfig:
@@ -142,3 +146,10 @@ def test_meta_names_the_representative_rooms_as_such_and_nothing_else() -> None:
     tags = json.loads(meta(cfg, config_hash(cfg), rooms={room}))["tags"]
     assert tags[room]["kind"] == "room"
     assert [tag for tag, entry in tags.items() if "kind" in entry] == [room]
+
+
+@pytest.mark.parametrize("station", ["config/station.yaml", "config/station-opcua.yaml"])
+def test_the_config_hash_is_the_hash_of_the_whole_canonical_configuration(station: str) -> None:
+    config = load_gateway_config(ROOT / station)
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    assert config_hash(config) == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
