@@ -92,7 +92,7 @@ def test_a_device_of_a_broken_template_is_not_reported_twice_and_the_template_is
     found = problems(tmp_path, text)
     assert found == ["11:7: templates.substation.tags.energy.address: required field is missing",
                      "11:33: templates.substation.tags.energy.adress: unknown field (check the spelling; see the "
-                     "configuration reference in README.md)"]
+                     "configuration reference in docs/commissioning/)"]
 
 
 def test_a_template_setting_refused_is_reported_once_at_the_template(tmp_path: Path) -> None:
