@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from rich.console import Console
 
-from gateway.demo import demo_config
-from gateway.demo_logs import Throttle
-from gateway.demo_view import DemoState, controller_panel
+from tooling.demo import demo_config
+from tooling.demo_logs import Throttle
+from tooling.demo_view import DemoState, controller_panel
 from gateway.logs import kv
 from tests.control.test_task import STATION, Rig
 from tests.gateway.conftest import STATION_YAML, Clock, station_config

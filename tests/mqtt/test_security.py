@@ -25,7 +25,7 @@ from tests.mqtt.conftest import (
     station_with_mqtt,
     until,
 )
-from gateway.devstack import Mosquitto
+from tooling.devstack import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {STATION: "station-secret", "dispatch": "dispatch-secret", "historian": "historian-secret"}
