@@ -62,7 +62,8 @@ sys.path.insert(0, str(ROOT))
 from gateway.control.controller import Controller  # noqa: E402
 from gateway.control.curve_cli import plot_curve  # noqa: E402
 from tooling.harness import REGISTER_STEP_C, inputs_from  # noqa: E402
-from gateway.control.loader import ControllerConfig, ControllerFile, resolve_curves  # noqa: E402
+from gateway.control.loader import ControllerFile, resolve_curves  # noqa: E402
+from gateway.control.settings import ControllerConfig  # noqa: E402
 from gateway.control.model import ControllerDecision, ControllerInputs, Reading  # noqa: E402
 from gateway.curves import Curve, PhysicalCurve  # noqa: E402
 from sim.params import EmitterKind, StationParams  # noqa: E402

@@ -26,7 +26,7 @@ from gateway.alarms.store import store_path
 from gateway.acquisition.device import Device
 from gateway.bus import Bus
 from gateway.config import GatewayConfig
-from gateway.control.loader import ControllerConfig
+from gateway.control.settings import ControllerConfig
 from gateway.control.memory import FILE_NAME as MEMORY_FILE_NAME
 from gateway.control.memory import MemoryFile
 from gateway.control.operating_points import FILE_NAME as POINTS_FILE_NAME

@@ -13,9 +13,9 @@ from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
 from gateway.control.curve_cli import POINT_COLUMNS, curve_command
-from gateway.control.loader import ControllerConfig, load_controller_config
+from gateway.control.loader import load_controller_config, load_curve
+from gateway.control.settings import ControllerConfig
 from gateway.config import GatewayConfig
-from gateway.curves import load_curve
 from gateway.logs import LogLevel, setup_logging
 from gateway.preflight import load_startup
 from gateway.yaml_source import ConfigError, load_yaml

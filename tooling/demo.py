@@ -38,7 +38,7 @@ from rich.live import Live
 from gateway.app import Gateway
 from gateway.bus import Subscription
 from gateway.config import GatewayConfig, check_gateway_document
-from gateway.control.loader import ControllerConfig
+from gateway.control.settings import ControllerConfig
 from gateway.control.model import ControllerState
 from gateway.control.task import ORIGIN as CONTROLLER_ORIGIN
 from tooling.demo_logs import throttled
