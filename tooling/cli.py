@@ -29,13 +29,19 @@ def command(name: str) -> TyperCommand | TyperGroup:
     return found
 
 
-REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
+def _example_config() -> Path:
+    """The example station: shipped in the wheel as ``tooling/config``, the repository's ``config/`` in a checkout."""
+    shipped = Path(__file__).resolve().with_name("config")
+    return shipped if shipped.is_dir() else Path(__file__).resolve().parents[1] / "config"
+
+
+EXAMPLE_CONFIG = _example_config()
 
 
 @tools.command()
 def demo(
-    config: Annotated[Path, typer.Option(help="station configuration")] = REPO_CONFIG / "station.yaml",
-    controller: Annotated[Path, typer.Option(help="controller settings the gateway runs (a file with a controller: section)")] = REPO_CONFIG / "controller.yaml",
+    config: Annotated[Path, typer.Option(help="station configuration")] = EXAMPLE_CONFIG / "station.yaml",
+    controller: Annotated[Path, typer.Option(help="controller settings the gateway runs (a file with a controller: section)")] = EXAMPLE_CONFIG / "controller.yaml",
     port: Annotated[int, typer.Option(help="Modbus TCP port for the simulated station")] = 5020,
     opcua_port: Annotated[int, typer.Option(
         help="OPC UA port of the simulated PLC, served when the station file has an opcua device")] = 4840,
