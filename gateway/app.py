@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import signal
 import time
@@ -39,7 +38,7 @@ from gateway.metrics import GatewayCollector, refresh_outbox
 from gateway.metrics_server import MetricsServer
 from gateway.mqtt.batcher import Durable
 from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
-from gateway.mqtt.payloads import device_status
+from gateway.mqtt.payloads import control_payload, device_status
 from gateway.mqtt.service import MqttService
 from gateway.preflight import load_startup
 from gateway.protocols import build_devices
@@ -229,21 +228,6 @@ def room_tags(config: GatewayConfig, controller: ControllerConfig | None) -> set
     if config.events is not None and config.events.rooms is not None:
         tags |= set(config.events.rooms.tags)
     return tags
-
-
-def control_payload(state: ControllerState, seq: int) -> bytes:
-    """The ``control`` topic's JSON: the controller state, with the contract's ``ts`` time key and
-    the station's ``seq`` (shared with telemetry: the historian sees one series of numbers), and
-    circuits, limiters and signals keyed by name instead of listed, so every figure has a stable
-    name a historian can store (``circuits_radiators_setpoint_c``) whatever the list order."""
-    data = state.to_dict()
-    ts = data.pop("timestamp")
-    circuits = {}
-    for circuit in data.pop("circuits"):
-        circuit["limiters"] = {limiter.pop("name"): limiter for limiter in circuit["limiters"]}
-        circuits[circuit.pop("circuit")] = circuit
-    signals = {signal: True for signal in data.pop("signals")}
-    return json.dumps({"seq": seq, "ts": ts, **data, "circuits": circuits, "signals": signals}).encode()
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

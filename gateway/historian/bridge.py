@@ -74,11 +74,10 @@ from gateway.historian.schema import (
 from gateway.historian.quarantine import Quarantine
 from gateway.historian.sequence import Gap, SequenceTracker, StationSequence, Verdict
 from gateway.historian.status import StatusMemory
-from gateway.config_base import Backoff
 from gateway.historian.metrics import BridgeCollector, write_histogram
 from gateway.historian.settings import HistorianSettings
 from gateway.historian.writer import TOO_LARGE, DatabaseWriter, WriteError
-from gateway.logs import kv
+from gateway.logs import Throttle, kv
 from gateway.metrics_server import MetricsServer
 from gateway.systemd_notify import KeepAlive, Notifier
 from gateway.mqtt.payloads import (
@@ -146,33 +145,6 @@ class Stats:
     status_repeats: int = 0
 
 
-class Throttle:
-    """At most one log line per key per interval, saying how many were held back."""
-
-    def __init__(self, interval_s: float = 60.0) -> None:
-        self._interval_s = interval_s
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def allow(self, key: str, now: float) -> int | None:
-        """None if this occurrence should stay quiet; else how many were held back before it."""
-        if len(self._last) > 10_000:  # keys made of message content (station names): stay bounded
-            self._last = {k: t for k, t in self._last.items() if now - t < self._interval_s}
-            if len(self._last) > 5_000:
-                self._last = {}  # a flood of names: forget rather than prune on every call
-            self._held = {k: n for k, n in self._held.items() if k in self._last}
-        if now - self._last.get(key, -self._interval_s) < self._interval_s:
-            self._held[key] = self._held.get(key, 0) + 1
-            return None
-        self._last[key] = now
-        return self._held.pop(key, 0)
-
-
-def jittered(delay: float, backoff: Backoff) -> float:
-    """``delay`` spread by ±jitter so that a fleet of bridges does not retry in lockstep."""
-    return delay * (1 + backoff.jitter * (2 * random.random() - 1))
-
-
 class Bridge:
     """One historian bridge instance. ``start()``, then ``close()`` (also on SIGTERM)."""
 
@@ -208,8 +180,10 @@ class Bridge:
         self._answers: queue.SimpleQueue[tuple[str, ReplayAnswer | str]] = queue.SimpleQueue()
 
         self._generation = 0
+        self._network_rng = random.Random()  # each thread its own, for the retry jitter
+        self._worker_rng = random.Random()
         self._next_connect = 0.0
-        self._connect_delay = settings.mqtt.reconnect.initial_s
+        self._connect_failures = 0
         self._connected_once = False
         self._closing = threading.Event()
         self._abandon = threading.Event()
@@ -324,7 +298,7 @@ class Bridge:
             log.error("broker refused the connection", extra=kv(reason=str(reason)))
             return
         self._generation += 1
-        self._connect_delay = self.settings.mqtt.reconnect.initial_s
+        self._connect_failures = 0
         client.subscribe(self._subscriptions())
         log.info("broker connected", extra=kv(client_id=self.settings.client_id,
                                               session_present=flags.session_present, generation=self._generation))
@@ -391,15 +365,16 @@ class Bridge:
                                properties=self._connect_properties())
                 self._connected_once = True
         except OSError as exc:
+            delay = self._schedule_reconnect()
             if self._throttle.allow("broker-unreachable", time.monotonic()) is not None:
                 log.warning("broker unreachable, retrying", extra=kv(
-                    broker=f"{settings.host}:{settings.port}", reason=str(exc), retry_s=round(self._connect_delay, 1)))
-            self._schedule_reconnect()
+                    broker=f"{settings.host}:{settings.port}", reason=str(exc), retry_s=round(delay, 1)))
 
-    def _schedule_reconnect(self) -> None:
-        backoff = self.settings.mqtt.reconnect
-        self._next_connect = time.monotonic() + jittered(self._connect_delay, backoff)
-        self._connect_delay = min(self._connect_delay * 2, backoff.max_s)
+    def _schedule_reconnect(self) -> float:
+        self._connect_failures += 1
+        delay = self.settings.mqtt.reconnect.delay(self._connect_failures, self._network_rng)
+        self._next_connect = time.monotonic() + delay
+        return delay
 
     def _send_acks(self, client: mqtt.Client) -> None:
         while self._acks:
@@ -498,7 +473,7 @@ class Bridge:
         database write (its time-out) after the longest retry wait, plus a second of its own work."""
         retry = self.settings.retry
         return {"network": float(self.settings.mqtt.keepalive_s),
-                "worker": retry.max_s * (1 + retry.jitter) + self.settings.influxdb.timeout_s + 1.0}
+                "worker": retry.longest_s() + self.settings.influxdb.timeout_s + 1.0}
 
     def stalled(self, now: float) -> list[str]:
         """The threads that made no step within their patience (monotonic time ``now``)."""
@@ -702,8 +677,6 @@ class Bridge:
     def _flush(self, batch: Batch) -> bool:
         """Write the batch until it is written; then acknowledge it. False if abandoned at shutdown."""
         body = batch.lines
-        retry = self.settings.retry
-        delay = retry.initial_s
         failures = 0
         while True:
             try:
@@ -711,16 +684,16 @@ class Bridge:
                 break
             except WriteError as exc:
                 failures += 1
+                delay = self.settings.retry.delay(failures, self._worker_rng)
                 self._stats.write_failures += 1
                 self._healthy = False
                 if failures == 1 or self._throttle.allow("write-failed", time.monotonic()) is not None:
                     log.warning("database write failed, retrying", extra=kv(
                         reason=exc.reason, values=batch.values, attempt=failures, retry_s=round(delay, 1),
                         unacknowledged=self.pending))
-                if self._abandon.wait(jittered(delay, retry)):
+                if self._abandon.wait(delay):
                     return False
                 self.progress["worker"] = time.monotonic()  # waiting for the database is not being stuck
-                delay = min(delay * 2, retry.max_s)
         if failures:
             log.info("database writes resumed", extra=kv(failed_attempts=failures, values=batch.values))
         self._healthy = True

@@ -47,7 +47,7 @@ BUS_QUEUE = 1024  # bus items; lossless, so a full queue makes the poller wait
 
 def report_filter(config: GatewayConfig, settings: MqttSettings) -> ReportFilter:
     """The filter for a station: each tag's deadband, and how long its samples may normally pause
-    (twice its poll interval plus its device's full timeout, as for a stale value)."""
+    (``GatewayConfig.max_silence_s``, the staleness limit)."""
     silence = config.max_silence_s()
     policies = {tag: TagPolicy(cfg.deadband, silence[tag]) for tag, (_device, cfg) in config.tags().items()}
     return ReportFilter(policies, settings.integrity_interval_s)

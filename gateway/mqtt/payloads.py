@@ -24,6 +24,7 @@ from gateway.alarms.engine import Transition
 from gateway.alarms.events import StationEvent
 from gateway.acquisition.models import TagBase
 from gateway.config import GatewayConfig
+from gateway.control.model import ControllerState
 from gateway.samples import DeviceStatus, Sample, Value
 
 QUALITY_LETTER = {Quality.GOOD: "g", Quality.BAD: "b", Quality.STALE: "s"}
@@ -176,6 +177,21 @@ def alarm_transition(seq: int, transition: Transition) -> bytes:
 def alarm_state(transition: Transition) -> bytes:
     """An alarm's current state, retained on ``alarms/<id>`` (the normal state too, once cleared)."""
     return _dumps(_alarm(transition))
+
+
+def control_payload(state: ControllerState, seq: int) -> bytes:
+    """The ``control`` topic's JSON: the controller state, with the contract's ``ts`` time key and
+    the station's ``seq`` (shared with telemetry: the historian sees one series of numbers), and
+    circuits, limiters and signals keyed by name instead of listed, so every figure has a stable
+    name a historian can store (``circuits_radiators_setpoint_c``) whatever the list order."""
+    data = state.to_dict()
+    ts = data.pop("timestamp")
+    circuits = {}
+    for circuit in data.pop("circuits"):
+        circuit["limiters"] = {limiter.pop("name"): limiter for limiter in circuit["limiters"]}
+        circuits[circuit.pop("circuit")] = circuit
+    signals = {signal: True for signal in data.pop("signals")}
+    return json.dumps({"seq": seq, "ts": ts, **data, "circuits": circuits, "signals": signals}).encode()
 
 
 def _event(event: StationEvent) -> dict[str, object]:

@@ -26,14 +26,13 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import random
 import ssl
 import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.logs import kv
+from gateway.logs import Throttle, kv
 from gateway.mqtt.client import ConnectFailed, ConnectionLost, Endpoint, Incoming, MqttConnection, Will
 from gateway.mqtt.commands import Command, CommandRegistry, Refused, ReplayArgs
 from gateway.mqtt.outbox import AsyncOutbox
@@ -169,7 +168,7 @@ class Publisher:
         commands.register(REPLAY_COMMAND, ReplayArgs, self._replay)  # commands come over this session
         self.connections = 0  # sessions established since start (the first one, then reconnects)
         self.busy_answers = 0  # commands answered "busy, retry later" since the start
-        self._busy_logged_at = -math.inf
+        self._busy_log = Throttle(BUSY_LOG_EVERY_S)
 
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff, until ``stop()``."""
@@ -180,7 +179,7 @@ class Publisher:
                                                        overflow=self._answer_busy)
             except ConnectFailed as exc:
                 failures += 1
-                delay = self._backoff(failures)
+                delay = self.settings.reconnect.delay(failures, self._rng)
                 log.warning("mqtt connection failed", extra=kv(
                     broker=f"{self.settings.host}:{self.settings.port}", reason=str(exc), attempt=failures,
                     retry_in_s=round(delay, 1)))
@@ -190,7 +189,7 @@ class Publisher:
             self.connections += 1
             await self._serve(connection)
             # A broker that accepts and then drops us at once must not be hammered.
-            await self._pause(self._backoff(1))
+            await self._pause(self.settings.reconnect.delay(1, self._rng))
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake up at once when asked to stop."""
@@ -213,11 +212,6 @@ class Publisher:
 
     def _will(self) -> Will:
         return Will(self.topics.status, death("connection lost", None))
-
-    def _backoff(self, failures: int) -> float:
-        policy = self.settings.reconnect
-        base: float = min(policy.max_s, policy.initial_s * 2.0 ** (failures - 1))
-        return base * self._rng.uniform(1 - policy.jitter, 1 + policy.jitter)
 
     async def _serve(self, connection: MqttConnection) -> None:
         """One connection's life: birth, meta, commands, telemetry, until it drops or we stop."""
@@ -356,11 +350,9 @@ class Publisher:
         name = self.topics.command_name(message.topic)
         connection.publish(self.topics.result(name), self.commands.busy(message.payload, connection.incoming.qsize()))
         self.busy_answers += 1
-        now = time.monotonic()
-        if now - self._busy_logged_at >= BUSY_LOG_EVERY_S:
+        if self._busy_log.allow("busy", time.monotonic()) is not None:
             log.warning("commands refused: busy, retry later", extra=kv(
                 command=name, waiting=connection.incoming.qsize(), refused_busy=self.busy_answers))
-            self._busy_logged_at = now
 
     async def _answer_commands(self, connection: MqttConnection) -> None:
         while True:
