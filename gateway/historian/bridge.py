@@ -78,6 +78,7 @@ from gateway.historian.metrics import BridgeCollector, write_histogram
 from gateway.historian.settings import HistorianSettings
 from gateway.historian.writer import TOO_LARGE, DatabaseWriter, WriteError
 from gateway.logs import Throttle, kv
+from gateway.mqtt.broker import read_password, tls_context
 from gateway.metrics_server import MetricsServer
 from gateway.systemd_notify import KeepAlive, Notifier
 from gateway.mqtt.payloads import (
@@ -254,15 +255,10 @@ class Bridge:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                              manual_ack=durable)
         if settings.username is not None:
-            password = settings.password
-            if settings.password_file is not None:
-                password = settings.password_file.read_text(encoding="utf-8").strip()
+            password = settings.password if settings.password is not None else read_password(settings.password_file)
             client.username_pw_set(settings.username, password)
         if settings.tls is not None:
-            tls = settings.tls
-            client.tls_set(ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                           certfile=str(tls.cert_file) if tls.cert_file else None,
-                           keyfile=str(tls.key_file) if tls.key_file else None)
+            client.tls_set_context(tls_context(settings.tls))
         if durable:
             client.on_connect = self._on_connect
             client.on_disconnect = self._on_disconnect

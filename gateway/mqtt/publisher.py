@@ -27,7 +27,6 @@ import contextlib
 import functools
 import logging
 import random
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -46,7 +45,8 @@ from gateway.mqtt.payloads import (
     death,
     parse_delivered,
 )
-from gateway.mqtt.settings import MqttSettings, TlsSettings
+from gateway.mqtt.broker import TlsFileError, read_password, tls_context
+from gateway.mqtt.settings import MqttSettings
 from gateway.yaml_source import ConfigError
 
 log = logging.getLogger(__name__)
@@ -85,55 +85,16 @@ def endpoint(settings: MqttSettings, station: str) -> Endpoint:
     missing file or a bad certificate stops the start with a configuration error (exit 2) rather
     than failing every reconnect. (``heatgw check`` finds the same problems first, with their
     line: ``gateway.preflight``.)"""
-    password = None
-    if settings.password_file is not None:
-        try:
-            lines = settings.password_file.read_text().splitlines()
-        except OSError as exc:
-            raise ConfigError([f"mqtt.password_file: cannot read {settings.password_file}: {exc.strerror}"]) from None
-        password = lines[0].strip() if lines else ""
+    try:
+        password = read_password(settings.password_file)
+    except OSError as exc:
+        raise ConfigError([f"mqtt.password_file: cannot read {settings.password_file}: {exc.strerror}"]) from None
     try:
         context = tls_context(settings.tls) if settings.tls is not None else None
     except TlsFileError as exc:
         raise ConfigError([f"mqtt.tls.{exc.field}: {exc}"]) from None
     return Endpoint(settings.host, settings.port, settings.client_id or f"heatgw-{station}", settings.keepalive_s,
                     settings.connect_timeout_s, settings.username, password, context)
-
-
-class TlsFileError(ValueError):
-    """A TLS file that cannot be used, with the ``tls:`` field that names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def tls_context(tls: TlsSettings) -> ssl.SSLContext:
-    """Trust the configured CA only (not the system store), and check the broker's host name.
-
-    An encrypted key is refused rather than unlocked: nobody is at a station's console to type its
-    passphrase (OpenSSL would otherwise ask on the terminal, and a service would wait forever)."""
-    try:
-        context = ssl.create_default_context(cafile=str(tls.ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise TlsFileError("ca_file", f"cannot load {tls.ca_file}: {exc}") from None
-    if tls.cert_file is not None and tls.key_file is not None:
-        try:
-            context.load_cert_chain(tls.cert_file, tls.key_file, password=_no_passphrase)
-        except _EncryptedKey:
-            raise TlsFileError("key_file", f"{tls.key_file} is encrypted: the gateway cannot type a passphrase, "
-                                           "give it an unencrypted key readable by its user only") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise TlsFileError("cert_file", f"cannot load {tls.cert_file} with key {tls.key_file}: {exc}") from None
-    return context
-
-
-class _EncryptedKey(Exception):
-    pass
-
-
-def _no_passphrase() -> bytes:
-    raise _EncryptedKey
 
 
 class Publisher:
