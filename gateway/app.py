@@ -18,7 +18,7 @@ from types import TracebackType
 
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import EventEngine
-from gateway.alarms.service import EVENTS_TOPIC, AlarmService, alarm_tick_s
+from gateway.alarms.service import AlarmService, alarm_tick_s
 from gateway.alarms.settings import AlarmSettings
 from gateway.alarms.state import AlarmState
 from gateway.alarms.store import store_path
@@ -38,7 +38,7 @@ from gateway.metrics import GatewayCollector, refresh_outbox
 from gateway.metrics_server import MetricsServer
 from gateway.mqtt.batcher import Durable
 from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
-from gateway.mqtt.payloads import control_payload, device_status
+from gateway.mqtt.payloads import CONTROL_TOPIC, EVENTS_TOPIC, control_payload, device_status
 from gateway.mqtt.service import MqttService
 from gateway.preflight import load_startup
 from gateway.protocols import build_devices
@@ -82,7 +82,7 @@ class Gateway:
             # The controller's state and the devices' online/offline changes are durable: they go
             # through the outbox, numbered with the telemetry, so the historian keeps every one.
             self.mqtt = MqttService(config, self.bus, state_dir, self.commands, started=time.time(),
-                                    durable={ControllerState: Durable("control", control_payload),
+                                    durable={ControllerState: Durable(CONTROL_TOPIC, control_payload),
                                              DeviceStatus: Durable(EVENTS_TOPIC, device_status)},
                                     rooms=room_tags(config, controller))
         # Subscribed before the devices start, like the outbox: the first fault is seen.

@@ -37,7 +37,15 @@ from gateway.bus import Bus
 from gateway.logs import kv
 from gateway.mqtt.commands import AlarmAckArgs, AlarmShelveArgs, Command, CommandRegistry, Refused
 from gateway.mqtt.outbox import AsyncOutbox
-from gateway.mqtt.payloads import alarm_state, alarm_transition, event_transition, open_events
+from gateway.mqtt.payloads import (
+    EVENTS_TOPIC,
+    OPEN_EVENTS_TOPIC,
+    alarm_state,
+    alarm_suffix,
+    alarm_transition,
+    event_transition,
+    open_events,
+)
 from gateway.mqtt.publisher import Publisher
 from gateway.samples import Value
 from gateway.yaml_source import ConfigError
@@ -56,9 +64,6 @@ def alarm_tick_s(time_scale: float) -> float:
     """The timers' period: a second of the clock alarms are timed on (on accelerated time, a
     twentieth of a wall second at most, so a 1 h escalation is at most a few simulated minutes late)."""
     return max(MIN_TICK_S, TICK_S / time_scale)
-EVENTS_TOPIC = "events"
-
-
 class AlarmService:
     """Runs an ``AlarmEngine`` (and an ``EventEngine``) on the bus. ``async with`` for the store's
     lifetime, ``run()`` as a task. ``clock`` is the time alarms and events are timed on: the wall
@@ -101,9 +106,9 @@ class AlarmService:
             self._emit(changed)
         if self._publisher is not None:
             for record in self.engine.records:
-                self._publisher.publish_retained(f"alarms/{record.id}", alarm_state(self.engine.describe(record.id)))
+                self._publisher.publish_retained(alarm_suffix(record.id), alarm_state(self.engine.describe(record.id)))
             if self.events is not None:
-                self._publisher.publish_retained("events/open", open_events(self.events.open_events, self._clock()))
+                self._publisher.publish_retained(OPEN_EVENTS_TOPIC, open_events(self.events.open_events, self._clock()))
         self._writer = asyncio.create_task(self._write_forever(), name="alarm-writer")
         return self
 
@@ -200,9 +205,9 @@ class AlarmService:
         # retained state finds the state that transition led to, not the one before.
         if self._publisher is not None:
             for alarm_id in dict.fromkeys(t.record.id for t in alarms):
-                self._publisher.publish_retained(f"alarms/{alarm_id}", alarm_state(self.engine.describe(alarm_id)))
+                self._publisher.publish_retained(alarm_suffix(alarm_id), alarm_state(self.engine.describe(alarm_id)))
             if events and self.events is not None:
-                self._publisher.publish_retained("events/open", open_events(self.events.open_events, self._clock()))
+                self._publisher.publish_retained(OPEN_EVENTS_TOPIC, open_events(self.events.open_events, self._clock()))
         for transition in transitions:
             if self._outbox is not None:
                 encode = (functools.partial(alarm_transition, transition=transition)

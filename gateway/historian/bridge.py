@@ -82,15 +82,19 @@ from gateway.mqtt.broker import read_password, tls_context
 from gateway.metrics_server import MetricsServer
 from gateway.systemd_notify import KeepAlive, Notifier
 from gateway.mqtt.payloads import (
+    COMMANDS_TOPIC,
     DELIVERED_MAX_RANGES,
-    DELIVERED_TOPIC,
+    RECORDED_TOPICS,
     REPLAY_COMMAND,
     REPLAY_MAX_MESSAGES,
     Delivered,
     ReplayAnswer,
+    Topics,
     delivered,
+    historian_peers_topic,
     parse_replay_answer,
     replay_command,
+    station_of,
 )
 
 log = logging.getLogger(__name__)
@@ -160,7 +164,7 @@ class Bridge:
         self._status_path = settings.state_dir / f"status-{settings.instance}.json"
         self._statuses = self._load_statuses()
         self._prefix = settings.topics.prefix
-        self._peer_topic = f"{self._prefix}/_historian/{settings.topics.share_group}/seen"
+        self._peer_topic = historian_peers_topic(self._prefix, settings.topics.share_group)
 
         # Handed from the network thread to the worker (deque appends and pops are atomic).
         self._inbox: deque[Incoming] = deque()
@@ -279,13 +283,9 @@ class Bridge:
 
     def _subscriptions(self) -> list[tuple[str, SubscribeOptions]]:
         topics = self.settings.topics
-        # ``events`` carries every alarm transition and event update; ``events/+`` the retained
-        # per-event states and the ``events/open`` summary.
-        suffixes = {"telemetry": ("telemetry",), "control": ("control",), "alarms": ("alarms/+",),
-                    "events": ("events", "events/+"), "status": ("status",)}
         return [
-            (f"$share/{topics.share_group}/{self._prefix}/{station}/{suffix}", SubscribeOptions(qos=1))
-            for station in topics.stations for kind in topics.kinds for suffix in suffixes[kind]
+            (f"$share/{topics.share_group}/{Topics(self._prefix, station).of(suffix)}", SubscribeOptions(qos=1))
+            for station in topics.stations for kind in topics.kinds for suffix in RECORDED_TOPICS[kind]
         ]
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
@@ -393,8 +393,8 @@ class Bridge:
             log.error("broker refused the metadata connection", extra=kv(reason=str(reason)))
             return
         stations = self.settings.topics.stations
-        client.subscribe([(f"{self._prefix}/{station}/meta", SubscribeOptions(qos=1)) for station in stations]
-                         + [(f"{self._prefix}/{station}/cmd/{REPLAY_COMMAND}/result", SubscribeOptions(qos=1))
+        client.subscribe([(Topics(self._prefix, station).meta, SubscribeOptions(qos=1)) for station in stations]
+                         + [(Topics(self._prefix, station).result(REPLAY_COMMAND), SubscribeOptions(qos=1))
                             for station in stations]
                          + [(self._peer_topic, SubscribeOptions(qos=1, noLocal=True))])
 
@@ -428,9 +428,7 @@ class Bridge:
 
     def _replay_result_station(self, topic: str) -> str | None:
         """The station of ``<prefix>/<station>/cmd/replay/result``, else None."""
-        head, _, station_and_rest = topic.partition(self._prefix + "/")
-        station, _, rest = station_and_rest.partition("/")
-        return station if not head and station and rest == f"cmd/{REPLAY_COMMAND}/result" else None
+        return station_of(self._prefix, topic, f"{COMMANDS_TOPIC}/{REPLAY_COMMAND}/result")
 
     def _take_peer_report(self, payload: bytes) -> None:
         instance, spans = parse_peer_report(payload, self._limits)  # all checked before any is used
@@ -751,7 +749,7 @@ class Bridge:
             command_id = f"{self.settings.topics.share_group}:{hole.first}-{hole.last}:{int(wall // retry_s)}"
             payload = replay_command(command_id, f"historian/{self.settings.instance}", wall + retry_s,
                                      hole.first, hole.last)
-            self._meta_client.publish(f"{self._prefix}/{hole.station}/cmd/{REPLAY_COMMAND}", payload, qos=1)
+            self._meta_client.publish(Topics(self._prefix, hole.station).command(REPLAY_COMMAND), payload, qos=1)
             log.info("replay requested", extra=kv(station=hole.station, from_seq=hole.first, to_seq=hole.last,
                                                   id=command_id))
 
@@ -772,7 +770,7 @@ class Bridge:
         """Retained ``delivered`` for every station whose held numbers changed since the last one."""
         for station in sorted(self._unconfirmed):
             upto, ranges = self._tracker.delivered(station, DELIVERED_MAX_RANGES)
-            self._meta_client.publish(f"{self._prefix}/{station}/{DELIVERED_TOPIC}",
+            self._meta_client.publish(Topics(self._prefix, station).delivered,
                                       delivered(Delivered(upto, tuple(ranges)), wall), qos=1, retain=True)
         self._unconfirmed.clear()
 

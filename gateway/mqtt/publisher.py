@@ -36,11 +36,11 @@ from gateway.mqtt.client import ConnectFailed, ConnectionLost, Endpoint, Incomin
 from gateway.mqtt.commands import Command, CommandRegistry, Refused, ReplayArgs
 from gateway.mqtt.outbox import AsyncOutbox
 from gateway.mqtt.payloads import (
-    DELIVERED_TOPIC,
     REPLAY_COMMAND,
     ContractError,
     ReplayAnswer,
     StationIdentity,
+    Topics,
     birth,
     death,
     parse_delivered,
@@ -56,28 +56,6 @@ INBOX_SIZE = 64
 """Commands waiting for their turn; more are answered "busy, retry later" (commands run one at a
 time, and a write may take seconds: a deeper queue would only answer later than dispatch waits)."""
 BUSY_LOG_EVERY_S = 1.0
-
-
-class Topics:
-    """The station's topics under ``<prefix>/<station>/``."""
-
-    def __init__(self, prefix: str, station: str) -> None:
-        self.base = f"{prefix}/{station}"
-        self.status = f"{self.base}/status"
-        self.meta = f"{self.base}/meta"
-        self.telemetry = f"{self.base}/telemetry"
-        self.delivered = f"{self.base}/{DELIVERED_TOPIC}"
-        self.commands = f"{self.base}/cmd/+"
-
-    def of(self, suffix: str) -> str:
-        """The topic ``suffix`` (an outbox entry's, e.g. ``telemetry``) names below the station."""
-        return f"{self.base}/{suffix}"
-
-    def command_name(self, topic: str) -> str:
-        return topic.rsplit("/", 1)[-1]
-
-    def result(self, name: str) -> str:
-        return f"{self.base}/cmd/{name}/result"
 
 
 def endpoint(settings: MqttSettings, station: str) -> Endpoint:
