@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, StringConstraints, model_validator
 
 from gateway.config_base import Backoff, MetricsSettings, Strict
+from gateway.mqtt.payloads import SEQUENCED_KINDS, RecordedKind
 from gateway.mqtt.settings import BrokerSettings
 from gateway.historian.schema import PayloadLimits
 from gateway.validation import validate_document
@@ -25,9 +26,6 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.
 """Instance ids and share-group names: they become MQTT client ids and topic levels, so no
 wildcards, slashes or spaces."""
 
-Kind = Literal["telemetry", "control", "alarms", "events", "status"]
-DURABLE_KINDS = ("telemetry", "control", "events")
-"""The kinds whose messages carry the station's one sequence (README "MQTT contract")."""
 
 
 def _default_instance() -> str:
@@ -72,16 +70,16 @@ class TopicSettings(Strict):
     share_group: Identifier = "historian"
     stations: list[Annotated[str, StringConstraints(pattern=r"^(\+|[a-z0-9][a-z0-9_-]{0,63})$")]] = Field(
         default_factory=lambda: ["+"], min_length=1)
-    kinds: list[Kind] = Field(default_factory=lambda: ["telemetry", "control", "alarms", "events", "status"],
+    kinds: list[RecordedKind] = Field(default_factory=lambda: ["telemetry", "control", "alarms", "events", "status"],
                               min_length=1)
 
     @model_validator(mode="after")
     def _one_sequence(self) -> TopicSettings:
         """The durable kinds share one sequence: a bridge that left one out would see its numbers
         as holes and ask the stations for them forever."""
-        left_out = [kind for kind in DURABLE_KINDS if kind not in self.kinds]
+        left_out = [kind for kind in SEQUENCED_KINDS if kind not in self.kinds]
         if left_out:
-            raise ValueError(f"kinds must include {', '.join(DURABLE_KINDS)} (they share one sequence); "
+            raise ValueError(f"kinds must include {', '.join(SEQUENCED_KINDS)} (they share one sequence); "
                              f"missing: {', '.join(left_out)}")
         return self
 

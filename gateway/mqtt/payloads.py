@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import Literal, TypeGuard
 
 from drivers.base import Quality
 from gateway.alarms.engine import Transition
@@ -45,9 +45,15 @@ ALARMS_TOPIC = "alarms"
 """Below it, retained, each alarm's state: ``alarm_suffix(id)``."""
 COMMANDS_TOPIC = "cmd"
 """Commands in on ``cmd/<name>``, answers out on ``cmd/<name>/result``."""
-RECORDED_TOPICS = {"telemetry": (TELEMETRY_TOPIC,), "control": (CONTROL_TOPIC,), "alarms": (f"{ALARMS_TOPIC}/+",),
-                   "events": (EVENTS_TOPIC, f"{EVENTS_TOPIC}/+"), "status": (STATUS_TOPIC,)}
-"""Each kind of message a historian records, and the topic filters below a station that carry it."""
+RecordedKind = Literal["telemetry", "control", "alarms", "events", "status"]
+"""The kinds of message a historian records (its ``topics.kinds``)."""
+RECORDED_TOPICS: Mapping[RecordedKind, tuple[str, ...]] = {
+    "telemetry": (TELEMETRY_TOPIC,), "control": (CONTROL_TOPIC,), "alarms": (f"{ALARMS_TOPIC}/+",),
+    "events": (EVENTS_TOPIC, f"{EVENTS_TOPIC}/+"), "status": (STATUS_TOPIC,)}
+"""Each kind, and the topic filters below a station that carry it."""
+SEQUENCED_KINDS: tuple[RecordedKind, ...] = ("telemetry", "control", "events")
+"""The kinds whose messages carry the station's one sequence: a receiver that left one out would
+see its numbers as holes."""
 
 
 class Topics:
