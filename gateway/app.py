@@ -12,7 +12,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -42,6 +42,7 @@ from gateway.mqtt.payloads import CONTROL_TOPIC, EVENTS_TOPIC, control_payload, 
 from gateway.mqtt.service import MqttService
 from gateway.preflight import load_startup
 from gateway.protocols import build_devices
+from gateway.reload import Reloader, StationReload
 from gateway.samples import DeviceStatus
 from gateway.systemd_notify import Notifier, keep_alive
 from gateway.writes import WriteQueue
@@ -70,6 +71,7 @@ class Gateway:
                  controller_time_scale: float = 1.0, alarm_clock: Callable[[], float] | None = None) -> None:
         self.config = config
         self.bus = bus or Bus()
+        self.state_dir = state_dir
         self.devices: dict[str, Device] = build_devices(config.devices, config.groups, self.bus, state_dir=state_dir)
         self.writes = WriteQueue(self.devices)
         self.commands: CommandRegistry = standard_commands(self.writes)
@@ -86,16 +88,8 @@ class Gateway:
                                              DeviceStatus: Durable(EVENTS_TOPIC, device_status)},
                                     rooms=room_tags(config, controller))
         # Subscribed before the devices start, like the outbox: the first fault is seen.
-        tag_devices = {tag: device for tag, (device, _) in config.tags().items()}
-        clock = alarm_clock or controller_clock
-        engine = AlarmEngine(config.alarms or AlarmSettings(), tag_devices, controller=controller is not None,
-                             now=clock())
-        events = None if config.events is None else EventEngine(
-            config.events, config.station.timezone, config.report.refund_tiers,
-            None if controller is None else controller.settings)
-        if events is not None and config.events is not None and config.events.rooms is not None and not events.rooms:
-            log.warning("events.rooms: no room to watch; list its tags, or run a controller with rooms",
-                        extra=kv(station=config.station.id))
+        clock = self._alarm_clock = alarm_clock or controller_clock
+        engine, events = self.engines_for(config, controller)
         self.alarms = AlarmService(
             engine, self.bus, events=events, clock=clock, tick_s=alarm_tick_s(controller_time_scale),
             store_path=None if state_dir is None else store_path(state_dir, config.station.id),
@@ -120,6 +114,46 @@ class Gateway:
             self.metrics = GatewayCollector(self)
             self._metrics_server = MetricsServer(config.metrics, self.metrics)
         self._stopping = False
+
+    def engines_for(self, config: GatewayConfig, controller: ControllerConfig | None
+                    ) -> tuple[AlarmEngine, EventEngine | None]:
+        """The alarm and event engines of ``config`` (at start, and for a reload that changes them)."""
+        tag_devices = {tag: device for tag, (device, _) in config.tags().items()}
+        engine = AlarmEngine(config.alarms or AlarmSettings(), tag_devices, controller=controller is not None,
+                             now=self._alarm_clock())
+        events = None if config.events is None else EventEngine(
+            config.events, config.station.timezone, config.report.refund_tiers,
+            None if controller is None else controller.settings)
+        if events is not None and config.events is not None and config.events.rooms is not None and not events.rooms:
+            log.warning("events.rooms: no room to watch; list its tags, or run a controller with rooms",
+                        extra=kv(station=config.station.id))
+        return engine, events
+
+    def start_devices(self, devices: Mapping[str, Device]) -> None:
+        """Poll ``devices`` from now on: every device at start, those a reload adds or restarts."""
+        for name, device in list(devices.items()):
+            self.devices[name] = device
+            task = asyncio.create_task(device.run(), name=f"poll:{name}")
+            task.add_done_callback(self._report_if_died)
+            self._tasks.append(task)
+
+    async def stop_devices(self, names: Collection[str]) -> None:
+        """Stop polling ``names`` (a reload removes or restarts them): their tasks are cancelled and
+        awaited, which closes their connections; the other devices poll on undisturbed."""
+        ending = {f"poll:{name}" for name in names}
+        await _cancel([task for task in self._tasks if task.get_name() in ending])
+        # Only once they ended: a stop that is itself cancelled leaves them to the gateway's own stop.
+        self._tasks = [task for task in self._tasks if task.get_name() not in ending]
+        for name in names:
+            self.devices.pop(name, None)
+
+    async def restate(self, config: GatewayConfig, controller: ControllerConfig | None) -> None:
+        """A reload's new station configuration, for what reads it as a whole: the latest values'
+        freshness, the retained status and meta (config hash, tag list, rooms)."""
+        self.config = config
+        self.latest.reconfigure(config)
+        if self.mqtt is not None:
+            await self.mqtt.restate(config, room_tags(config, controller))
 
     def _provide_controller_commands(self, task: ControllerTask, clock: Callable[[], float]) -> None:
         """Dispatch's offset and outdoor value reach the controller through MQTT commands; the
@@ -152,8 +186,6 @@ class Gateway:
                 await self.mqtt.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         self._tasks.append(asyncio.create_task(self.alarms.run(), name="alarms"))
-        for name, device in self.devices.items():
-            self._tasks.append(asyncio.create_task(device.run(), name=f"poll:{name}"))
         self._tasks.append(asyncio.create_task(self.writes.run(), name="writes"))
         self._tasks.append(asyncio.create_task(self._consume_bus(), name="latest-values"))
         if self.controller is not None:
@@ -162,6 +194,7 @@ class Gateway:
             self._tasks.append(asyncio.create_task(refresh_outbox(self.metrics, self.mqtt.outbox), name="metrics"))
         for task in self._tasks:
             task.add_done_callback(self._report_if_died)
+        self.start_devices(self.devices)
         if self._metrics_server is not None:
             self._metrics_server.__enter__()
         log.info("gateway started", extra=kv(station=self.config.station.id, devices=len(self.devices),
@@ -261,19 +294,19 @@ def tune_garbage_collector() -> None:
 
 
 async def run_until_signalled(config_path: Path, state_dir: Path, controller_path: Path | None = None) -> None:
-    """``heatgw run``: start the gateway, reload the controller on SIGHUP, stop on SIGTERM or SIGINT.
+    """``heatgw run``: start the gateway, reload the station file and the controller on SIGHUP
+    (``gateway.reload``), stop on SIGTERM or SIGINT.
 
     The controller's settings come from ``controller_path``, else from the station file's own
     ``controller:`` section, if it has one.
     """
     startup = load_startup(config_path, controller_path, state_dir)  # the same check as `heatgw check`
-    config, controller, controller_path = startup.station, startup.controller, startup.controller_path
     tune_garbage_collector()
     stop = asyncio.Event()
     notifier = Notifier.from_environment()
     with _signals_set(stop):
-        async with Gateway(config, state_dir=state_dir, controller=controller) as gateway:
-            reloader = Reloader(gateway.controller, controller_path)
+        async with Gateway(startup.station, state_dir=state_dir, controller=startup.controller) as gateway:
+            reloader = Reloader(StationReload(gateway, config_path, controller_path, state_dir, startup))
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader)
             notifier.ready(await gateway.status_line())
             watchdog = asyncio.create_task(keep_alive(notifier, gateway.stalled, gateway.status_line), name="watchdog")
@@ -285,39 +318,6 @@ async def run_until_signalled(config_path: Path, state_dir: Path, controller_pat
                 await _cancel([watchdog])
                 await reloader.close()
     notifier.close()
-
-
-class Reloader:
-    """SIGHUP: re-read the controller file off the event loop, one reload at a time.
-
-    The signal callback only starts a task, so it cannot fail; a SIGHUP during a reload asks for
-    one more reload after it (the file may have changed again), however many arrive. Without a
-    controller there is nothing to reload, and SIGHUP says so instead of ending the process.
-    """
-
-    def __init__(self, task: ControllerTask | None, path: Path | None) -> None:
-        self._task, self._path = task, path
-        self._running: asyncio.Task[None] | None = None
-        self._again = False
-
-    def __call__(self) -> None:
-        if self._task is None or self._path is None:
-            log.warning("reload: nothing to reload, no controller is configured")
-        elif self._running is not None and not self._running.done():
-            self._again = True
-        else:
-            self._running = asyncio.get_running_loop().create_task(self._run(self._task, self._path),
-                                                                    name="controller-reload")
-
-    async def _run(self, task: ControllerTask, path: Path) -> None:
-        self._again = True
-        while self._again:
-            self._again = False
-            await task.reload_off_loop(path)
-
-    async def close(self) -> None:
-        if self._running is not None:
-            await _cancel([self._running])
 
 
 @contextlib.contextmanager

@@ -248,8 +248,11 @@ def run(
 ) -> None:
     """Run the gateway until SIGTERM: poll, control, serve writes, send telemetry over MQTT.
 
-    SIGHUP (systemctl reload heatgw) re-reads the controller settings and curves; a bad file is
-    refused and the running configuration stays in force.
+    SIGHUP (systemctl reload heatgw) re-reads the station file and the controller settings and
+    curves, checked as `heatgw check` checks them, and applies what changed: devices, tags, poll
+    groups, alarms, events, report and controller; unchanged devices poll on without a pause.
+    A file with any problem, or one that changes station:, mqtt: or metrics: (those need a
+    restart), is refused whole and the running configuration stays in force.
     """
     from gateway.app import run_until_signalled
 

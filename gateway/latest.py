@@ -33,11 +33,21 @@ class LatestValues:
         elif isinstance(item, DeviceStatus):
             self.device_online[item.device] = item.online
 
+    def reconfigure(self, config: GatewayConfig) -> None:
+        """After a reload: tags and devices the station no longer has are forgotten, the others keep
+        their value and are judged by their new interval."""
+        self._max_age = config.max_silence_s()
+        self._samples = {tag: sample for tag, sample in self._samples.items() if tag in self._max_age}
+        self.device_online = {device: online for device, online in self.device_online.items() if device in config.devices}
+
     def get(self, tag: str) -> Sample | None:
         """The newest sample of ``tag`` (None if never seen), STALE if it is too old to trust."""
         sample = self._samples.get(tag)
         if sample is None or sample.quality is not Quality.GOOD:
             return sample
-        if self._clock() - sample.timestamp > self._max_age[tag]:
+        max_age = self._max_age.get(tag)
+        if max_age is None:  # a tag a reload removed, polled before it was: not current any more
+            return replace(sample, quality=Quality.STALE, reason=Reason.NOT_REFRESHED.value)
+        if self._clock() - sample.timestamp > max_age:
             return replace(sample, quality=Quality.STALE, reason=Reason.NOT_REFRESHED.value)
         return sample

@@ -7,7 +7,7 @@ across devices and the building of running devices all follow from that line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
@@ -41,6 +41,12 @@ def _of(driver: Driver[Any], devices: Mapping[str, DeviceConfigBase]) -> dict[st
 def device_problems(devices: Mapping[str, DeviceConfigBase]) -> Problems:
     """Every driver's checks across its own devices."""
     return [problem for driver in DRIVERS for problem in driver.problems(_of(driver, devices))]
+
+
+def shared_key(name: str, device: DeviceConfigBase) -> Hashable:
+    """What ``device`` shares with other devices (its driver's ``shares``): one key, one unit to
+    build, stop and start (``gateway.reload``)."""
+    return (device.protocol, BY_PROTOCOL[device.protocol].shares(name, device))
 
 
 def build_devices(devices: Mapping[str, DeviceConfigBase], groups: Mapping[str, PollGroup], bus: Bus, *,

@@ -44,7 +44,18 @@ class DeviceStatus:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class StationReloaded:
+    """The station file was reloaded (SIGHUP): a consumer that keeps per-tag settings (the
+    telemetry filter, the latest values) switches to ``config`` when this item reaches it, so the
+    switch falls exactly between the last sample polled under the old configuration and the first
+    polled under the new one, whatever its queue holds. Consumers that keep none ignore it."""
+
+    config: GatewayConfig
+
+
 if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
     from gateway.control.model import ControllerState
 
-BusItem = Union[SampleBatch, DeviceStatus, "ControllerState"]
+BusItem = Union[SampleBatch, DeviceStatus, StationReloaded, "ControllerState"]

@@ -40,7 +40,7 @@ def _message(error: Any) -> str:
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        return "unknown field (check the spelling; see the configuration reference in README.md)"
+        return "unknown field (check the spelling; see the configuration reference in docs/commissioning/)"
     text = str(error["msg"])
     text = text.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if "input" in error and kind not in ("model_type", "dict_type", "list_type") and _is_scalar(error["input"]):

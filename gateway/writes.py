@@ -63,10 +63,18 @@ class WriteQueue:
         maxsize: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._device_of = {tag: device for device in devices.values() for tag in device.tags}
+        self._device_of: dict[str, Device] = {}
+        self._last_write: dict[str, float] = {}
+        self.serve(devices)
         self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize)
         self._clock = clock
-        self._last_write: dict[str, float] = {}
+
+    def serve(self, devices: Mapping[str, Device]) -> None:
+        """Write to ``devices`` from now on (a reload): a tag none of them declares is refused at
+        once, also one whose request is already queued. The minimum interval of a tag that stays
+        keeps counting from its last write."""
+        self._device_of = {tag: device for device in devices.values() for tag in device.tags}
+        self._last_write = {tag: at for tag, at in self._last_write.items() if tag in self._device_of}
 
     async def write(self, tag: str, value: Value, origin: str) -> WriteResult:
         """Queue a write and wait for its outcome."""

@@ -1,7 +1,8 @@
-"""Rewrite the register-map sections of README.md from sim/registers.py (the single source of truth).
+"""Rewrite the register-map sections of the documentation from sim/registers.py (the single source
+of truth).
 
 Run after changing the map: ``.venv/bin/python scripts/update_register_map.py``.
-tests/test_readme.py fails while README.md and the map disagree.
+tests/test_docs.py fails while docs/commissioning/register-map.md and the map disagree.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from pathlib import Path
 
 from sim.registers import Device, circuit_markdown_table, markdown_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "commissioning" / "register-map.md"
 
 
 def render(text: str) -> str:
-    """README text with every ``register-map:<device>`` section replaced by the current table."""
+    """Page text with every ``register-map:<device>`` section replaced by the current table."""
     tables = {device.value: markdown_table(device) for device in Device} | {"circuits": circuit_markdown_table()}
     for section, table in tables.items():
         pattern = re.compile(rf"(<!-- register-map:{section} -->\n).*?(<!-- /register-map:{section} -->)", re.S)
@@ -25,5 +26,5 @@ def render(text: str) -> str:
 
 
 if __name__ == "__main__":
-    README.write_text(render(README.read_text()))
+    PAGE.write_text(render(PAGE.read_text()))
     sys.exit(0)

@@ -354,7 +354,7 @@ def _describe(file: Path, root: yaml.Node, error: Any) -> str:
     if kind == "missing":
         message = "required field is missing"
     elif kind == "extra_forbidden":
-        message = "unknown field (check the spelling; see the station-file reference in README.md)"
+        message = "unknown field (check the spelling; see the station-file reference in docs/simulator/index.md)"
     else:
         message = str(error["msg"]).removeprefix("Value error, ")
         value = error.get("input")

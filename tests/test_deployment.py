@@ -1,6 +1,6 @@
 """The documented deployment works as documented.
 
-The README's install lines and the systemd unit's own ``ExecStartPre``/``ExecStart`` run for real,
+The install lines of the docs (docs/getting-started/install.md) and the systemd unit's own ``ExecStartPre``/``ExecStart`` run for real,
 with ``/etc/heatgw``, the venv and the state directory moved into the test's temporary directory,
 against the simulated station and a real Mosquitto: the gateway starts with its controller and
 publishes its state, ``systemctl reload heatgw`` (SIGHUP) refuses a broken controller file and takes a
@@ -25,13 +25,13 @@ from tests.mqtt.conftest import TOPIC, Subscriber, broker, until  # noqa: F401 -
 from tests.test_systemd import INSTALL_PREFIX, directives
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+INSTALL_PAGE = (ROOT / "docs" / "getting-started" / "install.md").read_text()
 UNIT = ROOT / "systemd" / "heatgw.service"
 
 
 def install_config(etc: Path) -> list[str]:
-    """Run the README's ``install ... config/...`` lines with /etc/heatgw moved to ``etc``."""
-    block = README.split("## Running under systemd", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    """Run the install page's ``install ... config/...`` lines with /etc/heatgw moved to ``etc``."""
+    block = INSTALL_PAGE.split("## Running under systemd", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     lines = [line.split("#")[0].strip() for line in block.splitlines() if line.startswith("install -D") and "config/" in line]
     for line in lines:
         subprocess.run(["bash", "-c", line.replace("/etc/heatgw", str(etc))], cwd=ROOT, check=True, timeout=30)
@@ -49,7 +49,7 @@ def logged(log: Path, pattern: str) -> re.Match[str] | None:
     return re.search(pattern, log.read_text(errors="replace"))
 
 
-async def test_install_start_reload_and_stop_as_the_readme_and_the_unit_say(
+async def test_install_start_reload_and_stop_as_the_docs_and_the_unit_say(
         tmp_path: Path, station_server: StationModbusServer, broker: Mosquitto) -> None:  # noqa: F811
     etc, state, log = tmp_path / "etc" / "heatgw", tmp_path / "state", tmp_path / "journal.log"
     lines = install_config(etc)

@@ -41,5 +41,10 @@ def _pollers(devices: Mapping[str, ModbusDevice], groups: Mapping[str, PollGroup
     return pollers
 
 
+def shares(name: str, device: ModbusDevice) -> tuple[str, ...]:
+    """Devices on one serial port share its link, so a reload restarts them together."""
+    return link_key(device, name)
+
+
 DRIVER: Driver[ModbusDevice] = Driver(models=(ModbusTcpDevice, ModbusRtuDevice), build=build, problems=modbus_problems,
-                                      read=read)
+                                      read=read, shares=shares)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -20,6 +20,10 @@ Problems = list[tuple[Path_, str]]
 
 def _none(devices: Mapping[str, DeviceConfigBase]) -> Problems:
     return []
+
+
+def _own(name: str, device: DeviceConfigBase) -> Hashable:
+    return ("device", name)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class Driver(Generic[ConfigT]):
     problems: Callable[[Mapping[str, ConfigT]], Problems] = field(default=_none)
     read: Callable[[Mapping[str, ConfigT], Mapping[str, PollGroup]], Awaitable[list[DeviceReading]]] | None = None
     """``heatgw read``: poll these devices once, with what came over the wire (optional)."""
+    shares: Callable[[str, ConfigT], Hashable] = field(default=_own)
+    """What a device shares with others of its driver (an RS-485 line): devices with one key are
+    built together and so are stopped and started together by a reload. Default: nothing shared."""
 
     def protocols(self) -> tuple[str, ...]:
         """The ``protocol:`` values this driver serves, from its models' ``Literal`` discriminators."""

@@ -154,6 +154,26 @@ class AlarmService:
             except Exception:  # noqa: BLE001 - a bug on one item must not stop alarms, nor (lossless) polling
                 log.exception("alarm evaluation failed; item skipped", extra=kv(item=type(item).__name__))
 
+    def take_over(self, engine: AlarmEngine, events: EventEngine | None) -> None:
+        """A reload: ``engine`` replaces the running alarm engine and ``events`` the event engine
+        (either may be the running one, which then carries on untouched). A new one starts from
+        the states the running one holds (an active alarm stays active, acknowledged or shelved;
+        an open event stays open); alarms and events the reload removed are dropped. Called on
+        the loop between two items, so nothing is evaluated twice."""
+        now = self._clock()
+        if engine is not self.engine:
+            self._emit(engine.restore(self.engine.records, now))
+            self.engine = engine
+            if self._publisher is not None:
+                for record in engine.records:
+                    self._publisher.publish_retained(f"alarms/{record.id}", alarm_state(engine.describe(record.id)))
+        if events is not self.events:
+            if events is not None and self.events is not None:
+                events.restore(self.events.open_events)
+            self.events = events
+            if events is not None and self._publisher is not None:
+                self._publisher.publish_retained("events/open", open_events(events.open_events, now))
+
     def provide_commands(self, commands: CommandRegistry) -> None:
         """``alarm_ack`` and ``alarm_shelve`` act on this engine from now on."""
         async def ack(args: AlarmAckArgs, command: Command) -> Mapping[str, Value]:

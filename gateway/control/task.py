@@ -5,7 +5,7 @@ them into ``ControllerInputs`` with an honest verdict per value, runs ``Controll
 each circuit's setpoint through the write queue (the one write path, with its limits and
 read-back) when it moved by at least the register's resolution, and publishes the
 ``ControllerState`` on the bus. It also holds what the MQTT command handlers hand it (dispatch
-offset, dispatch outdoor temperature) and swaps in a new configuration on SIGHUP.
+offset, dispatch outdoor temperature) and swaps in a new configuration on SIGHUP (``restation``).
 
 If the PLC is unreachable the write queue refuses at once and the cycle goes on: the next cycle
 decides again from fresh values, and the PLC gets one current setpoint when it returns, moved at
@@ -202,8 +202,9 @@ class ControllerTask:
 
         A refused file changes nothing: the running configuration stays in force. An accepted one
         keeps what the controller has learned (filters, the ramp position, heat-up factors, and the
-        trim integrals of every circuit whose curve is the same one). The gateway's SIGHUP uses
-        ``reload_off_loop``, which reads the files the same way on a worker thread.
+        trim integrals of every circuit whose curve is the same one). The gateway's SIGHUP reloads
+        the station file with the controller (``gateway.reload``), which reads both on a worker
+        thread and hands the controller its part through ``restation``.
         """
         try:
             config = self.load_for_reload(path)
@@ -212,24 +213,17 @@ class ControllerTask:
         self._apply(path, config)
         return None
 
-    async def reload_off_loop(self, path: Path) -> str | None:
-        """``reload`` with the reading and checking on a worker thread, so polling, MQTT and commands
-        go on meanwhile (a file is bounded in size and expansion by the loader, so the thread ends);
-        the accepted configuration is applied on the loop, between two cycles."""
-        try:
-            config = await asyncio.to_thread(self.load_for_reload, path)
-        except ConfigError as exc:
-            return self._refused(path, exc)
-        except Exception as exc:  # noqa: BLE001 - a bug in a check must not stop the station either
-            log.exception("controller reload failed, the running configuration stays in force", extra=kv(file=path))
-            return f"{path}: internal error while reading: {type(exc).__name__}"
-        self._apply(path, config)
-        return None
-
     def load_for_reload(self, path: Path) -> ControllerConfig:
         """Read and check ``path`` against the station's tags; ConfigError if refused. Touches no
         running state, so it may run on any thread."""
         return load_controller_for(self._station, path)
+
+    def restation(self, station: GatewayConfig, config: ControllerConfig, path: Path) -> None:
+        """A station reload (SIGHUP): the station's tags as they are now, and the controller
+        ``config`` loaded and checked against them (``gateway.preflight.load_startup``), applied
+        as a controller reload is: what the controller has learned is kept."""
+        self._station, self._tags = station, station.tags()
+        self._apply(path, config)
 
     def _refused(self, path: Path, exc: ConfigError) -> str:
         reason = "\n".join(exc.messages)

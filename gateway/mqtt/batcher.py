@@ -15,6 +15,10 @@ What a crash can lose is what has not reached the outbox yet: at most one messag
 plus the bus queue. Those never got a sequence number, so the receiver sees a pause in time, as
 during the restart itself, never a gap in the sequence. A clean stop flushes them.
 
+A reload of the station file reaches the batcher as a ``StationReloaded`` item on the bus: the
+samples before it are stored with the old tags' resolutions, those after it are filtered and
+encoded with the new ones (``reconfigure``); the outbox and its sequence are untouched.
+
 Other bus items become durable messages too, each stored at once as its own message on its own
 topic (the controller's state on ``control``): the batcher is told which item types and how to
 encode them (``Durable``), so it never learns what a controller is.
@@ -38,7 +42,7 @@ from gateway.mqtt.outbox import AsyncOutbox
 from gateway.mqtt.payloads import TelemetryEncoder
 from gateway.mqtt.report import ReportFilter, TagPolicy
 from gateway.mqtt.settings import MqttSettings
-from gateway.samples import Sample, SampleBatch
+from gateway.samples import Sample, SampleBatch, StationReloaded
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +52,12 @@ BUS_QUEUE = 1024  # bus items; lossless, so a full queue makes the poller wait
 def report_filter(config: GatewayConfig, settings: MqttSettings) -> ReportFilter:
     """The filter for a station: each tag's deadband, and how long its samples may normally pause
     (``GatewayConfig.max_silence_s``, the staleness limit)."""
+    return ReportFilter(tag_policies(config), settings.integrity_interval_s)
+
+
+def tag_policies(config: GatewayConfig) -> dict[str, TagPolicy]:
     silence = config.max_silence_s()
-    policies = {tag: TagPolicy(cfg.deadband, silence[tag]) for tag, (_device, cfg) in config.tags().items()}
-    return ReportFilter(policies, settings.integrity_interval_s)
+    return {tag: TagPolicy(cfg.deadband, silence[tag]) for tag, (_device, cfg) in config.tags().items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +124,8 @@ class Batcher:
             durable = self._durable.get(type(item))
             if durable is not None:
                 await self._store_durable(durable, item)
+            elif isinstance(item, StationReloaded):
+                await self._reconfigure(item.config)
             if isinstance(item, SampleBatch):
                 if not self._batch:
                     flush_at = loop.time() + self._max_age_s
@@ -128,6 +137,8 @@ class Batcher:
                         self._offer(more.samples)
                     elif (durable := self._durable.get(type(more))) is not None:
                         await self._store_durable(durable, more)
+                    elif isinstance(more, StationReloaded):
+                        await self._reconfigure(more.config)
             now = loop.time()
             if now >= next_sweep:
                 self._batch.extend(self._report.overdue(self._clock()))
@@ -150,6 +161,14 @@ class Batcher:
         # Wake run() if it waits on an empty queue; run() ignores items it was not told about.
         with contextlib.suppress(asyncio.QueueFull):
             self._subscription.queue.put_nowait(None)  # type: ignore[arg-type]
+
+    async def _reconfigure(self, config: GatewayConfig) -> None:
+        """Store what was filtered under the old tags, then take the new tags' resolutions and deadbands."""
+        if self._batch:
+            await self._store(self._batch)
+            self._batch = []
+        self._encoder = TelemetryEncoder.for_config(config)
+        self._report.retune(tag_policies(config))
 
     def _offer(self, samples: tuple[Sample, ...]) -> None:
         self.samples_in += len(samples)

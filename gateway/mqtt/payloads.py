@@ -349,9 +349,11 @@ STATION_REASON = CodeTable("reason", {"none": 0, "shutdown": 1, "connection_lost
 """Why a station went offline: its own clean stop, or the broker's last will."""
 DEVICE_STATE = CodeTable("state", {"offline": 0, "online": 1})
 DEVICE_REASON = CodeTable("reason", {"none": 0, "timeout": 1, "connection_lost": 2, "exception": 3, "bad_reply": 4,
-                                     "decode_error": 5, "out_of_range": 6, "no_value": 7, "not_refreshed": 8},
+                                     "decode_error": 5, "out_of_range": 6, "no_value": 7, "not_refreshed": 8,
+                                     "removed": 9},
                           {"": "none"}, before_colon=True)
-"""Why a device went offline: the poller's reason (``drivers.base.Reason``), its detail left out."""
+"""Why a device went offline: the poller's reason (``drivers.base.Reason``), its detail left out,
+or ``removed`` when a reload took it out of the station file (``gateway.reload.REMOVED``)."""
 
 
 # -- end-to-end delivery: the historian's confirmation and its replay requests ----------------------

@@ -145,6 +145,16 @@ class Publisher:
         if self._connection is not None:
             self._connection.publish(self.topics.of(suffix), payload, qos=1, retain=True)
 
+    async def restate(self, identity: StationIdentity, meta: bytes) -> None:
+        """A reload changed the station: the retained status (its config hash) and meta (its
+        tags) say so now if connected, and on every connection from now on."""
+        self.identity, self._meta = identity, meta
+        if (connection := self._connection) is not None:
+            stats = await self.outbox.stats()
+            connection.publish(self.topics.status, birth(identity, self._clock(), stats.pending_messages,
+                                                         stats.dropped_messages), qos=1, retain=True)
+            connection.publish(self.topics.meta, meta, qos=1, retain=True)
+
     def stop(self) -> None:
         """Ask ``run()`` to publish the offline status, disconnect and return."""
         self._stopping.set()

@@ -41,6 +41,15 @@ class ReportFilter:
         self._reported: dict[str, Sample] = {}
         self._seen: dict[str, float] = {}  # newest sample time per tag, reported or not
 
+    def retune(self, policies: Mapping[str, TagPolicy]) -> None:
+        """Take the tags' policies after a reload: a tag that stays keeps its last reported sample
+        (no extra report, the deadband counts on from it); a tag that is gone is forgotten, so it
+        is never reported overdue."""
+        self._policies = dict(policies)
+        self._deadbands = {tag: policy.deadband for tag, policy in policies.items() if policy.deadband > 0}
+        self._reported = {tag: sample for tag, sample in self._reported.items() if tag in self._policies}
+        self._seen = {tag: seen for tag, seen in self._seen.items() if tag in self._policies}
+
     def offer(self, sample: Sample) -> bool:
         """Whether ``sample`` is to be reported; if so it becomes the tag's last reported sample.
 

@@ -10,6 +10,7 @@ that was polled.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Collection, Mapping
@@ -54,6 +55,13 @@ class MqttService:
                                report_filter(config, settings), settings, durable=durable)
         self.publisher = Publisher(settings, self.identity, self.outbox, commands, meta(config, digest, rooms))
         self._tasks: list[asyncio.Task[None]] = []
+
+    async def restate(self, config: GatewayConfig, rooms: Collection[str] = ()) -> None:
+        """After a reload: the retained status carries the new config hash, the meta the new tags.
+        The batcher follows by itself (``StationReloaded`` on the bus); the outbox stays as it is."""
+        digest = config_hash(config)
+        self.identity = dataclasses.replace(self.identity, config_hash=digest)
+        await self.publisher.restate(self.identity, meta(config, digest, rooms))
 
     async def __aenter__(self) -> MqttService:
         try:

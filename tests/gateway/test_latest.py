@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drivers.base import Quality
 from gateway.latest import LatestValues
 from gateway.samples import DeviceStatus, Sample, SampleBatch
@@ -30,3 +32,25 @@ def test_bad_values_stay_bad_and_device_state_is_tracked() -> None:
     sample = latest.get("outdoor_temp")
     assert sample is not None and sample.quality is Quality.BAD and sample.reason == "timeout"
     assert latest.device_online == {"plc": False}
+
+
+def test_a_reload_forgets_removed_tags_and_judges_kept_ones_by_their_new_interval() -> None:
+    clock = Clock()
+    latest = LatestValues(station_config(5020), clock)
+    latest.update(SampleBatch("plc", "fast", (Sample("outdoor_temp", -3.5, 1000.0),)))
+    latest.update(SampleBatch("heat_meter", "slow", (Sample("meter_flow", 12.0, 1000.0),)))
+
+    def without_meter(data: dict[str, Any]) -> None:
+        data["groups"]["fast"]["interval_s"] = 0.5
+        del data["devices"]["heat_meter"]
+        del data["alarms"]["definitions"]["heat_meter_lost"]
+        del data["report"]["energy_tag"]
+
+    latest.reconfigure(station_config(5020, without_meter))
+    assert latest.get("meter_flow") is None
+    clock.now = 1003.1  # fresh for 2 x 1 s + 2 s before; 2 x 0.5 s + 2 s now
+    kept = latest.get("outdoor_temp")
+    assert kept is not None and kept.quality is Quality.STALE
+    latest.update(SampleBatch("heat_meter", "slow", (Sample("meter_flow", 12.0, 1003.0),)))  # polled before the reload
+    late = latest.get("meter_flow")
+    assert late is not None and late.quality is Quality.STALE, "a removed tag's value is never current"

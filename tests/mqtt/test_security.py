@@ -1,4 +1,4 @@
-"""TLS with a CA made here, passwords, and the README's ACL: only dispatch can make the gateway act."""
+"""TLS with a CA made here, passwords, and the documented ACL: only dispatch can make the gateway act."""
 
 from __future__ import annotations
 
@@ -33,10 +33,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {STATION: "station-secret", "dispatch": "dispatch-secret", "historian": "historian-secret"}
 
 
-def readme_acl() -> str:
-    """The ACL the README documents, so the documented setup is the tested one."""
-    block = re.search(r"<!-- mosquitto-acl -->\n```text\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert block is not None, "README lost its Mosquitto ACL block"
+def documented_acl() -> str:
+    """The ACL the docs document (docs/dispatch/broker-security.md), so the documented setup is the tested one."""
+    page = (ROOT / "docs" / "dispatch" / "broker-security.md").read_text()
+    block = re.search(r"<!-- mosquitto-acl -->\n```text\n(.*?)```", page, re.S)
+    assert block is not None, "the broker security page lost its Mosquitto ACL block"
     return block[1]
 
 
@@ -46,7 +47,7 @@ def tls_broker(tmp_path: Path, pki: Pki) -> Iterator[Mosquitto]:
     broker = Mosquitto(directory)
     passwords = broker.password_file(PASSWORDS)
     acl = directory / "acl"
-    acl.write_text(readme_acl())
+    acl.write_text(documented_acl())
     broker.extra_config = broker_lines(
         f"cafile {pki.ca}", f"certfile {pki.server_cert}", f"keyfile {pki.server_key}",
         "require_certificate true", "use_identity_as_username false",

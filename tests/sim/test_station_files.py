@@ -88,7 +88,7 @@ def test_an_unknown_key_is_an_error_with_file_line_and_column(tmp_path: Path) ->
     path = _write(tmp_path, _demo_text().replace("    time_constant_h: 50\n", "    time_constant_h: 50\n    colour: red\n"))
     line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "colour" in text)
     assert _errors(path) == [f"{path}:{line}:5: buildings.B.colour: unknown field "
-                             "(check the spelling; see the station-file reference in README.md)"]
+                             "(check the spelling; see the station-file reference in docs/simulator/index.md)"]
 
 
 def test_a_wrong_value_points_at_its_line(tmp_path: Path) -> None:
