@@ -39,7 +39,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from gateway.devstack import Mosquitto, VictoriaMetrics, stop_process
+from tooling.devstack import Mosquitto, VictoriaMetrics, stop_process
 
 TARGET_VALUES_PER_S = 50_000
 ROWS_PER_VALUE = 2  # telemetry_value and telemetry_quality

@@ -18,7 +18,7 @@ What is measured, and why it is built this way:
   station file this script writes: the **default** MQTT settings unless ``--batch-max-age`` is
   given. Its CPU (user + system of the whole process tree) and RSS are read with psutil over the
   measured window only, after a warm-up.
-* A real Mosquitto (``gateway.devstack``) on a free loopback port; the subscriber is a paho client
+* A real Mosquitto (``tooling.devstack``) on a free loopback port; the subscriber is a paho client
   on its own thread in this process, timestamping each message as it arrives.
 * "First value" is the time from starting the gateway process to the first telemetry message
   at the broker: start-up, configuration, connecting and planning included.
@@ -261,7 +261,7 @@ class RunResult:
 
 def one_run(devices: int, interval_s: float, tags: int, warmup_s: float, seconds: float,
             batch_max_age_s: float | None, ports: int | None, template: bool, root: Path) -> RunResult:
-    from gateway.devstack import Mosquitto, stop_process
+    from tooling.devstack import Mosquitto, stop_process
 
     with tempfile.TemporaryDirectory(prefix="heatgw-latency-") as work, server_process(ports or devices) as plc_ports:
         directory = Path(work)

@@ -49,7 +49,7 @@ from poll import Figure, gateway_config, machine, render, running, server_proces
 from gateway.app import Gateway
 from gateway.bus import Subscription
 from gateway.config import GatewayConfig
-from gateway.devstack import Mosquitto
+from tooling.devstack import Mosquitto
 from gateway.mqtt.commands import CommandRegistry
 from gateway.mqtt.outbox import AsyncOutbox, Outbox
 from gateway.mqtt.payloads import DELIVERED_TOPIC, Delivered, StationIdentity, TelemetryEncoder, delivered
@@ -332,7 +332,7 @@ async def replay(path: Path, expected: Fill, workdir: Path) -> ReplayRun:
 
 
 def mosquitto_version() -> str:
-    from gateway.devstack import MOSQUITTO
+    from tooling.devstack import MOSQUITTO
 
     banner = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True, timeout=10).stdout
     return banner.split("version", 1)[1].split()[0] if "version" in banner else "?"

@@ -24,7 +24,7 @@ for floor heating):
   building time constant (area-weighted), the return and power limit lines scaled to the
   circuit's design, and a floor circuit's slab time constant (``emitter_lag_h``) and its off and
   frost supply at its curve's 22 C minimum; instruments as the gateway sees them
-  (``gateway.control.harness.inputs_from``: rooms every 5-15 min, 0.1 K, some reports lost; each circuit's limiters read its own
+  (``tooling.harness.inputs_from``: rooms every 5-15 min, 0.1 K, some reports lost; each circuit's limiters read its own
   exchanger's branch).
 
 Comfort is judged on the TRUE room temperatures at every cycle: occupied hours are 06:00-21:00
@@ -61,8 +61,9 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.control.controller import Controller  # noqa: E402
 from gateway.control.curve_cli import plot_curve  # noqa: E402
-from gateway.control.harness import REGISTER_STEP_C, inputs_from  # noqa: E402
-from gateway.control.loader import ControllerConfig, ControllerFile, resolve_curves  # noqa: E402
+from tooling.harness import REGISTER_STEP_C, inputs_from  # noqa: E402
+from gateway.control.loader import ControllerFile, resolve_curves  # noqa: E402
+from gateway.control.settings import ControllerConfig  # noqa: E402
 from gateway.control.model import ControllerDecision, ControllerInputs, Reading  # noqa: E402
 from gateway.curves import Curve, PhysicalCurve  # noqa: E402
 from sim.params import EmitterKind, StationParams  # noqa: E402

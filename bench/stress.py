@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from season import make_strategy  # noqa: E402
 
-from gateway.control.harness import SimLoop  # noqa: E402
+from tooling.harness import SimLoop  # noqa: E402
 from gateway.control.model import ControllerDecision  # noqa: E402
 from sim.plant import Plant  # noqa: E402
 from sim.station import Station  # noqa: E402

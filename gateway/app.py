@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import signal
 import time
@@ -19,14 +18,14 @@ from types import TracebackType
 
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import EventEngine
-from gateway.alarms.service import EVENTS_TOPIC, AlarmService, alarm_tick_s
+from gateway.alarms.service import AlarmService, alarm_tick_s
 from gateway.alarms.settings import AlarmSettings
 from gateway.alarms.state import AlarmState
 from gateway.alarms.store import store_path
 from gateway.acquisition.device import Device
 from gateway.bus import Bus
 from gateway.config import GatewayConfig
-from gateway.control.loader import ControllerConfig
+from gateway.control.settings import ControllerConfig
 from gateway.control.memory import FILE_NAME as MEMORY_FILE_NAME
 from gateway.control.memory import MemoryFile
 from gateway.control.operating_points import FILE_NAME as POINTS_FILE_NAME
@@ -39,7 +38,7 @@ from gateway.metrics import GatewayCollector, refresh_outbox
 from gateway.metrics_server import MetricsServer
 from gateway.mqtt.batcher import Durable
 from gateway.mqtt.commands import Command, CommandRegistry, OutdoorArgs, Refused, SetpointOffsetArgs, standard_commands
-from gateway.mqtt.payloads import device_status
+from gateway.mqtt.payloads import CONTROL_TOPIC, EVENTS_TOPIC, control_payload, device_status
 from gateway.mqtt.service import MqttService
 from gateway.preflight import load_startup
 from gateway.protocols import build_devices
@@ -85,7 +84,7 @@ class Gateway:
             # The controller's state and the devices' online/offline changes are durable: they go
             # through the outbox, numbered with the telemetry, so the historian keeps every one.
             self.mqtt = MqttService(config, self.bus, state_dir, self.commands, started=time.time(),
-                                    durable={ControllerState: Durable("control", control_payload),
+                                    durable={ControllerState: Durable(CONTROL_TOPIC, control_payload),
                                              DeviceStatus: Durable(EVENTS_TOPIC, device_status)},
                                     rooms=room_tags(config, controller))
         # Subscribed before the devices start, like the outbox: the first fault is seen.
@@ -262,21 +261,6 @@ def room_tags(config: GatewayConfig, controller: ControllerConfig | None) -> set
     if config.events is not None and config.events.rooms is not None:
         tags |= set(config.events.rooms.tags)
     return tags
-
-
-def control_payload(state: ControllerState, seq: int) -> bytes:
-    """The ``control`` topic's JSON: the controller state, with the contract's ``ts`` time key and
-    the station's ``seq`` (shared with telemetry: the historian sees one series of numbers), and
-    circuits, limiters and signals keyed by name instead of listed, so every figure has a stable
-    name a historian can store (``circuits_radiators_setpoint_c``) whatever the list order."""
-    data = state.to_dict()
-    ts = data.pop("timestamp")
-    circuits = {}
-    for circuit in data.pop("circuits"):
-        circuit["limiters"] = {limiter.pop("name"): limiter for limiter in circuit["limiters"]}
-        circuits[circuit.pop("circuit")] = circuit
-    signals = {signal: True for signal in data.pop("signals")}
-    return json.dumps({"seq": seq, "ts": ts, **data, "circuits": circuits, "signals": signals}).encode()
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

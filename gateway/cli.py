@@ -10,25 +10,44 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
 from gateway.control.curve_cli import POINT_COLUMNS, curve_command
-from gateway.control.loader import ControllerConfig, load_controller_config
+from gateway.control.loader import load_controller_config, load_curve
+from gateway.control.settings import ControllerConfig
 from gateway.config import GatewayConfig
-from gateway.curves import load_curve
 from gateway.logs import LogLevel, setup_logging
 from gateway.preflight import load_startup
 from gateway.yaml_source import ConfigError, load_yaml
 from gateway.historian.cli import app as historian_app
-from sim.cli import app as sim_app
+
+TOOLING_COMMANDS = ("demo", "sim")
+
+
+class _WithTooling(TyperGroup):
+    """The production commands, plus ``demo`` and ``sim`` from the tooling package, imported only when
+    one of them is named (or help lists them): ``heatgw run``, ``check`` and ``read`` load no demo
+    module and nothing of the simulator. This is the production code's one import of ``tooling``."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return [*super().list_commands(ctx), *TOOLING_COMMANDS]
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> TyperCommand | TyperGroup | None:  # type: ignore[override]
+        if cmd_name in TOOLING_COMMANDS:
+            from tooling.cli import command
+
+            return command(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
     name="heatgw",
+    cls=_WithTooling,
     help="SCADA edge gateway for district-heating heat-exchange stations.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-app.add_typer(sim_app, name="sim", help="Run the simulated station and inject faults into it.")
 app.add_typer(historian_app, name="historian", help="Bridge station telemetry from MQTT into an InfluxDB-API database.")
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -319,51 +338,6 @@ def curve(
     (--png needs matplotlib, which the `plot` extra installs: pip install '/path/to/heatgw[plot]')."""
 
     raise typer.Exit(curve_command(file, png, points))
-
-
-REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
-
-
-@app.command()
-def demo(
-    config: Annotated[Path, typer.Option(help="station configuration")] = REPO_CONFIG / "station.yaml",
-    controller: Annotated[Path, typer.Option(help="controller settings the gateway runs (a file with a controller: section)")] = REPO_CONFIG / "controller.yaml",
-    port: Annotated[int, typer.Option(help="Modbus TCP port for the simulated station")] = 5020,
-    opcua_port: Annotated[int, typer.Option(
-        help="OPC UA port of the simulated PLC, served when the station file has an opcua device")] = 4840,
-    control_port: Annotated[int, typer.Option(help="simulator fault-injection port")] = 5021,
-    mqtt_port: Annotated[int, typer.Option(help="port of the demo's private MQTT broker")] = 18830,
-    tsdb_port: Annotated[int, typer.Option(help="port of the demo's private time-series database")] = 18428,
-    speed: Annotated[float, typer.Option(help="simulated seconds per wall-clock second")] = 600.0,
-    duration: Annotated[float | None, typer.Option(help="stop after this many wall-clock seconds")] = None,
-    live: Annotated[bool, typer.Option(help="show the live terminal view")] = True,
-) -> None:
-    """Run the whole chain locally (simulator, gateway with its supply-curve controller, broker,
-    historian, database), with a live view.
-
-    The controller runs on the simulator's time: at --speed 600 a 60 s cycle takes 0.1 s and a
-    simulated day 2.4 minutes. Write intervals are scaled to simulated time, value limits are not.
-    """
-    from gateway.demo import DemoStopped, run_demo
-    from gateway.devstack import PortInUse
-
-    try:
-        settings = load_controller_config(controller)
-        state = asyncio.run(run_demo(config, settings, port=port, control_port=control_port,
-                                     mqtt_port=mqtt_port, tsdb_port=tsdb_port, speed=speed,
-                                     duration_s=duration, live=live, opcua_port=opcua_port))
-    except ConfigError as exc:
-        for message in exc.messages:
-            errors.print(message, markup=False, highlight=False)
-        raise typer.Exit(EXIT_INVALID_CONFIG) from None
-    except PortInUse as exc:
-        errors.print(f"demo not started: {exc}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
-    except (KeyboardInterrupt, DemoStopped) as exc:
-        console.print(f"{str(exc) or 'demo stopped by Ctrl-C'}; every process it started is stopped", markup=False)
-        return
-    console.print(f"demo stopped after {state.cycles} controller cycles and {state.writes} setpoint writes; "
-                  f"the historian stored {state.stored_points or 0} points and {state.stored_states or 0} controller states")
 
 
 def main() -> None:

@@ -128,6 +128,10 @@ class Backoff(Strict):
         base = min(self.max_s, self.initial_s * 2 ** max(0, failures - 1))
         return base * rng.uniform(1 - self.jitter, 1 + self.jitter)
 
+    def longest_s(self) -> float:
+        """The longest pause ``delay`` can return: what a watchdog's patience must cover."""
+        return self.max_s * (1 + self.jitter)
+
 
 class MetricsSettings(Strict):
     """An opt-in Prometheus endpoint (``/metrics``). Loopback by default: exposing it on the station

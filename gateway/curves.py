@@ -16,15 +16,12 @@ outdoor temperature is rejected: it would heat most when heat is needed least.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from gateway.config_base import Strict
-from gateway.validation import validate_document
-from gateway.yaml_source import load_yaml
 
 
 class CurvePoint(Strict):
@@ -144,14 +141,3 @@ def physical_return(design: PhysicalCurve, room_c: float, outdoor_c: NDArray[np.
     mean_excess = 0.5 * (design.design_supply_c + design.design_return_c) - design.design_room_c
     half_spread = 0.5 * (design.design_supply_c - design.design_return_c)
     return room_c + mean_excess * q ** (1.0 / design.exponent) - half_spread * q
-
-
-class CurveFile(Strict):
-    """A curve file holds one curve under the top-level key ``curve``."""
-
-    curve: Curve
-
-
-def load_curve(path: Path) -> Curve:
-    """Load and validate a curve file, or raise ConfigError naming file:line:field."""
-    return validate_document(load_yaml(path), CurveFile).curve

@@ -26,8 +26,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from gateway.config import GatewayConfig
-from gateway.control.loader import ControllerFile
-from gateway.curves import CurveFile
+from gateway.control.loader import ControllerFile, CurveFile
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "station": GatewayConfig,

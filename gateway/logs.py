@@ -24,6 +24,34 @@ def kv(**fields: Any) -> dict[str, dict[str, Any]]:
     return {"fields": fields}
 
 
+class Throttle:
+    """At most one log line per key per interval; the next one that passes says how many were held
+    back. Every "log this once per N seconds" in the gateway, the historian and the demo is one of these.
+
+    Keys may be made of message content (a station's name in a flood of hostile messages), so the
+    memory stays bounded: past 10 000 keys the quiet ones are forgotten, past 5 000 still active all.
+    """
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        self._interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def allow(self, key: str, now: float) -> int | None:
+        """None if this occurrence should stay quiet; else how many were held back before it."""
+        if len(self._last) > 10_000:
+            self._last = {k: t for k, t in self._last.items() if now - t < self._interval_s}
+            if len(self._last) > 5_000:
+                self._last = {}  # a flood of names: forget rather than prune on every call
+            self._held = {k: n for k, n in self._held.items() if k in self._last}
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
+
+
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: any of them in a
 # value from outside (a device's reply, a command's origin, a message's name) could end the line or

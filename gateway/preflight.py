@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from gateway.config import GatewayConfig, check_gateway_document
-from gateway.control.loader import ControllerConfig, controller_settings, resolve_curves, tag_problems
-from gateway.control.settings import ControllerSettings
+from gateway.control.loader import controller_settings, resolve_curves, tag_problems
+from gateway.control.settings import ControllerConfig, ControllerSettings
 from gateway.files import unreadable, unwritable_directory
-from gateway.mqtt.publisher import TlsFileError, tls_context
+from gateway.mqtt.broker import TlsFileError, tls_context
 from gateway.yaml_source import ConfigError, Path_, YamlDocument, load_yaml
 
 STATION_FILES: tuple[Path_, ...] = (("mqtt", "password_file"), ("mqtt", "tls", "ca_file"),

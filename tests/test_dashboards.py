@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from gateway.devstack import Mosquitto, VictoriaMetrics, stop_process
+from tooling.devstack import Mosquitto, VictoriaMetrics, stop_process
 from sim.modbus_server import StationModbusServer
 from tests.gateway.conftest import station_server  # noqa: F401 - a fixture used here
 from tests.historian.conftest import BridgeProcess, bridge_on, bridges, tsdb  # noqa: F401 - fixtures

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from gateway.app import Gateway
 from gateway.control.loader import load_controller_config
-from gateway.demo_view import DemoState, render
+from tooling.demo_view import DemoState, render
 from gateway.samples import Sample, SampleBatch
 from tests.gateway.conftest import free_port, station_config
 

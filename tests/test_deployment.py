@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.devstack import Mosquitto, stop_process
+from tooling.devstack import Mosquitto, stop_process
 from sim.modbus_server import StationModbusServer
 from tests.gateway.conftest import station_server  # noqa: F401 - a fixture used here
 from tests.mqtt.conftest import TOPIC, Subscriber, broker, until  # noqa: F401 - broker is a fixture

@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import Gateway
-from gateway.devstack import Mosquitto, Prometheus, free_port, stop_process
+from tooling.devstack import Mosquitto, Prometheus, free_port, stop_process
 from sim.modbus_server import CommFaults, StationModbusServer
 from tests.gateway.conftest import station_config, station_server  # noqa: F401 - a fixture used here
 from tests.historian.conftest import BridgeProcess, bridge_on, bridges, tsdb  # noqa: F401 - fixtures

@@ -21,7 +21,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.bus import Subscription
-from gateway.devstack import Mosquitto, stop_process
+from tooling.devstack import Mosquitto, stop_process
 from gateway.systemd_notify import Notifier, keep_alive
 from sim.modbus_server import StationModbusServer
 from tests.gateway.conftest import station_config, station_server  # noqa: F401 - a fixture used here

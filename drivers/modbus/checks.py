@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusTcpDevice, TagConfig, overlapping_writes
 from drivers.modbus.points import DataType
-from gateway.yaml_source import Path_
+from gateway.acquisition.driver import Problems
 
 LAST_ADDRESS = 65_535
 SERIAL_SETTINGS = ("baudrate", "parity", "stopbits")
@@ -26,12 +26,12 @@ _REFERENCES = {"discrete": (10_001, 19_999), "input": (30_001, 39_999), "holding
 """Modicon references (1-based, the table in the first digit), as manuals print them."""
 
 
-def modbus_problems(devices: Mapping[str, ModbusDevice]) -> list[tuple[Path_, str]]:
+def modbus_problems(devices: Mapping[str, ModbusDevice]) -> Problems:
     """Every cross-device and layout problem of the Modbus devices, at the field to change."""
     found = overlapping_writes(devices)
     found += serial_line_problems(devices)
     for name, device in devices.items():
-        where: Path_ = ("devices", name)
+        where = ("devices", name)
         if isinstance(device, ModbusTcpDevice) and (problem := host_problem(device.host)) is not None:
             found.append(((*where, "host"), problem))
         for tag_name, tag in device.tags.items():
@@ -88,15 +88,15 @@ def address_problems(tag: TagConfig, high_addresses: bool = False) -> list[str]:
     return found
 
 
-def serial_line_problems(devices: Mapping[str, ModbusDevice]) -> list[tuple[Path_, str]]:
+def serial_line_problems(devices: Mapping[str, ModbusDevice]) -> Problems:
     """Devices on one serial port: each with its own unit id, all at the port's one speed and framing."""
-    found: list[tuple[Path_, str]] = []
+    found: Problems = []
     first_on_port: dict[str, tuple[str, ModbusRtuDevice]] = {}
     unit_owner: dict[tuple[str, int], str] = {}
     for name, device in devices.items():
         if not isinstance(device, ModbusRtuDevice):
             continue
-        where: Path_ = ("devices", name)
+        where = ("devices", name)
         port = device.serial_port
         owner = unit_owner.setdefault((port, device.unit_id), name)
         if owner != name:

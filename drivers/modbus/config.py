@@ -17,7 +17,7 @@ from drivers.modbus.codec import engineering_range
 from drivers.modbus.points import DataType
 from gateway.acquisition.models import DeviceConfigBase, TagBase, decimals
 from gateway.config_base import Name, plain_fields
-from gateway.yaml_source import Path_
+from gateway.acquisition.driver import Problems
 
 FunctionName = Literal["holding", "input", "coil", "discrete"]
 TypeName = Literal["int16", "uint16", "int32", "uint32", "float32", "float64", "bool", "bcd16", "bcd32"]
@@ -61,7 +61,7 @@ class TagConfig(TagBase):
             return -digits
         return max(decimals(self.scale), decimals(self.offset))
 
-    def problems(self) -> list[tuple[Path_, str]]:
+    def problems(self) -> Problems:
         """Writable limits the tag's register cannot hold (3300..3630 on an int16 scaled by 0.1)."""
         if self.writable is None or self.bit is not None or self.function not in REGISTER_FUNCTIONS:
             return []
@@ -133,12 +133,12 @@ class ModbusRtuDevice(ModbusDeviceBase):
 ModbusDevice = ModbusTcpDevice | ModbusRtuDevice
 
 
-def overlapping_writes(devices: Mapping[str, ModbusDevice]) -> list[tuple[Path_, str]]:
+def overlapping_writes(devices: Mapping[str, ModbusDevice]) -> Problems:
     """A register (or coil) written by two tags: the second tag's limits would let a write bypass
     the first one's. Counted per physical device (same host and port, or serial line, and unit
     id) and over every register a multi-register value occupies; bits of one status word may be
     written by one tag each."""
-    found: list[tuple[Path_, str]] = []
+    found: Problems = []
     writers: dict[tuple[object, ...], tuple[str, int | None]] = {}
     for device_name, device in devices.items():
         where = ((device.host, device.port) if isinstance(device, ModbusTcpDevice) else (device.serial_port,))

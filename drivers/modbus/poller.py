@@ -123,8 +123,7 @@ class DevicePoller:
         connection attempt and the longest backoff. Past that, the poller is stuck (the watchdog)."""
         budget = self._timeout_s * (self._retries + 1)
         slowest_poll = max((g.interval_s + len(g.blocks) * budget for g in self._groups), default=0.0)
-        longest_backoff = self.backoff.max_s * (1 + self.backoff.jitter)
-        return slowest_poll + budget + longest_backoff
+        return slowest_poll + budget + self.backoff.longest_s()
 
     def stalled(self, now: float) -> bool:
         """Whether the run loop has made no step within ``patience_s`` (event-loop time ``now``)."""
@@ -149,7 +148,7 @@ class DevicePoller:
                         self.stats.record_error(reason)
                         await self._mark_lost(reason, str(exc))
                         failures += 1
-                        await asyncio.sleep(self._backoff_delay(failures))
+                        await asyncio.sleep(self.backoff.delay(failures, self._rng))
                         continue
                 try:
                     answered = await self._poll_until_lost()
@@ -161,7 +160,7 @@ class DevicePoller:
                     await self._mark_lost(Reason.CONNECTION_LOST, "internal error, see log")
                     answered = False
                 failures = 1 if answered else failures + 1
-                await asyncio.sleep(self._backoff_delay(failures))
+                await asyncio.sleep(self.backoff.delay(failures, self._rng))
         finally:
             self.link.close()
 
@@ -384,12 +383,6 @@ class DevicePoller:
         self.online = True
         log.info("device online", extra=kv(device=self.name, link=self.link.describe()))
         await self.bus.publish(DeviceStatus(self.name, True, self._wall_clock()))
-
-    def _backoff_delay(self, failures: int) -> float:
-        """Exponential backoff with multiplicative jitter, capped at ``max_s``."""
-        base = min(self.backoff.max_s, self.backoff.initial_s * 2 ** max(0, failures - 1))
-        spread = self.backoff.jitter
-        return base * self._rng.uniform(1 - spread, 1 + spread)
 
 
 def _commonest(reasons: Iterable[str]) -> str:

@@ -73,6 +73,11 @@ class _Group:
     last_heard: float = 0.0  # loop time of the last notification or keep-alive
     confirmed: float = 0.0  # wall time of the same
 
+    def silence_limit_s(self, timeout_s: float) -> float:
+        """How long the subscription may stay silent before its values cannot be vouched for: two
+        keep-alive periods (the server sends one per ``keepalive_count`` intervals) and a request's timeout."""
+        return 2 * self.interval_s * self.keepalive_count + timeout_s
+
 
 class OpcUaDeviceRunner:
     """The ``gateway.acquisition.device.Device`` of one OPC UA server."""
@@ -359,7 +364,7 @@ class OpcUaDeviceRunner:
         while True:
             await asyncio.sleep(group.refresh_s)
             now = self._wall_clock()
-            if now - group.confirmed > 2 * group.interval_s * group.keepalive_count + self.config.timeout_s:
+            if now - group.confirmed > group.silence_limit_s(self.config.timeout_s):
                 continue  # nothing confirmed lately: the watch decides whether the session is gone
             samples = [replace(last, timestamp=max(last.timestamp, group.confirmed))
                        for tag in group.subscribed
@@ -378,7 +383,7 @@ class OpcUaDeviceRunner:
                 if group.subscription_id is None:
                     continue
                 silent = now - group.last_heard
-                if silent > 2 * group.interval_s * group.keepalive_count + self.config.timeout_s:
+                if silent > group.silence_limit_s(self.config.timeout_s):
                     self._on_lost(f"subscription of group {group.name} silent for {silent:.1f} s "
                                   f"(no notification or keep-alive)")
 

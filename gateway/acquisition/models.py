@@ -106,8 +106,8 @@ class DeviceConfigBase(StrictTagged, ABC):
 
     @abstractmethod
     def answer_budget_s(self) -> float:
-        """The longest one request may take before it is given up (timeout times attempts): a
-        tag is stale after twice its interval plus this."""
+        """The longest one request may take before it is given up (timeout times attempts); the
+        staleness limit is built from it in one place, ``GatewayConfig.max_silence_s``."""
 
 
 def decimals(number: float) -> int:

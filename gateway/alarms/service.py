@@ -46,7 +46,15 @@ from gateway.bus import Bus
 from gateway.logs import kv
 from gateway.mqtt.commands import AlarmAckArgs, AlarmShelveArgs, Command, CommandRegistry, Refused
 from gateway.mqtt.outbox import AsyncOutbox
-from gateway.mqtt.payloads import alarm_state, alarm_transition, event_transition, open_events
+from gateway.mqtt.payloads import (
+    EVENTS_TOPIC,
+    OPEN_EVENTS_TOPIC,
+    alarm_state,
+    alarm_suffix,
+    alarm_transition,
+    event_transition,
+    open_events,
+)
 from gateway.mqtt.publisher import Publisher
 from gateway.samples import REMOVED, Value
 from gateway.yaml_source import ConfigError
@@ -65,9 +73,6 @@ def alarm_tick_s(time_scale: float) -> float:
     """The timers' period: a second of the clock alarms are timed on (on accelerated time, a
     twentieth of a wall second at most, so a 1 h escalation is at most a few simulated minutes late)."""
     return max(MIN_TICK_S, TICK_S / time_scale)
-EVENTS_TOPIC = "events"
-
-
 class AlarmService:
     """Runs an ``AlarmEngine`` (and an ``EventEngine``) on the bus. ``async with`` for the store's
     lifetime, ``run()`` as a task. ``clock`` is the time alarms and events are timed on: the wall
@@ -112,7 +117,7 @@ class AlarmService:
             await self._retire(stored, stored_events, now)
         if self._publisher is not None:
             for record in self.engine.records:
-                self._publisher.publish_retained(f"alarms/{record.id}", alarm_state(self.engine.describe(record.id)))
+                self._publisher.publish_retained(alarm_suffix(record.id), alarm_state(self.engine.describe(record.id)))
             self._publish_open_events(self._clock())
         self._writer = asyncio.create_task(self._write_forever(), name="alarm-writer")
         return self
@@ -190,7 +195,7 @@ class AlarmService:
             self.engine = engine
             if self._publisher is not None:
                 for record in engine.records:
-                    self._publisher.publish_retained(f"alarms/{record.id}", alarm_state(engine.describe(record.id)))
+                    self._publisher.publish_retained(alarm_suffix(record.id), alarm_state(engine.describe(record.id)))
             self._emit([removal(last.record, last.priority, last.message, last.limit, now) for last in gone])
         if events is not self.events:
             was_open = [] if self.events is None else self.events.open_events
@@ -206,7 +211,7 @@ class AlarmService:
         or a reload removed it) it is cleared, since nothing would keep it true."""
         if self._publisher is not None:
             self._publisher.publish_retained(
-                "events/open", b"" if self.events is None else open_events(self.events.open_events, now))
+                OPEN_EVENTS_TOPIC, b"" if self.events is None else open_events(self.events.open_events, now))
 
     def provide_commands(self, commands: CommandRegistry) -> None:
         """``alarm_ack`` and ``alarm_shelve`` act on this engine from now on."""
@@ -261,9 +266,9 @@ class AlarmService:
         if self._publisher is not None:
             configured = {record.id for record in self.engine.records}
             for alarm_id in dict.fromkeys(t.record.id for t in alarms if t.record.id in configured):
-                self._publisher.publish_retained(f"alarms/{alarm_id}", alarm_state(self.engine.describe(alarm_id)))
+                self._publisher.publish_retained(alarm_suffix(alarm_id), alarm_state(self.engine.describe(alarm_id)))
             if events and self.events is not None:
-                self._publisher.publish_retained("events/open", open_events(self.events.open_events, self._clock()))
+                self._publisher.publish_retained(OPEN_EVENTS_TOPIC, open_events(self.events.open_events, self._clock()))
         for transition in transitions:
             if self._outbox is not None:
                 encode = (functools.partial(alarm_transition, transition=transition)
@@ -278,7 +283,7 @@ class AlarmService:
         now and on every reconnection."""
         if self._publisher is not None:
             for alarm_id in alarm_ids:
-                self._publisher.publish_retained(f"alarms/{alarm_id}", b"")
+                self._publisher.publish_retained(alarm_suffix(alarm_id), b"")
 
     async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)

@@ -47,9 +47,8 @@ from gateway.control.comfort import (
     hours_to_day_start,
     is_day,
 )
-from gateway.control.loader import ControllerConfig
 from gateway.control.loops import FirstOrderLag, PiLoop, line_value, ramp
-from gateway.control.memory import DAILY_MEANS_MAX_AGE_S, CircuitMemory, ControllerMemory, DailyMean
+from gateway.control.learned import DAILY_MEANS_MAX_AGE_S, CircuitMemory, ControllerMemory, DailyMean
 from gateway.control.model import (
     CircuitInputs,
     CircuitState,
@@ -79,6 +78,7 @@ from gateway.control.season import HEATING_MODES, CutoutSwitch, DailyMeans, Fros
 from gateway.control.settings import (
     CirculationSettings,
     CircuitSettings,
+    ControllerConfig,
     ControllerSettings,
     LimitSettings,
     SeasonMode,

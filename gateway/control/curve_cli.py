@@ -17,7 +17,8 @@ from typing import TextIO
 
 import numpy as np
 
-from gateway.curves import Curve, load_curve
+from gateway.control.loader import load_curve
+from gateway.curves import Curve
 from gateway.yaml_source import ConfigError
 
 TABLE_OUTDOOR_C: tuple[float, ...] = (-30.0, -20.0, -15.0, -10.0, -7.6, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0)

@@ -8,24 +8,25 @@ the running configuration stays in force.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import check_gateway_document
 from gateway.config_base import Strict
-from gateway.control.settings import ControllerSettings
-from gateway.curves import Curve, load_curve
+from gateway.control.settings import ControllerConfig, ControllerSettings
+from gateway.curves import Curve
 from gateway.validation import validate_document
 from gateway.yaml_source import ConfigError, Path_, UnreadableFile, YamlDocument, format_field_path, load_yaml
 
 
-@dataclass(frozen=True, slots=True)
-class ControllerConfig:
-    """The settings with every circuit's curve loaded and validated."""
+class CurveFile(Strict):
+    """A curve file holds one curve under the top-level key ``curve``."""
 
-    settings: ControllerSettings
-    curves: Mapping[str, Curve]  # by circuit name
-    source: Path | None = None
+    curve: Curve
+
+
+def load_curve(path: Path) -> Curve:
+    """Load and validate a curve file, or raise ConfigError naming file:line:field."""
+    return validate_document(load_yaml(path), CurveFile).curve
 
 
 class ControllerFile(Strict):

@@ -15,58 +15,25 @@ force now, and dropped where it no longer applies:
 * the trims of a circuit whose curve changed (another name or version): dropped, because the
   trim is what the *old* curve got wrong for the building; the heat-up factors and cooling
   rates are the building's own and are kept;
-* the daily means, if the file is older than ``DAILY_MEANS_MAX_AGE_S``: the rule counts the last
+* the daily means, if the file is older than ``learned.DAILY_MEANS_MAX_AGE_S``: the rule counts the last
   days, and a gap of days would make old weather look recent.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from gateway.control.learned import ControllerMemory
 from gateway.logs import kv
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "controller-memory.json"
-DAILY_MEANS_MAX_AGE_S = 86_400.0
-"""Older than a day, the saved daily means are no longer "the last days" and are not restored."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class CircuitMemory(_Strict):
-    """One circuit's learned state."""
-
-    curve: str = Field(description="identity of the curve the trims were learned against")
-    day_trim_k: float
-    night_trim_k: float
-    heatup_factors: dict[str, float] = Field(default_factory=dict)
-    cooling_per_h: dict[str, float] = Field(default_factory=dict,
-                                            description="each room's learned cooling with the supply cut, K/h per K")
-    boost_hold_k: float | None = Field(default=None, description="the learned hold after a boost, room K")
-
-
-class DailyMean(_Strict):
-    day: dt.date
-    mean_c: float
-
-
-class ControllerMemory(_Strict):
-    """The whole controller's learned state, as saved."""
-
-    format: Literal[1] = 1
-    saved_at: float = Field(description="POSIX time of the save")
-    circuits: dict[str, CircuitMemory] = Field(default_factory=dict)
-    daily_means: list[DailyMean] = Field(default_factory=list)
 
 
 class MemoryFile:

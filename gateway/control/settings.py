@@ -12,12 +12,18 @@ without touching the disk.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from gateway.config_base import Strict
+from gateway.curves import Curve
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TagName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 CircuitName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
@@ -371,3 +377,12 @@ class ControllerSettings(Strict):
                     if (tag := getattr(circuit.circulation, name)) is not None:
                         found[tag] = (*where, "circulation", name)
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    """The settings with every circuit's curve loaded and validated."""
+
+    settings: ControllerSettings
+    curves: Mapping[str, Curve]  # by circuit name
+    source: Path | None = None  # the file they came from, if any

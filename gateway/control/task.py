@@ -39,7 +39,7 @@ from gateway.bus import Bus
 from gateway.acquisition.models import WriteLimits
 from gateway.config import GatewayConfig
 from gateway.control.controller import Controller
-from gateway.control.loader import ControllerConfig, describe_problems, tag_problems
+from gateway.control.loader import describe_problems, tag_problems
 from gateway.control.memory import MemoryFile
 from gateway.control.operating_points import OperatingPointLog
 from gateway.control.model import (
@@ -53,7 +53,7 @@ from gateway.control.model import (
     Reading,
     Signal,
 )
-from gateway.control.settings import CircuitSettings, ControllerSettings
+from gateway.control.settings import CircuitSettings, ControllerConfig, ControllerSettings
 from gateway.latest import LatestValues
 from gateway.logs import kv
 from gateway.preflight import load_controller_for

@@ -1,25 +1,89 @@
-"""The historian bridge's Prometheus endpoint (opt-in: the ``metrics:`` section of historian.yaml).
+"""The historian bridge's figures: its counters, the lines it writes about itself into the database
+it feeds (measurement ``historian``), its periodic stats log line, and its Prometheus endpoint
+(opt-in: the ``metrics:`` section of historian.yaml).
 
-The bridge also writes its figures into the database it feeds (measurement ``historian``); the
-endpoint is for the monitoring that must work when that database does not. The collector reads the
-worker's counters at scrape time (plain integers, each read atomic under the GIL) and the write
+The endpoint is for the monitoring that must work when that database does not. The collector reads
+the worker's counters at scrape time (plain integers, each read atomic under the GIL) and the write
 round-trip histogram the worker records into.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.historian.schema import escape_tag, line_problem
+from gateway.historian.sequence import StationSequence
+from gateway.logs import kv
+
 if TYPE_CHECKING:
     from gateway.historian.bridge import Bridge
 
+log = logging.getLogger(__name__)
+
 WRITE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """A batch write to a database on the same LAN takes milliseconds; seconds mean it is struggling."""
+
+
+@dataclass(slots=True)
+class Stats:
+    """The worker's counters (the network thread counts ``received`` itself)."""
+
+    written_values: int = 0
+    written_batches: int = 0
+    write_failures: int = 0
+    rejected_values: int = 0
+    invalid_messages: int = 0
+    skipped_samples: int = 0
+    status_repeats: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """The bridge's figures at one moment, gathered by the worker for its line and its log."""
+
+    received: int
+    stats: Stats
+    invalid_meta: int
+    quarantined: int
+    pending: int
+    parked: int
+    stations: Mapping[str, StationSequence]
+
+
+def metric_lines(instance: str, figures: Figures, wall: float) -> list[str]:
+    """The bridge's own metrics, written to the same database (measurement ``historian``)."""
+    ts = round(wall * 1000)
+    stats = figures.stats
+    lines = [
+        f"historian,instance={instance} received={figures.received}i,written_values={stats.written_values}i,"
+        f"written_batches={stats.written_batches}i,write_failures={stats.write_failures}i,"
+        f"rejected_values={stats.rejected_values}i,invalid_messages={stats.invalid_messages + figures.invalid_meta}i,"
+        f"skipped_samples={stats.skipped_samples}i,quarantined={figures.quarantined}i,"
+        f"status_repeats={stats.status_repeats}i,"
+        f"pending={figures.pending}i,parked={figures.parked}i {ts}"
+    ]
+    for station, state in figures.stations.items():
+        lines.append(
+            f"historian,instance={instance},station={escape_tag(station)} gaps={state.gaps}i,missing={state.missing}i,"
+            f"duplicates={state.duplicates}i,late={state.late}i,last_seq={state.done}i {ts}")
+    return [line for line in lines if line_problem(line) is None]
+
+
+def log_stats(figures: Figures) -> None:
+    stats = figures.stats
+    log.info("historian stats", extra=kv(
+        received=figures.received, written_values=stats.written_values, batches=stats.written_batches,
+        write_failures=stats.write_failures, rejected=stats.rejected_values,
+        invalid=stats.invalid_messages + figures.invalid_meta, skipped=stats.skipped_samples,
+        quarantined=figures.quarantined,
+        pending=figures.pending, stations=len(figures.stations)))
 
 
 def write_histogram() -> Histogram:

@@ -47,13 +47,20 @@ from itertools import accumulate
 from typing import Any
 
 from gateway.mqtt.payloads import (
+    ALARMS_TOPIC,
     CONTROL_CODES,
+    CONTROL_TOPIC,
     DEVICE_REASON,
     DEVICE_STATE,
+    EVENTS_TOPIC,
+    META_TOPIC,
     OTHER,
+    QUALITY_CODES,
     STATION_REASON,
     STATION_STATE,
+    STATUS_TOPIC,
     TAG_KINDS,
+    TELEMETRY_TOPIC,
     CodeTable,
 )
 
@@ -68,9 +75,6 @@ class Kind(StrEnum):
     STATUS = "status"
     META = "meta"
 
-
-QUALITY_CODES = {"g": 0, "b": 1, "s": 2}
-"""Contract quality letters -> the numeric field (good, bad, stale)."""
 
 STATE_CODES = {
     "cleared": 0, "inactive": 0, "normal": 0, "ended": 0, "ok": 0,
@@ -191,11 +195,11 @@ def parse_topic(prefix: str, topic: str) -> Topic | None:
     if len(parts) == 2:
         # ``events`` is the stream of alarm transitions and event updates; the payload's ``kind``
         # and ``id`` say which (``LineEncoder.state``).
-        kind = {"telemetry": Kind.TELEMETRY, "control": Kind.CONTROL, "meta": Kind.META,
-                "events": Kind.EVENT, "status": Kind.STATUS}.get(parts[1])
+        kind = {TELEMETRY_TOPIC: Kind.TELEMETRY, CONTROL_TOPIC: Kind.CONTROL, META_TOPIC: Kind.META,
+                EVENTS_TOPIC: Kind.EVENT, STATUS_TOPIC: Kind.STATUS}.get(parts[1])
         return Topic(kind, parts[0]) if kind is not None and parts[0] else None
     if len(parts) == 3 and parts[0] and parts[2]:
-        kind = {"alarms": Kind.ALARM, "events": Kind.EVENT}.get(parts[1])
+        kind = {ALARMS_TOPIC: Kind.ALARM, EVENTS_TOPIC: Kind.EVENT}.get(parts[1])
         return Topic(kind, parts[0], parts[2]) if kind is not None else None
     return None
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, StringConstraints, model_validator
 
 from gateway.config_base import Backoff, MetricsSettings, Strict
+from gateway.mqtt.payloads import SEQUENCED_KINDS, RecordedKind
+from gateway.mqtt.settings import BrokerSettings
 from gateway.historian.schema import PayloadLimits
 from gateway.validation import validate_document
 from gateway.files import unreadable
@@ -24,9 +26,6 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.
 """Instance ids and share-group names: they become MQTT client ids and topic levels, so no
 wildcards, slashes or spaces."""
 
-Kind = Literal["telemetry", "control", "alarms", "events", "status"]
-DURABLE_KINDS = ("telemetry", "control", "events")
-"""The kinds whose messages carry the station's one sequence (README "MQTT contract")."""
 
 
 def _default_instance() -> str:
@@ -42,30 +41,13 @@ class RetryBackoff(Backoff):
     max_s: float = Field(default=30.0, gt=0, le=3600)
 
 
-class MqttTls(Strict):
-    """TLS towards the broker; client certificate optional (brokers often use passwords instead)."""
+class MqttSettings(BrokerSettings):
+    """The broker (or one node of a broker cluster) the bridge reads from: the station's broker
+    model, with a loopback default and an inline password allowed (dispatch-centre hosts keep
+    their secrets their own way)."""
 
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _pair(self) -> MqttTls:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        return self
-
-
-class MqttSettings(Strict):
-    """The broker (or one node of a broker cluster) the bridge reads from."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65_535)
-    username: str | None = None
+    host: str = Field(default="127.0.0.1", min_length=1)
     password: str | None = None
-    password_file: Path | None = None
-    tls: MqttTls | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
     session_expiry_s: int = Field(default=7 * 86_400, ge=60, le=4_294_967_295,
                                   description="how long the broker keeps this bridge's queue while it is away")
     max_pending_messages: int = Field(default=1000, ge=2, le=65_535,
@@ -88,16 +70,16 @@ class TopicSettings(Strict):
     share_group: Identifier = "historian"
     stations: list[Annotated[str, StringConstraints(pattern=r"^(\+|[a-z0-9][a-z0-9_-]{0,63})$")]] = Field(
         default_factory=lambda: ["+"], min_length=1)
-    kinds: list[Kind] = Field(default_factory=lambda: ["telemetry", "control", "alarms", "events", "status"],
+    kinds: list[RecordedKind] = Field(default_factory=lambda: ["telemetry", "control", "alarms", "events", "status"],
                               min_length=1)
 
     @model_validator(mode="after")
     def _one_sequence(self) -> TopicSettings:
         """The durable kinds share one sequence: a bridge that left one out would see its numbers
         as holes and ask the stations for them forever."""
-        left_out = [kind for kind in DURABLE_KINDS if kind not in self.kinds]
+        left_out = [kind for kind in SEQUENCED_KINDS if kind not in self.kinds]
         if left_out:
-            raise ValueError(f"kinds must include {', '.join(DURABLE_KINDS)} (they share one sequence); "
+            raise ValueError(f"kinds must include {', '.join(SEQUENCED_KINDS)} (they share one sequence); "
                              f"missing: {', '.join(left_out)}")
         return self
 

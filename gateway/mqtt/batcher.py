@@ -51,7 +51,7 @@ BUS_QUEUE = 1024  # bus items; lossless, so a full queue makes the poller wait
 
 def report_filter(config: GatewayConfig, settings: MqttSettings) -> ReportFilter:
     """The filter for a station: each tag's deadband, and how long its samples may normally pause
-    (twice its poll interval plus its device's full timeout, as for a stale value)."""
+    (``GatewayConfig.max_silence_s``, the staleness limit)."""
     return ReportFilter(tag_policies(config), settings.integrity_interval_s)
 
 

@@ -1,7 +1,8 @@
-"""Every payload of the MQTT contract (README "MQTT contract"), in one place: telemetry, status,
-meta, command results, alarm transitions and states, station event updates and the open events.
-The contract is the gateway's public API; keeping its shapes together makes a change to it one
-reviewable diff.
+"""The MQTT contract (README "MQTT contract"), in one place: the topic layout, the quality codes,
+and every payload: telemetry, status, meta, command results, alarm transitions and states, station
+event updates, the open events, and the historian's confirmations and replay requests. The contract
+is the gateway's public API; the station's publisher and the historian bridge both take it from
+here, so a change to it is one reviewable diff.
 
 Telemetry is sized for cellular links: samples are positional arrays, the tag's unit and
 description travel once in the retained ``meta`` message instead of in every sample, times are
@@ -17,16 +18,92 @@ import json
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import Literal, TypeGuard
 
 from drivers.base import Quality
 from gateway.alarms.engine import Transition
 from gateway.alarms.events import StationEvent
 from gateway.acquisition.models import TagBase
 from gateway.config import GatewayConfig
+from gateway.control.model import ControllerState
 from gateway.samples import DeviceStatus, Sample, Value
 
-QUALITY_LETTER = {Quality.GOOD: "g", Quality.BAD: "b", Quality.STALE: "s"}
+# -- topics: ``<prefix>/<station>/<suffix>``, the suffixes below -----------------------------------
+
+STATUS_TOPIC = "status"
+"""Retained birth and death (the last will)."""
+META_TOPIC = "meta"
+"""Retained: each tag's device, unit and kind."""
+TELEMETRY_TOPIC = "telemetry"
+CONTROL_TOPIC = "control"
+"""The controller's state after each cycle."""
+EVENTS_TOPIC = "events"
+"""The stream of alarm transitions, station event updates and device status; below it, retained,
+``events/open`` (the open events)."""
+OPEN_EVENTS_TOPIC = f"{EVENTS_TOPIC}/open"
+ALARMS_TOPIC = "alarms"
+"""Below it, retained, each alarm's state: ``alarm_suffix(id)``."""
+COMMANDS_TOPIC = "cmd"
+"""Commands in on ``cmd/<name>``, answers out on ``cmd/<name>/result``."""
+RecordedKind = Literal["telemetry", "control", "alarms", "events", "status"]
+"""The kinds of message a historian records (its ``topics.kinds``)."""
+RECORDED_TOPICS: Mapping[RecordedKind, tuple[str, ...]] = {
+    "telemetry": (TELEMETRY_TOPIC,), "control": (CONTROL_TOPIC,), "alarms": (f"{ALARMS_TOPIC}/+",),
+    "events": (EVENTS_TOPIC, f"{EVENTS_TOPIC}/+"), "status": (STATUS_TOPIC,)}
+"""Each kind, and the topic filters below a station that carry it."""
+SEQUENCED_KINDS: tuple[RecordedKind, ...] = ("telemetry", "control", "events")
+"""The kinds whose messages carry the station's one sequence: a receiver that left one out would
+see its numbers as holes."""
+
+
+class Topics:
+    """One station's topics under ``<prefix>/<station>/`` (``station`` may be the ``+`` wildcard)."""
+
+    def __init__(self, prefix: str, station: str) -> None:
+        self.base = f"{prefix}/{station}"
+        self.status = self.of(STATUS_TOPIC)
+        self.meta = self.of(META_TOPIC)
+        self.telemetry = self.of(TELEMETRY_TOPIC)
+        self.delivered = self.of(DELIVERED_TOPIC)
+        self.commands = self.command("+")
+
+    def of(self, suffix: str) -> str:
+        """The topic ``suffix`` (an outbox entry's, e.g. ``telemetry``) names below the station."""
+        return f"{self.base}/{suffix}"
+
+    def command(self, name: str) -> str:
+        return self.of(f"{COMMANDS_TOPIC}/{name}")
+
+    def command_name(self, topic: str) -> str:
+        return topic.rsplit("/", 1)[-1]
+
+    def result(self, name: str) -> str:
+        return f"{self.command(name)}/result"
+
+
+def alarm_suffix(alarm_id: str) -> str:
+    """Where an alarm's retained state is published below the station: ``alarms/<id>``."""
+    return f"{ALARMS_TOPIC}/{alarm_id}"
+
+
+def historian_peers_topic(prefix: str, share_group: str) -> str:
+    """Where the bridges of one share group tell each other which sequence numbers they wrote."""
+    return f"{prefix}/_historian/{share_group}/seen"
+
+
+def station_of(prefix: str, topic: str, suffix: str) -> str | None:
+    """The station of ``<prefix>/<station>/<suffix>``, else None."""
+    head, _, station_and_rest = topic.partition(prefix + "/")
+    station, _, rest = station_and_rest.partition("/")
+    return station if not head and station and rest == suffix else None
+
+
+# -- quality: one letter in telemetry, one number in a numbers-only database ----------------------
+
+_QUALITIES = ((Quality.GOOD, "g", 0), (Quality.BAD, "b", 1), (Quality.STALE, "s", 2))
+QUALITY_LETTER = {quality: letter for quality, letter, _ in _QUALITIES}
+QUALITY_CODES = {letter: code for _, letter, code in _QUALITIES}
+"""Contract quality letters -> the historian's numeric ``quality`` field (good, bad, stale)."""
 UNKNOWN_TAG_DIGITS = -15  # a value of no configured tag: the significant digits a float64 carries
 
 
@@ -193,6 +270,21 @@ def alarm_transition(seq: int, transition: Transition) -> bytes:
 def alarm_state(transition: Transition) -> bytes:
     """An alarm's current state, retained on ``alarms/<id>`` (the normal state too, once cleared)."""
     return _dumps(_alarm(transition))
+
+
+def control_payload(state: ControllerState, seq: int) -> bytes:
+    """The ``control`` topic's JSON: the controller state, with the contract's ``ts`` time key and
+    the station's ``seq`` (shared with telemetry: the historian sees one series of numbers), and
+    circuits, limiters and signals keyed by name instead of listed, so every figure has a stable
+    name a historian can store (``circuits_radiators_setpoint_c``) whatever the list order."""
+    data = state.to_dict()
+    ts = data.pop("timestamp")
+    circuits = {}
+    for circuit in data.pop("circuits"):
+        circuit["limiters"] = {limiter.pop("name"): limiter for limiter in circuit["limiters"]}
+        circuits[circuit.pop("circuit")] = circuit
+    signals = {signal: True for signal in data.pop("signals")}
+    return json.dumps({"seq": seq, "ts": ts, **data, "circuits": circuits, "signals": signals}).encode()
 
 
 def _event(event: StationEvent) -> dict[str, object]:

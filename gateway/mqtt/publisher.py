@@ -26,28 +26,27 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import random
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.logs import kv
+from gateway.logs import Throttle, kv
 from gateway.mqtt.client import ConnectFailed, ConnectionLost, Endpoint, Incoming, MqttConnection, Will
 from gateway.mqtt.commands import Command, CommandRegistry, Refused, ReplayArgs
 from gateway.mqtt.outbox import AsyncOutbox
 from gateway.mqtt.payloads import (
-    DELIVERED_TOPIC,
     REPLAY_COMMAND,
     ContractError,
     ReplayAnswer,
     StationIdentity,
+    Topics,
     birth,
     death,
     parse_delivered,
 )
-from gateway.mqtt.settings import MqttSettings, TlsSettings
+from gateway.mqtt.broker import TlsFileError, read_password, tls_context
+from gateway.mqtt.settings import MqttSettings
 from gateway.yaml_source import ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,82 +58,21 @@ time, and a write may take seconds: a deeper queue would only answer later than 
 BUSY_LOG_EVERY_S = 1.0
 
 
-class Topics:
-    """The station's topics under ``<prefix>/<station>/``."""
-
-    def __init__(self, prefix: str, station: str) -> None:
-        self.base = f"{prefix}/{station}"
-        self.status = f"{self.base}/status"
-        self.meta = f"{self.base}/meta"
-        self.telemetry = f"{self.base}/telemetry"
-        self.delivered = f"{self.base}/{DELIVERED_TOPIC}"
-        self.commands = f"{self.base}/cmd/+"
-
-    def of(self, suffix: str) -> str:
-        """The topic ``suffix`` (an outbox entry's, e.g. ``telemetry``) names below the station."""
-        return f"{self.base}/{suffix}"
-
-    def command_name(self, topic: str) -> str:
-        return topic.rsplit("/", 1)[-1]
-
-    def result(self, name: str) -> str:
-        return f"{self.base}/cmd/{name}/result"
-
-
 def endpoint(settings: MqttSettings, station: str) -> Endpoint:
     """Connection parameters. The password file is read and the TLS context built now, so that a
     missing file or a bad certificate stops the start with a configuration error (exit 2) rather
     than failing every reconnect. (``heatgw check`` finds the same problems first, with their
     line: ``gateway.preflight``.)"""
-    password = None
-    if settings.password_file is not None:
-        try:
-            lines = settings.password_file.read_text().splitlines()
-        except OSError as exc:
-            raise ConfigError([f"mqtt.password_file: cannot read {settings.password_file}: {exc.strerror}"]) from None
-        password = lines[0].strip() if lines else ""
+    try:
+        password = read_password(settings.password_file)
+    except OSError as exc:
+        raise ConfigError([f"mqtt.password_file: cannot read {settings.password_file}: {exc.strerror}"]) from None
     try:
         context = tls_context(settings.tls) if settings.tls is not None else None
     except TlsFileError as exc:
         raise ConfigError([f"mqtt.tls.{exc.field}: {exc}"]) from None
     return Endpoint(settings.host, settings.port, settings.client_id or f"heatgw-{station}", settings.keepalive_s,
                     settings.connect_timeout_s, settings.username, password, context)
-
-
-class TlsFileError(ValueError):
-    """A TLS file that cannot be used, with the ``tls:`` field that names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def tls_context(tls: TlsSettings) -> ssl.SSLContext:
-    """Trust the configured CA only (not the system store), and check the broker's host name.
-
-    An encrypted key is refused rather than unlocked: nobody is at a station's console to type its
-    passphrase (OpenSSL would otherwise ask on the terminal, and a service would wait forever)."""
-    try:
-        context = ssl.create_default_context(cafile=str(tls.ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise TlsFileError("ca_file", f"cannot load {tls.ca_file}: {exc}") from None
-    if tls.cert_file is not None and tls.key_file is not None:
-        try:
-            context.load_cert_chain(tls.cert_file, tls.key_file, password=_no_passphrase)
-        except _EncryptedKey:
-            raise TlsFileError("key_file", f"{tls.key_file} is encrypted: the gateway cannot type a passphrase, "
-                                           "give it an unencrypted key readable by its user only") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise TlsFileError("cert_file", f"cannot load {tls.cert_file} with key {tls.key_file}: {exc}") from None
-    return context
-
-
-class _EncryptedKey(Exception):
-    pass
-
-
-def _no_passphrase() -> bytes:
-    raise _EncryptedKey
 
 
 class Publisher:
@@ -169,7 +107,7 @@ class Publisher:
         commands.register(REPLAY_COMMAND, ReplayArgs, self._replay)  # commands come over this session
         self.connections = 0  # sessions established since start (the first one, then reconnects)
         self.busy_answers = 0  # commands answered "busy, retry later" since the start
-        self._busy_logged_at = -math.inf
+        self._busy_log = Throttle(BUSY_LOG_EVERY_S)
 
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff, until ``stop()``."""
@@ -180,7 +118,7 @@ class Publisher:
                                                        overflow=self._answer_busy)
             except ConnectFailed as exc:
                 failures += 1
-                delay = self._backoff(failures)
+                delay = self.settings.reconnect.delay(failures, self._rng)
                 log.warning("mqtt connection failed", extra=kv(
                     broker=f"{self.settings.host}:{self.settings.port}", reason=str(exc), attempt=failures,
                     retry_in_s=round(delay, 1)))
@@ -190,7 +128,7 @@ class Publisher:
             self.connections += 1
             await self._serve(connection)
             # A broker that accepts and then drops us at once must not be hammered.
-            await self._pause(self._backoff(1))
+            await self._pause(self.settings.reconnect.delay(1, self._rng))
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake up at once when asked to stop."""
@@ -223,11 +161,6 @@ class Publisher:
 
     def _will(self) -> Will:
         return Will(self.topics.status, death("connection lost", None))
-
-    def _backoff(self, failures: int) -> float:
-        policy = self.settings.reconnect
-        base: float = min(policy.max_s, policy.initial_s * 2.0 ** (failures - 1))
-        return base * self._rng.uniform(1 - policy.jitter, 1 + policy.jitter)
 
     async def _serve(self, connection: MqttConnection) -> None:
         """One connection's life: birth, meta, commands, telemetry, until it drops or we stop."""
@@ -366,11 +299,9 @@ class Publisher:
         name = self.topics.command_name(message.topic)
         connection.publish(self.topics.result(name), self.commands.busy(message.payload, connection.incoming.qsize()))
         self.busy_answers += 1
-        now = time.monotonic()
-        if now - self._busy_logged_at >= BUSY_LOG_EVERY_S:
+        if self._busy_log.allow("busy", time.monotonic()) is not None:
             log.warning("commands refused: busy, retry later", extra=kv(
                 command=name, waiting=connection.incoming.qsize(), refused_busy=self.busy_answers))
-            self._busy_logged_at = now
 
     async def _answer_commands(self, connection: MqttConnection) -> None:
         while True:

@@ -22,10 +22,12 @@ TopicPrefix = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-
 
 
 class TlsSettings(Strict):
-    """TLS to the broker. The broker's certificate is always verified against ``ca_file``, host name
-    included: a gateway that talks to whoever answers would take commands from anyone."""
+    """TLS to the broker, at either end of the contract. The broker's certificate is always verified,
+    host name included: against ``ca_file``, or the system's trust store where none is given (a
+    historian at a dispatch centre may use a broker with a public certificate; a station may not:
+    ``StationTls``)."""
 
-    ca_file: Path
+    ca_file: Path | None = None
     cert_file: Path | None = Field(default=None, description="client certificate, when the broker requires one")
     key_file: Path | None = None
 
@@ -33,6 +35,32 @@ class TlsSettings(Strict):
     def _pair(self) -> TlsSettings:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class StationTls(TlsSettings):
+    """A station trusts its configured CA only: a gateway that talks to whoever answers would take
+    commands from anyone."""
+
+    ca_file: Path
+
+
+class BrokerSettings(Strict):
+    """Where the broker is and how to log in to it: one model for the station's gateway and the
+    historian bridge (``gateway.historian.settings``), read the same way (``gateway.mqtt.broker``).
+    Variants redeclare only the defaults and fields they need."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=1883, ge=1, le=65_535)
+    username: str | None = None
+    password_file: Path | None = Field(default=None, description="file holding the password (its first line)")
+    tls: TlsSettings | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> BrokerSettings:
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs a username")
         return self
 
 
@@ -59,17 +87,12 @@ class OutboxSettings(Strict):
     )
 
 
-class MqttSettings(Strict):
-    """Broker connection, topics and store-and-forward policy."""
+class MqttSettings(BrokerSettings):
+    """Broker connection, topics and store-and-forward policy. The password is never inline."""
 
-    host: str = Field(min_length=1)
-    port: int = Field(default=1883, ge=1, le=65_535)
     client_id: str | None = Field(default=None, max_length=128, description="default: heatgw-<station id>")
-    username: str | None = None
-    password_file: Path | None = Field(default=None, description="file holding the password (never inline)")
-    tls: TlsSettings | None = None
+    tls: StationTls | None = None
     topic_prefix: TopicPrefix = "heatgw"
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
     batch_max_age_s: float = Field(default=1.0, gt=0, le=60)
     batch_max_samples: int = Field(default=1000, ge=1, le=100_000)
@@ -77,9 +100,3 @@ class MqttSettings(Strict):
     max_inflight: int = Field(default=16, ge=1, le=1000, description="telemetry messages awaiting PUBACK")
     reconnect: ReconnectBackoff = ReconnectBackoff()
     outbox: OutboxSettings = OutboxSettings()
-
-    @model_validator(mode="after")
-    def _credentials(self) -> MqttSettings:
-        if self.password_file is not None and self.username is None:
-            raise ValueError("password_file needs a username")
-        return self

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.alarms.events import INTERRUPTION
 from gateway.config import GatewayConfig
-from gateway.control.loader import ControllerConfig
+from gateway.control.settings import ControllerConfig
 from gateway.control.settings import ControllerSettings
 from gateway.report.compliance import (
     HOUR_S,

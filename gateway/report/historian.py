@@ -25,10 +25,11 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.historian.schema import QUALITY_CODES
+from drivers.base import Quality
+from gateway.mqtt.payloads import QUALITY_CODES, QUALITY_LETTER
 from gateway.report.compliance import Series
 
-GOOD = QUALITY_CODES["g"]
+GOOD = QUALITY_CODES[QUALITY_LETTER[Quality.GOOD]]
 
 
 class HistorianError(Exception):

@@ -15,7 +15,7 @@ import yaml
 from gateway.app import Gateway
 from gateway.control.loader import load_controller_config
 from gateway.control.model import Signal
-from gateway.devstack import Mosquitto
+from tooling.devstack import Mosquitto
 from sim.modbus_server import CommFaults
 from sim.runner import SimRunner
 from tests.control.conftest import CONFIG_DIR, CONTROLLER_YAML

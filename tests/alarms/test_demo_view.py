@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from gateway.app import Gateway
-from gateway.demo_view import alarm_panel
+from tooling.demo_view import alarm_panel
 from gateway.samples import Sample, SampleBatch
 from tests.gateway.conftest import station_config
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.app import Gateway
-from gateway.devstack import Mosquitto
+from tooling.devstack import Mosquitto
 from sim.runner import SimRunner
 from tests.gateway.conftest import demo_station
 from tests.mqtt.conftest import TOPIC, Subscriber, gateway_config, station_with_mqtt, until

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.app import Gateway
-from gateway.devstack import Mosquitto
+from tooling.devstack import Mosquitto
 from sim.modbus_server import StationModbusServer
 from tests.mqtt.conftest import TOPIC, Subscriber, gateway_config, station_with_mqtt, until
 

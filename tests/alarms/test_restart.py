@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from gateway.devstack import Mosquitto, stop_process
+from tooling.devstack import Mosquitto, stop_process
 from sim.runner import SimRunner
 from tests.gateway.conftest import demo_station
 from tests.mqtt.conftest import TOPIC, Subscriber, station_with_mqtt, until

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from gateway.control.controller import Controller
-from gateway.control.loader import ControllerConfig, ControllerFile, resolve_curves
+from gateway.control.loader import ControllerFile, resolve_curves
+from gateway.control.settings import ControllerConfig
 from gateway.control.task import ControllerTask
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.control.harness import SimLoop
+from tooling.harness import SimLoop
 from gateway.control.model import ControllerDecision, OutdoorSource, Signal
 from sim.station import Station
 from sim.weather import SyntheticProfile

@@ -10,8 +10,7 @@ import pytest
 
 from gateway.control.curve_cli import curve_command, read_points
 from gateway.config import load_gateway_config
-from gateway.control.loader import describe_problems, load_controller_config, tag_problems
-from gateway.curves import load_curve
+from gateway.control.loader import describe_problems, load_controller_config, load_curve, tag_problems
 from gateway.yaml_source import ConfigError
 from tests.control.conftest import CONFIG_DIR, CONTROLLER_YAML, ROOT
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.control.harness import SimLoop
+from tooling.harness import SimLoop
 from tests.control.floor import floor_controller, floor_station
 from tests.control.test_closed_loop import DAY, LOCAL_MIDNIGHT, Trace
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import Gateway, control_payload
+from gateway.app import Gateway
+from gateway.mqtt.payloads import control_payload
 from gateway.control.loader import load_controller_config
 from gateway.control.memory import FILE_NAME as MEMORY_FILE_NAME
 from gateway.control.memory import MemoryFile

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.control.memory import FILE_NAME, CircuitMemory, ControllerMemory, DailyMean, MemoryFile
+from gateway.control.learned import CircuitMemory, ControllerMemory, DailyMean
+from gateway.control.memory import FILE_NAME, MemoryFile
 from gateway.control.season import DailyMeans
 from tests.control.conftest import CONFIG_DIR, CONTROLLER_YAML, controller
 from tests.control.test_task import Rig

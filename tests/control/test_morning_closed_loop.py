@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.control.harness import SimLoop
+from tooling.harness import SimLoop
 from tests.control.severe import severe_controller, severe_station
 from tests.control.test_closed_loop import DAY, LOCAL_MIDNIGHT, Trace
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.control.harness import SimLoop
+from tooling.harness import SimLoop
 from gateway.control.model import OutdoorSource
 from sim.station import Station
 from sim.weather import SyntheticProfile

@@ -1,4 +1,4 @@
-"""The bus's per-consumer loss policy, and the poller's reconnect pacing."""
+"""The bus's per-consumer loss policy, and the reconnect pacing every retry loop takes from ``Backoff.delay``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,9 @@ import random
 
 import pytest
 
-from drivers.modbus.poller import DevicePoller
-from drivers.modbus.tagmap import make_link
 from gateway.bus import Bus
 from gateway.config_base import Backoff
 from gateway.samples import DeviceStatus
-from tests.gateway.conftest import station_config
 
 
 def status(n: int) -> DeviceStatus:
@@ -44,21 +41,15 @@ async def test_a_full_lossless_consumer_makes_the_producer_wait_instead_of_dropp
     assert [outbox.get_nowait().timestamp for _ in range(2)] == [1.0, 2.0]  # type: ignore[union-attr]
 
 
-def poller_with(backoff: Backoff, seed: int) -> DevicePoller:
-    config = station_config(5020)
-    device = config.devices["plc"].model_copy(update={"backoff": backoff})
-    return DevicePoller("plc", device, config.groups, make_link(device), Bus(), rng=random.Random(seed))
-
-
 @pytest.mark.parametrize("seed", range(5))
 async def test_backoff_doubles_within_its_jitter_and_stops_at_the_cap(seed: int) -> None:
-    poller = poller_with(Backoff(initial_s=1.0, max_s=30.0, jitter=0.2), seed)
+    backoff = Backoff(initial_s=1.0, max_s=30.0, jitter=0.2)
+    rng = random.Random(seed)
     for failures, base in ((1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 30.0), (50, 30.0)):
-        delay = poller._backoff_delay(failures)  # noqa: SLF001
-        assert base * 0.8 <= delay <= base * 1.2, (failures, delay)
+        delay = backoff.delay(failures, rng)
+        assert base * 0.8 <= delay <= base * 1.2 and delay <= backoff.longest_s(), (failures, delay)
 
 
 async def test_jitter_spreads_a_fleet_reconnecting_after_the_same_outage() -> None:
-    delays = {round(poller_with(Backoff(initial_s=10.0, jitter=0.2), seed)._backoff_delay(1), 3)  # noqa: SLF001
-              for seed in range(20)}
+    delays = {round(Backoff(initial_s=10.0, jitter=0.2).delay(1, random.Random(seed)), 3) for seed in range(20)}
     assert len(delays) > 15

@@ -28,11 +28,14 @@ def heatgw(*args: str, prelude: str = "") -> subprocess.CompletedProcess[str]:
 
 
 def command_paths(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Every command and group under ``command`` (typer's own click), as the words that name it."""
+    """Every command and group under ``command`` (typer's own click), as the words that name it,
+    asked as the command line asks (``list_commands``, ``get_command``), so the lazily mounted
+    tooling commands (``demo``, ``sim``) are among them."""
     found = [path]
-    if hasattr(command, "commands"):
-        for name, sub in command.commands.items():
-            found += command_paths(sub, (*path, name))
+    if hasattr(command, "list_commands"):
+        context = typer.Context(command)
+        for name in command.list_commands(context):
+            found += command_paths(command.get_command(context, name), (*path, name))
     return found
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.config import load_gateway_config
-from gateway.curves import load_curve
+from gateway.control.loader import load_curve
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = sorted((ROOT / "tests" / "data" / "broken").glob("*.yaml"))

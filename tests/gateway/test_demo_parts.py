@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from rich.console import Console
 
-from gateway.demo import demo_config
-from gateway.demo_logs import Throttle
-from gateway.demo_view import DemoState, controller_panel
+from tooling.demo import demo_config
+from tooling.demo_logs import OriginThrottle
+from tooling.demo_view import DemoState, controller_panel
 from gateway.logs import kv
 from tests.control.test_task import STATION, Rig
 from tests.gateway.conftest import STATION_YAML, Clock, station_config
@@ -39,7 +39,7 @@ def test_at_real_time_the_demo_config_keeps_the_station_timing() -> None:
     assert demo.tags()["supply_setpoint"][1].writable == shipped.tags()["supply_setpoint"][1].writable
 
 
-def record(throttle: Throttle, message: str, origin: str) -> logging.LogRecord | None:
+def record(throttle: OriginThrottle, message: str, origin: str) -> logging.LogRecord | None:
     record = logging.LogRecord("gateway.writes", logging.INFO, __file__, 1, message, None, None)
     record.__dict__.update(kv(tag="supply_setpoint", origin=origin))
     return record if throttle.filter(record) else None
@@ -47,7 +47,7 @@ def record(throttle: Throttle, message: str, origin: str) -> logging.LogRecord |
 
 def test_the_throttle_passes_one_line_per_message_and_period_and_counts_the_rest() -> None:
     clock = Clock(0.0)
-    throttle = Throttle("controller", every_s=10.0, clock=clock)
+    throttle = OriginThrottle("controller", every_s=10.0, clock=clock)
     assert record(throttle, "write done", "controller") is not None
     for _ in range(5):
         clock.now += 1.0

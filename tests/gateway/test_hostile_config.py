@@ -198,7 +198,7 @@ def test_times_read_as_a_person_reads_them(tmp_path: Path) -> None:
 
 def test_dates_are_text_to_the_loader_and_dates_to_the_curve(tmp_path: Path) -> None:
     assert load_yaml(station(tmp_path, "      t1: {function: holding, address: 0}\n")).data["station"]["id"] == "s1"
-    from gateway.curves import load_curve
+    from gateway.control.loader import load_curve
 
     curve = load_curve(ROOT / "config" / "curves" / "radiators-75-50.yaml")
     assert curve.date.isoformat() == "2026-10-20"

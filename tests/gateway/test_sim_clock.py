@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.sim_clock import SimClock, keep_anchored, sim_clock
+from tooling.sim_clock import SimClock, keep_anchored, sim_clock
 from sim.runner import SimRunner
 from sim.station import Station
 from tests.gateway.conftest import Clock

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from gateway.app import Gateway
-from gateway.devstack import Mosquitto, stop_process
+from tooling.devstack import Mosquitto, stop_process
 from gateway.preflight import Startup, load_startup
 from gateway.reload import REMOVED, StationReload, plan_reload
 from gateway.yaml_source import ConfigError

@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from gateway.devstack import Mosquitto, VictoriaMetrics, stop_process
+from tooling.devstack import Mosquitto, VictoriaMetrics, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 QUALITY = {"g": 0, "b": 1, "s": 2}

@@ -25,7 +25,7 @@ from tests.historian.conftest import (
     stored_count,
     wait_until,
 )
-from gateway.devstack import Mosquitto, VictoriaMetrics
+from tooling.devstack import Mosquitto, VictoriaMetrics
 
 Bridges = Callable[..., BridgeProcess]
 Stations = Callable[..., list[Station]]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devstack import Mosquitto, VictoriaMetrics
+from tooling.devstack import Mosquitto, VictoriaMetrics
 from gateway.historian.bridge import Bridge
 from gateway.historian.settings import load_historian_settings
 from tests.historian.conftest import BridgeProcess, Station, bridge_config, wait_until

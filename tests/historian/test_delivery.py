@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devstack import Mosquitto, VictoriaMetrics, stop_process
+from tooling.devstack import Mosquitto, VictoriaMetrics, stop_process
 from gateway.mqtt.payloads import parse_delivered
 from gateway.mqtt.service import outbox_path
 from sim.modbus_server import StationModbusServer

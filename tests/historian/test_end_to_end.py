@@ -26,7 +26,7 @@ import pytest
 from gateway.app import Gateway
 from tests.gateway.conftest import station_config
 from tests.historian.conftest import QUALITY, BridgeProcess, stored, wait_until
-from gateway.devstack import Mosquitto, VictoriaMetrics, free_port, stop_process, wait_for_port
+from tooling.devstack import Mosquitto, VictoriaMetrics, free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_SPEED = 60.0

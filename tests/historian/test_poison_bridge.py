@@ -17,7 +17,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.devstack import Mosquitto, VictoriaMetrics
+from tooling.devstack import Mosquitto, VictoriaMetrics
 from gateway.historian.bridge import Bridge
 from gateway.historian.schema import unsafe_name
 from gateway.historian.settings import load_historian_settings

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.devstack import Mosquitto, VictoriaMetrics, free_port
+from tooling.devstack import Mosquitto, VictoriaMetrics, free_port
 from gateway.mqtt.payloads import DEVICE_REASON, OTHER, OUTDOOR_SOURCE, PHASE, SEASON, STATION_REASON, WRITE_STATUS
 from tests.historian.conftest import BridgeProcess, historian_metric, wait_until
 from tests.historian.test_delivery import GatewayProcess, fast_controller

@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from gateway.config import GatewayConfig
 from tests.gateway.conftest import station_config, station_server  # noqa: F401 - a fixture used here
-from gateway.devstack import Mosquitto
+from tooling.devstack import Mosquitto
 
 STATION = "demo-01"
 PREFIX = "heatgw"

@@ -15,7 +15,7 @@ from gateway.control.loader import load_controller_config
 from sim.modbus_server import StationModbusServer, plc_settings
 from tests.control.conftest import CONFIG_DIR, CONTROLLER_YAML
 from tests.mqtt.conftest import TOPIC, Subscriber, gateway_config, station_with_mqtt, until
-from gateway.devstack import Mosquitto
+from tooling.devstack import Mosquitto
 
 
 def envelope(command_id: str, expires_in_s: float = 60, **args: object) -> str:

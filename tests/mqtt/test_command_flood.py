@@ -11,7 +11,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from gateway.app import Gateway
-from gateway.devstack import Mosquitto
+from tooling.devstack import Mosquitto
 from gateway.mqtt.publisher import INBOX_SIZE
 from sim.modbus_server import StationModbusServer
 from tests.mqtt.conftest import TOPIC, Subscriber, broker_lines, gateway_config, station_with_mqtt, until

@@ -12,7 +12,7 @@ from gateway.mqtt.payloads import Delivered, delivered, replay_command
 from sim.modbus_server import StationModbusServer
 from tests.mqtt.conftest import TOPIC, Subscriber, gateway_config, station_with_mqtt, until
 from tests.mqtt.test_store_and_forward import stored
-from gateway.devstack import Mosquitto
+from tooling.devstack import Mosquitto
 
 
 def replay(historian: Subscriber, command_id: str, first: int, last: int) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from gateway.app import Gateway
+from gateway.historian.bridge import Bridge
+from gateway.historian.settings import HistorianSettings
 from sim.modbus_server import StationModbusServer, plc_settings
 from tests.mqtt.conftest import (
     STATION,
@@ -25,7 +27,7 @@ from tests.mqtt.conftest import (
     station_with_mqtt,
     until,
 )
-from gateway.devstack import Mosquitto
+from tooling.devstack import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {STATION: "station-secret", "dispatch": "dispatch-secret", "historian": "historian-secret"}
@@ -121,3 +123,28 @@ async def test_only_the_dispatch_account_can_make_the_gateway_act(
             assert (answer["id"], answer["ok"]) == ("from-dispatch", True), answer
             assert plc.supply_setpoint_c == pytest.approx(target)
             assert [m.json()["id"] for m in historian.on(f"{TOPIC}/cmd/write/result")] == ["from-dispatch"]
+
+
+async def test_the_historian_bridge_logs_in_with_the_stations_broker_settings_and_trusts_only_its_ca(
+        tmp_path: Path, pki: Pki, tls_broker: Mosquitto) -> None:
+    # One broker model and one login path for both ends: the same password file and TLS files a
+    # station uses get the bridge in, and a CA the broker's certificate does not chain to keeps it out.
+    secret = tmp_path / "historian-password"
+    secret.write_text(PASSWORDS["historian"] + "\n")
+    for ca, connects in ((pki.wrong_ca, False), (pki.ca, True)):
+        settings = HistorianSettings.model_validate({
+            "instance": "tls", "state_dir": str(tmp_path / "historian"),
+            "mqtt": {"host": "127.0.0.1", "port": tls_broker.port, "username": "historian",
+                     "password_file": str(secret), "reconnect": {"initial_s": 0.2, "max_s": 1},
+                     "tls": {"ca_file": str(ca), "cert_file": str(pki.client_cert), "key_file": str(pki.client_key)}},
+            "influxdb": {"url": "http://127.0.0.1:9", "token": "unused", "org": "heating", "bucket": "stations"}})
+        bridge = Bridge(settings)
+        bridge.start()
+        try:
+            if connects:
+                await until(lambda: bridge._client.is_connected(), 10, "the bridge logged in over TLS")  # noqa: SLF001
+            else:
+                await asyncio.sleep(2)
+                assert not bridge._client.is_connected()  # noqa: SLF001
+        finally:
+            bridge.close()

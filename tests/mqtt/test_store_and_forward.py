@@ -26,7 +26,7 @@ from tests.mqtt.conftest import (
     station_with_mqtt,
     until,
 )
-from gateway.devstack import Mosquitto, stop_process
+from tooling.devstack import Mosquitto, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTAGE_S = 30.0

@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 
 from gateway.alarms.events import EventEngine, StationEvent
 from gateway.config import load_gateway_config
-from gateway.devstack import Mosquitto, VictoriaMetrics
+from tooling.devstack import Mosquitto, VictoriaMetrics
 from gateway.mqtt.payloads import TelemetryEncoder, config_hash, event_transition, meta
 from gateway.samples import Sample, SampleBatch
 from sim.readings import Measurements

@@ -14,37 +14,35 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
+from gateway.logs import Throttle
 
-class Throttle(logging.Filter):
+
+class OriginThrottle(logging.Filter):
     """Passes one record per message every ``every_s`` among those of ``origin``; others all pass."""
 
     def __init__(self, origin: str, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._origin = origin
-        self._every_s = every_s
+        self._throttle = Throttle(every_s)
         self._clock = clock
-        self._seen: dict[str, tuple[float, int]] = {}  # message -> (passed at, left out since)
 
     def filter(self, record: logging.LogRecord) -> bool:
         fields = getattr(record, "fields", {})
         if fields.get("origin") != self._origin:
             return True
-        key, now = str(record.msg), self._clock()
-        passed_at, left_out = self._seen.get(key, (None, 0))
-        if passed_at is not None and now - passed_at < self._every_s:
-            self._seen[key] = (passed_at, left_out + 1)
+        left_out = self._throttle.allow(str(record.msg), self._clock())
+        if left_out is None:
             return False
         if left_out:
             record.fields = {**fields, "left_out": left_out}
-        self._seen[key] = (now, 0)
         return True
 
 
 @contextlib.contextmanager
-def throttled(logger_name: str, origin: str, every_s: float) -> Iterator[Throttle]:
+def throttled(logger_name: str, origin: str, every_s: float) -> Iterator[OriginThrottle]:
     """Throttle ``logger_name``'s records of ``origin`` while the block runs."""
     logger = logging.getLogger(logger_name)
-    throttle = Throttle(origin, every_s)
+    throttle = OriginThrottle(origin, every_s)
     logger.addFilter(throttle)
     try:
         yield throttle

@@ -12,9 +12,9 @@ and why, the sequence numbers it published and the points the historian stored, 
 sees every link working.
 
 On accelerated time only what is measured in time is adapted, never a value limit: the station's
-write intervals and poll groups (``demo_config``), the controller's clock (``gateway.sim_clock``)
+write intervals and poll groups (``demo_config``), the controller's clock (``tooling.sim_clock``)
 and its sample ages and cycle (``ControllerTask``'s ``time_scale``); and the controller's write log
-is thinned to one line every ``WRITE_LOG_EVERY_S`` (``gateway.demo_logs``).
+is thinned to one line every ``WRITE_LOG_EVERY_S`` (``tooling.demo_logs``).
 """
 
 from __future__ import annotations
@@ -38,21 +38,21 @@ from rich.live import Live
 from gateway.app import Gateway
 from gateway.bus import Subscription
 from gateway.config import GatewayConfig, check_gateway_document
-from gateway.control.loader import ControllerConfig
+from gateway.control.settings import ControllerConfig
 from gateway.control.model import ControllerState
 from gateway.control.task import ORIGIN as CONTROLLER_ORIGIN
-from gateway.demo_logs import throttled
-from gateway.demo_stack import DispatchSide, dispatch_side
-from gateway.devstack import claim_port, die_with_parent
+from tooling.demo_logs import throttled
+from tooling.demo_stack import DispatchSide, dispatch_side
+from tooling.devstack import claim_port, die_with_parent
 from gateway.yaml_source import load_yaml
-from gateway.demo_view import DemoState, render
+from tooling.demo_view import DemoState, render
 from gateway.logs import kv
-from gateway.sim_clock import SimClock, keep_anchored, sim_clock
+from tooling.sim_clock import SimClock, keep_anchored, sim_clock
 
 log = logging.getLogger(__name__)
 
 WRITE_LOG_EVERY_S = 10.0
-"""Wall seconds between two ``write done`` lines of the controller (see ``gateway.demo_logs``)."""
+"""Wall seconds between two ``write done`` lines of the controller (see ``tooling.demo_logs``)."""
 
 
 def demo_config(config_path: Path, port: int, mqtt_port: int, speed: float, opcua_port: int = 4840) -> GatewayConfig:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway.devstack import Mosquitto, VictoriaMetrics, die_with_parent, stop_process
+from tooling.devstack import Mosquitto, VictoriaMetrics, die_with_parent, stop_process
 
 
 @dataclass
