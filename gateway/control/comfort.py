@@ -15,6 +15,14 @@ curve's headroom between the supply needed and the maximum supply expressed in r
 Each room's factor is learned from every boost: the rate it actually warmed at, against the
 rate predicted. The plan is the slowest room's time to the target, plus the time the ramp needs
 to bring the supply up, plus a safety lead.
+
+The factor alone is not safe to plan with: the rate a room really reaches under the boost moves
+far less with the headroom than the first-order picture says (on the mixed station the corner
+room warmed at 0.8-2.5 K/h on mornings whose predicted rates spanned 0.4-3 K/h), so a factor
+learned on one morning, applied to a night with more headroom, promises a rate the room has not
+shown, and the boost starts hours late. So a room's planned rate is also bounded by the slowest
+rate it actually reached in its last ``RATE_MEMORY`` boosts: the plan never counts on a room
+warming faster than it has lately.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ _LEARN_DOWN_MIN = 0.5
 """... and lower it by at most this one in one go (careful fast: a late morning is a refund)."""
 _MIN_RISE_K = 0.5
 """A boost that raised a room by less than this says too little about its rate to learn from."""
+RATE_MEMORY = 7
+"""How many of a room's latest achieved boost rates bound its planned rate: a week of mornings,
+so the slowest recent one (a colder night, a limiter, a lower trim) is still counted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,7 @@ class OptimumStart:
 
     default_factor: float
     factors: dict[str, float] = field(default_factory=dict)
+    achieved: dict[str, list[float]] = field(default_factory=dict)  # room -> its latest boost rates, K/h
     active: bool = False
     missed_today: bool = False
     _began_h: float = 0.0  # hours to the day start when the boost began
@@ -143,6 +155,12 @@ class OptimumStart:
 
     def factor(self, room: str) -> float:
         return self.factors.get(room, self.default_factor)
+
+    def rate(self, room: str, headroom: float, time_constant_h: float, max_k_per_h: float) -> float:
+        """The heat-up rate to plan ``room``'s boost with: the learned factor's prediction, but no
+        faster than the slowest rate the room reached in its latest boosts."""
+        predicted = heatup_rate(headroom, time_constant_h, self.factor(room), max_k_per_h)
+        return min([predicted, *self.achieved.get(room, ())])
 
     def plan(self, rooms: Mapping[str, float], target_c: float, headroom: float, time_constant_h: float,
              max_k_per_h: float, hours_left: float, lead_h: float,
@@ -156,7 +174,7 @@ class OptimumStart:
         for name, value in rooms.items():
             if value >= target_c:
                 continue
-            room_rate = heatup_rate(headroom, time_constant_h, self.factor(name), max_k_per_h)
+            room_rate = self.rate(name, headroom, time_constant_h, max_k_per_h)
             climb = target_c - value + (falls_k or {}).get(name, 0.0)
             hours = math.inf if room_rate <= 0.0 else climb / room_rate
             if hours > needed or not which:
@@ -175,7 +193,7 @@ class OptimumStart:
         self._ramp_h = ramp_h
         self._start_c = dict(rooms)
         self._predicted = {name: heatup_rate(headroom, time_constant_h, self.factor(name), max_k_per_h)
-                           for name in rooms}
+                           for name in rooms}  # the factor's prediction: what the factor is learned against
         self._learned = set()
 
     def release(self) -> None:
@@ -212,6 +230,7 @@ class OptimumStart:
         predicted = self._predicted.get(name, 0.0)
         if not settings.optimum_start.learn or elapsed_h <= 0.0 or predicted <= 0.0 or rise < _MIN_RISE_K:
             return
+        self.achieved[name] = [*self.achieved.get(name, ())[-(RATE_MEMORY - 1):], rise / elapsed_h]
         ratio = (rise / elapsed_h) / predicted
         opt = settings.optimum_start
         ratio = min(_LEARN_UP_MAX, ratio) if ratio >= 1.0 else max(_LEARN_DOWN_MIN, ratio)

@@ -40,6 +40,7 @@ import math
 from dataclasses import dataclass
 
 from gateway.control.comfort import (
+    RATE_MEMORY,
     ComfortFloor,
     OptimumStart,
     comfort_floor,
@@ -230,6 +231,7 @@ class CircuitController:
         """What this circuit has learned that would take hours or days to learn again."""
         return CircuitMemory(curve=self.curve.identity, day_trim_k=self.trims["day"].integral,
                              night_trim_k=self.trims["night"].integral, heatup_factors=dict(self.optimum.factors),
+                             heatup_rates={room: list(rates) for room, rates in self.optimum.achieved.items()},
                              cooling_per_h=dict(self.dynamics.cooling_per_h), boost_hold_k=self.hold.value_k)
 
     def restore(self, memory: CircuitMemory) -> list[str]:
@@ -247,6 +249,11 @@ class CircuitController:
                 self.optimum.factors[room] = min(opt.max_factor, max(opt.min_factor, factor))
             else:
                 dropped.append(f"heat-up factor of room {room} (no longer configured)")
+        for room, rates in memory.heatup_rates.items():
+            if room in self.settings.rooms:
+                self.optimum.achieved[room] = list(rates[-RATE_MEMORY:])
+            else:
+                dropped.append(f"heat-up rates of room {room} (no longer configured)")
         for room, coefficient in memory.cooling_per_h.items():
             if room in self.settings.rooms:
                 self.dynamics.cooling_per_h[room] = coefficient

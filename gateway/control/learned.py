@@ -26,6 +26,8 @@ class CircuitMemory(_Strict):
     day_trim_k: float
     night_trim_k: float
     heatup_factors: dict[str, float] = Field(default_factory=dict)
+    heatup_rates: dict[str, list[float]] = Field(
+        default_factory=dict, description="each room's latest achieved boost rates, K/h (they bound its planned rate)")
     cooling_per_h: dict[str, float] = Field(default_factory=dict,
                                             description="each room's learned cooling with the supply cut, K/h per K")
     boost_hold_k: float | None = Field(default=None, description="the learned hold after a boost, room K")

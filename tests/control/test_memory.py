@@ -31,6 +31,8 @@ async def test_what_was_learned_survives_a_restart(tmp_path: Path) -> None:
     second = Rig(memory=memory)  # a restart: a new task on the same file
     restored = second.task._controller.circuits["radiators"]
     assert restored.optimum.factors == pytest.approx(learned.optimum.factors)
+    assert learned.optimum.achieved, "the boost should have taught the rooms' achieved rates"
+    assert restored.optimum.achieved == learned.optimum.achieved
     assert learned.dynamics.cooling_per_h, "the coast should have taught the rooms' cooling"
     assert restored.dynamics.cooling_per_h == pytest.approx(learned.dynamics.cooling_per_h)
     assert restored.trims["day"].integral == pytest.approx(learned.trims["day"].integral)
@@ -56,13 +58,16 @@ def test_restored_values_are_bounded_by_the_settings_in_force() -> None:
     fresh = controller()
     circuit = fresh.circuits["radiators"]
     saved = _saved(circuit.curve.identity, day_trim_k=40.0, heatup_factors={"A-1": 99.0, "D-9": 2.0},
-                   cooling_per_h={"A-1": 0.05, "D-9": 0.04})
+                   cooling_per_h={"A-1": 0.05, "D-9": 0.04},
+                   heatup_rates={"A-1": [float(n) for n in range(1, 11)], "D-9": [1.0]})
     dropped = fresh.restore(saved, now=0.0)
     assert circuit.trims["day"].integral == circuit.settings.room_trim.max_trim_k
     assert circuit.trims["night"].integral == -0.5
     assert circuit.optimum.factors == {"A-1": circuit.settings.comfort.optimum_start.max_factor}
     assert circuit.dynamics.cooling_per_h == {"A-1": 0.05}
+    assert circuit.optimum.achieved == {"A-1": [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]}  # the latest RATE_MEMORY
     assert dropped == ["radiators: heat-up factor of room D-9 (no longer configured)",
+                       "radiators: heat-up rates of room D-9 (no longer configured)",
                        "radiators: cooling rate of room D-9 (no longer configured)"]
     gone = ControllerMemory(saved_at=0.0, circuits={"floor": _saved("x").circuits["radiators"]})
     assert fresh.restore(gone, now=0.0) == ["circuit floor (no longer configured)"]

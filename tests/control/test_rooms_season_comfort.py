@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from gateway.control.comfort import OptimumStart, comfort_floor, headroom_k, heatup_rate, hours_to_day_start
+from gateway.control.comfort import RATE_MEMORY, OptimumStart, comfort_floor, headroom_k, heatup_rate, hours_to_day_start
 from gateway.control.model import Reading
 from gateway.control.rooms import choose_room
 from gateway.control.season import CutoutSwitch, DailyMeans, FrostGuard, season_mode
@@ -174,6 +174,30 @@ def test_each_room_learns_its_heat_up_rate_from_the_boost() -> None:
     start.begin({"slow": 16.0}, 3.0, 6.0, 30.0, 3.0, ramp_h=0.0)
     start.observe(local(6, 0), {"slow": 16.1}, COMFORT)  # too small a rise to learn from
     assert start.factors["slow"] == pytest.approx(1.25 * (0.5 / 3.0) / 0.25)
+
+
+def test_a_room_is_planned_no_faster_than_it_warmed_in_its_latest_boosts() -> None:
+    # The factor scales the curve's headroom; the room's real rate moves far less with it. Learned
+    # at 6 K of headroom, a factor that promises 4 K/h at 18 K must not be planned with: the room
+    # warmed at 1.0-1.6 K/h on its last mornings.
+    start = OptimumStart(default_factor=1.0)
+    for rise in (2.0, 1.6, 2.4):  # three boosts of 1.5 h at full supply (2 h less 0.5 h of ramp)
+        start.begin({"corner": 16.2}, 2.0, 6.0, 30.0, 5.0, ramp_h=0.5)
+        start.observe(local(6), {"corner": 16.2 + rise}, COMFORT)
+    assert start.achieved["corner"] == pytest.approx([2.0 / 1.5, 1.6 / 1.5, 2.4 / 1.5])
+    start.factors["corner"] = 6.0  # 6 x 18 K / 30 h = 3.6 K/h on paper
+    plan = start.plan({"corner": 16.2}, 18.2, 18.0, 30.0, 5.0, hours_left=2.3, lead_h=0.5)
+    assert plan.rate_k_per_h == pytest.approx(1.6 / 1.5)  # the slowest of the latest boosts
+    # 1.9 h for the 2 K plus the lead: start now (at 3.6 K/h it would wait another 1.2 h).
+    assert plan.needed_h == pytest.approx(2.0 / (1.6 / 1.5)) and plan.start
+    # Only the latest RATE_MEMORY boosts count: a slow one falls out after a week of quicker ones.
+    for _ in range(RATE_MEMORY):
+        start.begin({"corner": 16.2}, 2.0, 6.0, 30.0, 5.0, ramp_h=0.5)
+        start.observe(local(6), {"corner": 18.2}, COMFORT)
+    assert start.achieved["corner"] == pytest.approx([2.0 / 1.5] * RATE_MEMORY)
+    # ...and never faster than the factor itself predicts.
+    assert start.rate("corner", 3.0, 30.0, 5.0) == pytest.approx(heatup_rate(3.0, 30.0, start.factor("corner"), 5.0))
+    assert start.rate("corner", 3.0, 30.0, 5.0) < 2.0 / 1.5
 
 
 def test_heatup_rate_follows_the_curves_headroom() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devstack import Mosquitto, VictoriaMetrics
+from tooling.devstack import Mosquitto, VictoriaMetrics
 from gateway.historian.bridge import Bridge
 from gateway.historian.schema import STATE_CODES
 from gateway.historian.settings import load_historian_settings
@@ -23,7 +23,7 @@ from tests.historian.conftest import Station, bridge_config, stored, wait_until
 def test_an_empty_retained_message_on_an_alarm_topic_is_ignored_not_quarantined_and_the_removal_is_stored(
         tmp_path: Path, broker: Mosquitto, tsdb: VictoriaMetrics, stations: Callable[..., list[Station]],
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="gateway.historian.bridge")
+    caplog.set_level(logging.DEBUG, logger="gateway.historian")
     config = bridge_config(tmp_path / "inproc", broker, tsdb, "clear", sequence={"meta_wait_s": 0})
     bridge = Bridge(load_historian_settings(config))
     bridge.start()
