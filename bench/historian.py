@@ -7,7 +7,7 @@ Why it is built this way:
 * Everything is real and on this machine: Mosquitto, VictoriaMetrics (InfluxDB v2 write API,
   deduplicating like InfluxDB), the bridge as its own process exactly as systemd runs it
   (``python -m gateway.historian run``, gzip on, production batch sizes), and the stations played
-  by a CHILD process (this script with ``--publish``) that sends README-contract telemetry at a
+  by a CHILD process (this script with ``--publish``) that sends contract telemetry (gateway/mqtt/payloads.py) at a
   fixed offered rate. Each process's CPU is measured separately with psutil, so the figures are
   for the bridge alone.
 * "Written" is counted by the DATABASE (``vm_rows_inserted_total{type="influx"}``: each sample is

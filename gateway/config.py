@@ -3,7 +3,7 @@
 Everything the gateway does at a station is driven by this file, so it is strict: unknown keys are
 errors (a misspelt ``writeable:`` must not silently make a tag read-only), values are range-checked,
 and cross-references (groups, tag names) are checked before anything runs. The field names are the
-configuration reference printed in README.md.
+configuration reference in docs/commissioning/station.md.
 """
 
 from __future__ import annotations

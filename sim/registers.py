@@ -2,7 +2,7 @@
 
 ``RegisterMap`` is the single source of truth: the Modbus server builds its memory layout from
 it, encodes every ``Snapshot`` through it, validates every request and write against it, and
-the README prints it (``markdown_table``). Nothing here does I/O, so the map can be tested
+the docs print it (commissioning/register-map.md) (``markdown_table``). Nothing here does I/O, so the map can be tested
 without sockets and a change to it shows up everywhere at once.
 
 The map is generated from the station's ``Layout`` (circuits and rooms). Circuit 0 and the
@@ -377,7 +377,7 @@ class Layout:
 
 
 def circuit_address(block: Block, address: int, circuit: int) -> int:
-    """Where circuit ``circuit`` has the value circuit 0 has at ``address`` (the rule the README states)."""
+    """Where circuit ``circuit`` has the value circuit 0 has at ``address`` (the rule the register-map page states)."""
     if circuit == 0:
         return address
     if block is Block.INPUT:
@@ -567,7 +567,7 @@ def decode(row: Register, words: Sequence[int], word_order: WordOrder = "big") -
 # --- documentation --------------------------------------------------------------------------
 
 def markdown_table(device: Device, *, all_rooms: bool = False) -> str:
-    """The one-circuit map of one device as a Markdown table for the README.
+    """The one-circuit map of one device as a Markdown table for the register-map page.
 
     Rooms 1..19 repeat room 0's layout, so unless ``all_rooms`` they are folded into room 0's
     rows with the address written as ``20+2i`` / ``21+2i``.
@@ -587,7 +587,7 @@ def markdown_table(device: Device, *, all_rooms: bool = False) -> str:
 
 
 def circuit_markdown_table() -> str:
-    """The rows every circuit c >= 1 adds, with their addresses as functions of c (for the README)."""
+    """The rows every circuit c >= 1 adds, with their addresses as functions of c (for the register-map page)."""
     lines = list(_TABLE_HEADER)
     for row in RegisterMap(Layout(circuits=2)).rows(Device.PLC, circuit=1):
         base = circuit_address(row.block, 0, 1)

@@ -211,7 +211,7 @@ def _devices(gateway: Gateway) -> Table:
 
 
 def controller_panel(state: ControllerState | None, demo: DemoState, zone: ZoneInfo) -> Panel:
-    """Why the setpoint is what it is, in the order of the cycle (README "One cycle")."""
+    """Why the setpoint is what it is, in the order of the cycle (docs: controller/index.md, "One cycle")."""
     if state is None:
         return Panel("[yellow]waiting for the first cycle", title="Supply-curve controller")
     grid = Table.grid(padding=(0, 2))

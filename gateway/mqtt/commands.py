@@ -14,8 +14,7 @@ arguments fail the schema, or the handler refuses (the write queue's reason, for
 A refused command changed nothing. Every command and every answer is logged with its origin.
 
 MQTT QoS 1 may deliver a command twice; the second delivery of an ``id`` is answered with the
-first answer and not executed again. Who may publish commands at all is the broker's ACL (see the
-README): the ``origin`` is what dispatch says about itself, logged for the record, not a proof.
+first answer and not executed again. Who may publish commands at all is the broker's ACL (docs: dispatch/broker-security.md): the ``origin`` is what dispatch says about itself, logged for the record, not a proof.
 """
 
 from __future__ import annotations

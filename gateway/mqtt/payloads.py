@@ -1,4 +1,4 @@
-"""The MQTT contract (README "MQTT contract"), in one place: the topic layout, the quality codes,
+"""The MQTT contract (docs: dispatch/mqtt.md), in one place: the topic layout, the quality codes,
 and every payload: telemetry, status, meta, command results, alarm transitions and states, station
 event updates, the open events, and the historian's confirmations and replay requests. The contract
 is the gateway's public API; the station's publisher and the historian bridge both take it from

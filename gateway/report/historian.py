@@ -5,7 +5,7 @@ implementation, through VictoriaMetrics' export API (raw samples, no downsamplin
 another database (InfluxDB's query API) implements the same two methods.
 
 The bridge writes telemetry as the ``telemetry`` measurement with ``value`` and ``quality``
-fields, tagged by station and tag (README, "Historian schema"); a numbers-only database such as
+fields, tagged by station and tag (docs: dispatch/historian.md); a numbers-only database such as
 VictoriaMetrics names them ``telemetry_value`` and ``telemetry_quality``. A sample whose quality
 is not good carries no value: in the series handed to the report it is a NaN, which ends the
 previous value's hold (the time-weighted means treat it as a hole, never as a reading).
