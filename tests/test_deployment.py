@@ -77,8 +77,8 @@ async def test_install_start_reload_and_stop_as_the_docs_and_the_unit_say(
 
             controller.write_text(shipped.replace("cycle_s: 60", "cycle_s: soon"))
             process.send_signal(signal.SIGHUP)
-            await until(lambda: logged(log, r"controller reload refused") is not None, 10, "the refused reload")
-            refusal = logged(log, r'msg="controller reload refused.*')
+            await until(lambda: logged(log, r"msg=\"reload refused") is not None, 10, "the refused reload")
+            refusal = logged(log, r'msg="reload refused.*')
             assert refusal is not None and "controller.yaml:" in refusal[0] and "cycle_s" in refusal[0]
 
             controller.write_text(shipped.replace("margin_k: 0.15", "margin_k: 0.2"))
