@@ -252,6 +252,13 @@ def test_the_production_packages_import_tooling_only_through_the_lazy_cli_hook()
     assert production_imports_of_tooling(ROOT) == []
 
 
+def _last_line_printed_by(code: str) -> str:
+    """Run ``code`` in a fresh interpreter at the root (so sys.modules starts empty); its last line."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()[-1]
+
+
 def test_the_production_commands_load_no_tooling_and_nothing_of_the_simulator() -> None:
     # What actually runs, not only what the source says: `heatgw check` on the example station,
     # and every module `heatgw run`, `read` and the historian bridge start from.
@@ -260,9 +267,7 @@ def test_the_production_commands_load_no_tooling_and_nothing_of_the_simulator() 
             "from gateway.cli import main\n"
             "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tooling', 'sim')))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == "[]"
+    assert _last_line_printed_by(code) == "[]"
 
 
 def test_the_production_packages_import_no_numpy() -> None:
@@ -281,6 +286,4 @@ def test_heatgw_run_loads_no_numpy() -> None:
             "    assert gateway.devices and gateway.controller is not None\n"
             "with tempfile.TemporaryDirectory() as state:\n    asyncio.run(build(state))\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'numpy'))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == "[]"
+    assert _last_line_printed_by(code) == "[]"
