@@ -72,7 +72,7 @@ _CODES: dict[DataType, str] = {
 _STRUCT_FORMATS = {data_type: ">" + code for data_type, code in _CODES.items()}
 _PATTERN_CODES = {1: "H", 2: "I", 4: "Q"}
 """The unsigned code of a value's width in registers: its raw bit pattern, as sentinels are given."""
-_BCD_DIGITS = {DataType.BCD16: 4, DataType.BCD32: 8}
+_BCD_TYPES = frozenset({DataType.BCD16, DataType.BCD32})
 _FAULTS = {fault: Decoded(None, fault) for fault in Fault}
 _BITS = {False: Decoded(False), True: Decoded(True)}
 """Outcomes are frozen, so every bit shares one of two rather than allocating its own."""
@@ -106,7 +106,7 @@ def _converter(point: Point) -> Converter | None:
     if point.bit is not None:
         mask = 1 << point.bit
         return lambda word: _BITS[word & mask != 0]
-    convert = _bcd(point) if point.data_type in _BCD_DIGITS else _number(point)
+    convert = _bcd(point) if point.data_type in _BCD_TYPES else _number(point)
     if point.no_value_pattern is None:
         return convert
     return _sentinel(point, convert)
@@ -327,7 +327,7 @@ def encode_write(point: Point, value: Value) -> list[int] | bool | MaskWrite:
             return bool(value)
         return _mask_write(point, bool(value))
     raw = _unscale(point, value)
-    if point.data_type in _BCD_DIGITS:
+    if point.data_type in _BCD_TYPES:
         raw = int(str(raw), 16)  # decimal digits reinterpreted as nibbles: 1234 -> 0x1234
     packed = struct.pack(_STRUCT_FORMATS[point.data_type], raw)
     if point.no_value_pattern is not None and int.from_bytes(packed, "big") == point.no_value_pattern:
