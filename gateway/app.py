@@ -284,7 +284,7 @@ def tune_garbage_collector() -> None:
 
     A poll allocates many short-lived objects, so with the default thresholds full collections run
     every few seconds and each one walks every object alive since start-up (configuration,
-    pymodbus, numpy): ~60 ms with the loop stopped, which was the p99 of poll lateness at 100
+    pymodbus, the other libraries): ~60 ms with the loop stopped, which was the p99 of poll lateness at 100
     devices (bench/poll.py). Start-up objects are frozen out of the collector's sight, and young
     garbage is collected in larger, cheaper rounds.
     """

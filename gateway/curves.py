@@ -11,17 +11,25 @@ are supported, because operators use both:
 
 Both are then clamped to the circuit's min/max supply temperature. A curve whose supply rises with
 outdoor temperature is rejected: it would heat most when heat is needed least.
+
+Plain Python floats, one temperature at a time (a sequence is mapped value by value): the
+controller asks for one value per cycle, and keeping numpy out of the running gateway saves its
+20 MB of shared libraries.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from numbers import Real
+from typing import overload
 
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from gateway.config_base import Strict
+
+Temperatures = float | Iterable[float]
 
 
 class CurvePoint(Strict):
@@ -89,11 +97,19 @@ class Curve(Strict):
             raise ValueError("max_supply_c must be greater than min_supply_c")
         return self
 
-    def supply_at(self, outdoor_c: ArrayLike) -> NDArray[np.float64]:
+    @overload
+    def supply_at(self, outdoor_c: float) -> float: ...
+    @overload
+    def supply_at(self, outdoor_c: Iterable[float]) -> list[float]: ...
+    def supply_at(self, outdoor_c: Temperatures) -> float | list[float]:
         """Supply setpoint for the given outdoor temperature(s), clamped to the circuit limits."""
-        return np.clip(self._unclamped(np.asarray(outdoor_c, dtype=float)), self.min_supply_c, self.max_supply_c)
+        return _each(outdoor_c, lambda outdoor: self._clamped(self._unclamped(outdoor)))
 
-    def supply_for_room(self, outdoor_c: ArrayLike, room_c: float) -> NDArray[np.float64]:
+    @overload
+    def supply_for_room(self, outdoor_c: float, room_c: float) -> float: ...
+    @overload
+    def supply_for_room(self, outdoor_c: Iterable[float], room_c: float) -> list[float]: ...
+    def supply_for_room(self, outdoor_c: Temperatures, room_c: float) -> float | list[float]:
         """Supply for a room temperature other than the one the curve serves (``room_c``).
 
         Heat demand depends on room minus outdoor temperature, and the radiators' excess
@@ -103,23 +119,29 @@ class Curve(Strict):
         the same shift applied to the filed points. The result is clamped to the circuit limits.
         """
         shift = float(room_c) - self.room_c
-        raw = self._unclamped(np.asarray(outdoor_c, dtype=float) - shift) + shift
-        return np.clip(raw, self.min_supply_c, self.max_supply_c)
+        return _each(outdoor_c, lambda outdoor: self._clamped(self._unclamped(outdoor - shift) + shift))
 
-    def return_at(self, outdoor_c: ArrayLike) -> NDArray[np.float64] | None:
+    @overload
+    def return_at(self, outdoor_c: float) -> float | None: ...
+    @overload
+    def return_at(self, outdoor_c: Iterable[float]) -> list[float] | None: ...
+    def return_at(self, outdoor_c: Temperatures) -> float | list[float] | None:
         """Design return temperature of the physical form (None for a table, which files no return)."""
-        if self.physical is None:
+        physical = self.physical
+        if physical is None:
             return None
-        outdoor = np.asarray(outdoor_c, dtype=float)
-        return physical_return(self.physical, self.room_c, outdoor)
+        return _each(outdoor_c, lambda outdoor: physical_return(physical, self.room_c, outdoor))
 
-    def _unclamped(self, outdoor: NDArray[np.float64]) -> NDArray[np.float64]:
+    def _unclamped(self, outdoor: float) -> float:
         if self.points is not None:
-            xs = np.array([p.outdoor_c for p in self.points])
-            ys = np.array([p.supply_c for p in self.points])
-            return np.interp(outdoor, xs, ys)
+            return interpolate(outdoor, [p.outdoor_c for p in self.points], [p.supply_c for p in self.points])
         assert self.physical is not None
         return physical_supply(self.physical, self.room_c, outdoor)
+
+    def _clamped(self, supply: float) -> float:
+        """Within the circuit limits; NaN stays NaN (as numpy's ``clip``), for the caller to refuse."""
+        return self.min_supply_c if supply < self.min_supply_c else self.max_supply_c if supply > self.max_supply_c \
+            else supply
 
     @property
     def identity(self) -> str:
@@ -127,17 +149,46 @@ class Curve(Strict):
         return f"{self.name} v{self.version} ({self.date.isoformat()})"
 
 
-def physical_supply(design: PhysicalCurve, room_c: float, outdoor_c: NDArray[np.float64]) -> NDArray[np.float64]:
+def _each(outdoor_c: Temperatures, at: Callable[[float], float]) -> float | list[float]:
+    """``at`` of one temperature, or of each temperature of a sequence (a list back)."""
+    if isinstance(outdoor_c, Real):
+        return at(float(outdoor_c))
+    return [at(float(outdoor)) for outdoor in outdoor_c]
+
+
+def interpolate(x: float, xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Piecewise linear through the points ``(xs, ys)`` (``xs`` increasing), clamped at the ends;
+    the same arithmetic as numpy's ``interp``, so a curve reads exactly as it did with numpy."""
+    if x != x:  # NaN in, NaN out
+        return x
+    if x >= xs[-1]:
+        return ys[-1]
+    if x <= xs[0]:
+        return ys[0]
+    j = bisect_right(xs, x) - 1
+    if xs[j] == x:
+        return ys[j]
+    slope = (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
+    return slope * (x - xs[j]) + ys[j]
+
+
+def _demand(design: PhysicalCurve, room_c: float, outdoor_c: float) -> float:
+    """Relative heat demand q, 0 when the outdoors is as warm as the room (NaN stays NaN)."""
+    q = (room_c - outdoor_c) / (design.design_room_c - design.design_outdoor_c)
+    return 0.0 if q < 0.0 else q
+
+
+def physical_supply(design: PhysicalCurve, room_c: float, outdoor_c: float) -> float:
     """Quality-regulation supply temperature; no heat demand (q <= 0) gives the room temperature."""
-    q = np.maximum((room_c - outdoor_c) / (design.design_room_c - design.design_outdoor_c), 0.0)
+    q = _demand(design, room_c, outdoor_c)
     mean_excess = 0.5 * (design.design_supply_c + design.design_return_c) - design.design_room_c
     half_spread = 0.5 * (design.design_supply_c - design.design_return_c)
     return room_c + mean_excess * q ** (1.0 / design.exponent) + half_spread * q
 
 
-def physical_return(design: PhysicalCurve, room_c: float, outdoor_c: NDArray[np.float64]) -> NDArray[np.float64]:
+def physical_return(design: PhysicalCurve, room_c: float, outdoor_c: float) -> float:
     """The matching return temperature: the same mean excess, minus half the (flow-constant) spread."""
-    q = np.maximum((room_c - outdoor_c) / (design.design_room_c - design.design_outdoor_c), 0.0)
+    q = _demand(design, room_c, outdoor_c)
     mean_excess = 0.5 * (design.design_supply_c + design.design_return_c) - design.design_room_c
     half_spread = 0.5 * (design.design_supply_c - design.design_return_c)
     return room_c + mean_excess * q ** (1.0 / design.exponent) - half_spread * q

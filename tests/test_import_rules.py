@@ -15,6 +15,8 @@ also those inside functions), so a shortcut through the layers fails here rather
 - The production packages (``gateway/``, ``drivers/``) import nothing of ``tooling/``, with one
   exception: ``gateway/cli.py`` imports ``tooling.cli`` inside a function, when ``heatgw demo`` or
   ``heatgw sim`` is named (the lazy hook), never at module level.
+- The production packages import no numpy, not even inside a function: its shared libraries are
+  about 20 MB of a running gateway's memory; the simulator, the benches and tooling may use it.
 
 Each rule is a function of the tree's root; ``test_every_rule_finds_its_violation`` runs each on a
 small tree that breaks it, so no rule here passes because it cannot fail.
@@ -156,6 +158,11 @@ def production_imports_of_tooling(root: Path) -> Found:
             and ((_name(path, root), i.module.removesuffix(".command")) != LAZY_HOOK or i.top_level)]
 
 
+def production_imports_of_numpy(root: Path) -> Found:
+    return [(_name(path, root), i.module) for path in _files(root, "gateway", "drivers")
+            for i in imports(path, root) if _within(i.module, "numpy") and not i.typing_only]
+
+
 RULES: dict[str, Callable[[Path], Found]] = {
     "core imports a protocol": core_imports_of_protocols,
     "driver imports beyond acquisition": driver_imports_beyond_acquisition,
@@ -163,6 +170,7 @@ RULES: dict[str, Callable[[Path], Found]] = {
     "simulator imports ours": simulator_imports_of_ours,
     "production imports the simulator": production_imports_of_the_simulator,
     "production imports tooling": production_imports_of_tooling,
+    "production imports numpy": production_imports_of_numpy,
 }
 
 BROKEN_TREE = {
@@ -183,6 +191,7 @@ BROKEN_TREE = {
     "drivers/__init__.py": "",
     "drivers/modbus/__init__.py": "",
     "drivers/modbus/poller.py": "from gateway.acquisition.device import Device\ndef f():\n    from gateway.mqtt import payloads\n",
+    "drivers/modbus/codec.py": "def decode():\n    import numpy as np\n",
     "drivers/opcua/__init__.py": "",
     "drivers/opcua/session.py": "from drivers.modbus.codec import decode\n",
     "sim/__init__.py": "",
@@ -197,6 +206,7 @@ EXPECTED = {
     "simulator imports ours": {("sim/station.py", "gateway.config")},
     "production imports the simulator": {("gateway/report.py", "sim.station")},
     "production imports tooling": {("gateway/cli.py", "tooling.cli")},
+    "production imports numpy": {("drivers/modbus/codec.py", "numpy")},
 }
 
 
@@ -242,6 +252,13 @@ def test_the_production_packages_import_tooling_only_through_the_lazy_cli_hook()
     assert production_imports_of_tooling(ROOT) == []
 
 
+def _last_line_printed_by(code: str) -> str:
+    """Run ``code`` in a fresh interpreter at the root (so sys.modules starts empty); its last line."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()[-1]
+
+
 def test_the_production_commands_load_no_tooling_and_nothing_of_the_simulator() -> None:
     # What actually runs, not only what the source says: `heatgw check` on the example station,
     # and every module `heatgw run`, `read` and the historian bridge start from.
@@ -250,6 +267,23 @@ def test_the_production_commands_load_no_tooling_and_nothing_of_the_simulator() 
             "from gateway.cli import main\n"
             "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tooling', 'sim')))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == "[]"
+    assert _last_line_printed_by(code) == "[]"
+
+
+def test_the_production_packages_import_no_numpy() -> None:
+    assert production_imports_of_numpy(ROOT) == []
+
+
+def test_heatgw_run_loads_no_numpy() -> None:
+    # What `heatgw run` loads, not only what the source says: the CLI, the example station with
+    # the example controller checked as at start-up, and the gateway built (devices, write queue,
+    # controller, outbox) in a running loop, as its drivers need one.
+    code = ("import asyncio, sys, tempfile\nfrom pathlib import Path\n"
+            "import gateway.cli\nfrom gateway.app import Gateway\nfrom gateway.preflight import load_startup\n"
+            "startup = load_startup(Path('config/station.yaml'), Path('config/controller.yaml'))\n"
+            "async def build(state):\n"
+            "    gateway = Gateway(startup.station, state_dir=Path(state), controller=startup.controller)\n"
+            "    assert gateway.devices and gateway.controller is not None\n"
+            "with tempfile.TemporaryDirectory() as state:\n    asyncio.run(build(state))\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'numpy'))")
+    assert _last_line_printed_by(code) == "[]"

@@ -1,15 +1,21 @@
-"""Decode whole read blocks with numpy, and encode single values for writes.
+"""Decode whole read blocks with ``struct``, and encode single values for writes.
 
 Byte and word order (see ``drivers.modbus.points`` for the full convention): registers arrive
 big-endian; ``byte_order=LITTLE`` swaps the two bytes inside each register; for 32/64-bit values
 ``word_order=BIG`` puts the most significant register first (ABCD), ``LITTLE`` the least
 significant first (CDAB).
 
-Decoding is vectorised because a poller decodes the same blocks every cycle: every ordering is a
-permutation of the block's bytes, so a ``BlockDecoder`` precomputes, once per block, one byte
-index matrix per data type that puts each point's bytes in big-endian order. Decoding is then a
-gather and a dtype view per data type (a handful of numpy calls for a 125-register block,
-whatever the number of points), plus the vectorised sentinel, BCD, finiteness and scaling steps.
+A poller decodes the same blocks every cycle, so everything about a block's shape is worked out
+once, when it is planned, in a ``_Layout`` shared by every block of that shape: one
+``struct.Struct`` whose single ``unpack`` yields every point's raw number, and per point the one
+conversion it needs (none for an unscaled integer; scale and offset, the finiteness check, BCD
+digits, a status-word bit or the "no value" sentinel only where the point has them). When the
+points lie in address order in big-endian registers the format reads the block's wire bytes
+directly (pad bytes over the gaps); otherwise a precomputed gather puts each point's registers in
+most-significant-first order (word order) from the wire registers or their byte-swapped copies
+(byte order), and the format reads those. No numpy: its 20 MB of shared libraries were the
+largest single part of a running gateway's memory, and for blocks of at most 125 registers a few
+C-level ``struct`` calls cost no more than numpy's per-call overhead.
 
 A bad point never spoils the block: each point gets a ``Decoded`` with either a value or a
 ``Fault``. Only block-level contract violations (a response of the wrong length) raise.
@@ -19,11 +25,11 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from enum import Enum
-
-import numpy as np
+from numbers import Integral, Real
+from operator import itemgetter
 
 from drivers.modbus.planner import ReadBlock
 from drivers.modbus.points import ByteOrder, DataType, Function, Point, WordOrder
@@ -52,29 +58,25 @@ class Decoded:
         return self.fault is None
 
 
-# Big-endian numpy dtype of each register type's bytes once put in most-significant-first order.
-_DTYPES: dict[DataType, str] = {
-    DataType.INT16: ">i2",
-    DataType.UINT16: ">u2",
-    DataType.INT32: ">i4",
-    DataType.UINT32: ">u4",
-    DataType.FLOAT32: ">f4",
-    DataType.FLOAT64: ">f8",
-    DataType.BCD16: ">u2",
-    DataType.BCD32: ">u4",
+# ``struct`` code of each register type's value once its bytes are most-significant-first.
+_CODES: dict[DataType, str] = {
+    DataType.INT16: "h",
+    DataType.UINT16: "H",
+    DataType.INT32: "i",
+    DataType.UINT32: "I",
+    DataType.FLOAT32: "f",
+    DataType.FLOAT64: "d",
+    DataType.BCD16: "H",
+    DataType.BCD32: "I",
 }
-_BCD_DIGITS = {DataType.BCD16: 4, DataType.BCD32: 8}
+_STRUCT_FORMATS = {data_type: ">" + code for data_type, code in _CODES.items()}
+_PATTERN_CODES = {1: "H", 2: "I", 4: "Q"}
+"""The unsigned code of a value's width in registers: its raw bit pattern, as sentinels are given."""
+_BCD_TYPES = frozenset({DataType.BCD16, DataType.BCD32})
 _FAULTS = {fault: Decoded(None, fault) for fault in Fault}
-_STRUCT_FORMATS: dict[DataType, str] = {
-    DataType.INT16: ">h",
-    DataType.UINT16: ">H",
-    DataType.INT32: ">i",
-    DataType.UINT32: ">I",
-    DataType.FLOAT32: ">f",
-    DataType.FLOAT64: ">d",
-    DataType.BCD16: ">H",
-    DataType.BCD32: ">I",
-}
+_BITS = {False: Decoded(False), True: Decoded(True)}
+"""Outcomes are frozen, so every bit shares one of two rather than allocating its own."""
+_FLOAT32_MAX: float = struct.unpack(">f", bytes.fromhex("7f7fffff"))[0]
 _RANGES: dict[DataType, tuple[float, float]] = {
     DataType.INT16: (-(1 << 15), (1 << 15) - 1),
     DataType.UINT16: (0, (1 << 16) - 1),
@@ -82,7 +84,7 @@ _RANGES: dict[DataType, tuple[float, float]] = {
     DataType.UINT32: (0, (1 << 32) - 1),
     DataType.BCD16: (0, 9999),
     DataType.BCD32: (0, 99_999_999),
-    DataType.FLOAT32: (-float(np.finfo(np.float32).max), float(np.finfo(np.float32).max)),
+    DataType.FLOAT32: (-_FLOAT32_MAX, _FLOAT32_MAX),
 }
 
 
@@ -94,93 +96,146 @@ def engineering_range(data_type: DataType, scale: float, offset: float) -> tuple
     return ends[0], ends[1]
 
 
-class _BitGroup:
-    """Register bits (status words) of one block: gather each register, shift, mask."""
-
-    def __init__(self, points: list[Point], positions: list[int], block_start: int) -> None:
-        self.positions = positions
-        self.byte_index = _byte_index(points, block_start)
-        self.bits = np.array([p.bit for p in points], dtype=np.uint16)
-
-    def decode(self, payload: np.ndarray) -> list[Decoded]:
-        registers = payload[self.byte_index].view(">u2")[:, 0]
-        return [Decoded(value) for value in ((registers >> self.bits) & 1).astype(bool).tolist()]
+Converter = Callable[[Value], Decoded]
+"""From the number a block's format unpacked for a point to the point's outcome."""
 
 
-class _ValueGroup:
-    """Points of one numeric data type in one block, with everything decode needs precomputed."""
+def _converter(point: Point) -> Converter | None:
+    """The one step a point's unpacked number needs; None when the number is the value as it is
+    (an integer count read without scaling, the commonest point, which so costs nothing more)."""
+    if point.bit is not None:
+        mask = 1 << point.bit
+        return lambda word: _BITS[word & mask != 0]
+    convert = _bcd(point) if point.data_type in _BCD_TYPES else _number(point)
+    if point.no_value_pattern is None:
+        return convert
+    return _sentinel(point, convert)
 
-    def __init__(self, data_type: DataType, points: list[Point], positions: list[int], block_start: int) -> None:
-        self.positions = positions
-        self.byte_index = _byte_index(points, block_start)
-        self.dtype = _DTYPES[data_type]
-        self.pattern_dtype = f">u{2 * data_type.registers}"
-        self.bcd_digits = _BCD_DIGITS.get(data_type)
-        self.scale = np.array([p.scale for p in points], dtype=np.float64)
-        self.offset = np.array([p.offset for p in points], dtype=np.float64)
-        # Integer counts read without scaling stay exact Python ints; everything else is a float.
-        self.as_int = [data_type.is_integer and p.scale == 1.0 and p.offset == 0.0 for p in points]
-        self.any_int = any(self.as_int)
-        sentinels = [p.no_value_pattern for p in points]
-        self.has_sentinel = np.array([s is not None for s in sentinels], dtype=bool)
-        self.sentinel = np.array([s or 0 for s in sentinels], dtype=np.uint64)
-        self.any_sentinel = bool(self.has_sentinel.any())
 
-    def decode(self, payload: np.ndarray) -> list[Decoded]:
-        gathered = payload[self.byte_index]  # fancy indexing copies: C-contiguous, safe to view
-        pattern = gathered.view(self.pattern_dtype)[:, 0]
-        bad_bcd = None
-        if self.bcd_digits is None:
-            raw = gathered.view(self.dtype)[:, 0]
-        else:
-            raw, bad_bcd = _bcd(pattern, self.bcd_digits)
-        with np.errstate(all="ignore"):  # signalling NaNs and overflow are reported per point
-            scaled = raw.astype(np.float64) * self.scale + self.offset
-        values = self._values(raw, scaled)
-        faults = self._faults(pattern, bad_bcd, scaled)
-        if faults is None:
-            return [Decoded(value) for value in values]
-        return [Decoded(value) if fault is None else _FAULTS[fault] for value, fault in zip(values, faults)]
+def _number(point: Point) -> Converter | None:
+    if point.data_type.is_integer and point.scale == 1.0 and point.offset == 0.0:
+        return None
+    return _scaled(point.scale, point.offset)
 
-    def _values(self, raw: np.ndarray, scaled: np.ndarray) -> list[Value]:
-        floats: list[Value] = scaled.tolist()
-        if not self.any_int:
-            return floats
-        return [i if as_int else f for i, f, as_int in zip(raw.tolist(), floats, self.as_int)]
 
-    def _faults(
-        self, pattern: np.ndarray, bad_bcd: np.ndarray | None, scaled: np.ndarray
-    ) -> list[Fault | None] | None:
-        """Per-point faults, or None when every point is fine (the common case, kept cheap).
+def _scaled(scale: float, offset: float) -> Converter:
+    """``raw * scale + offset`` in float64, as the device's counts become engineering units; every
+    float goes through it too (unscaled: ``* 1.0 + 0.0``), since a NaN or infinity is a fault."""
+    isfinite = math.isfinite
 
-        Later masks overwrite earlier ones, so a sentinel wins over bad BCD, which wins over NaN.
-        """
-        no_value = None
-        if self.any_sentinel:
-            no_value = self.has_sentinel & (pattern.astype(np.uint64) == self.sentinel)
-        faults: list[Fault | None] | None = None
-        masks = ((~np.isfinite(scaled), Fault.NOT_FINITE), (bad_bcd, Fault.BAD_BCD), (no_value, Fault.NO_VALUE))
-        for mask, fault in masks:
-            if mask is not None and mask.any():
-                faults = faults or [None] * len(scaled)
-                for index in np.flatnonzero(mask).tolist():
-                    faults[index] = fault
-        return faults
+    def convert(raw: Value) -> Decoded:
+        value = raw * scale + offset
+        return Decoded(value) if isfinite(value) else _FAULTS[Fault.NOT_FINITE]
+
+    return convert
+
+
+def _bcd(point: Point) -> Converter:
+    """One decimal digit per nibble, read as the pattern's hexadecimal digits; a nibble above 9 is
+    a fault of this point only."""
+    scaled = None if point.scale == 1.0 and point.offset == 0.0 else _scaled(point.scale, point.offset)
+
+    def convert(pattern: Value) -> Decoded:
+        digits = f"{pattern:x}"
+        if not digits.isdigit():
+            return _FAULTS[Fault.BAD_BCD]
+        return Decoded(int(digits)) if scaled is None else scaled(int(digits))
+
+    return convert
+
+
+def _sentinel(point: Point, then: Converter | None) -> Converter:
+    """A point with a "no value" sentinel is unpacked as its raw bit pattern (the sentinel is one),
+    compared, then read as its type; the sentinel so wins over bad BCD and over NaN."""
+    sentinel = point.no_value_pattern
+    code, pattern_code = _CODES[point.data_type], _PATTERN_CODES[point.count]
+    typed: Callable[[Value], Value] | None = None
+    if code != pattern_code:  # signed and float types: the same bytes read another way
+        as_type, as_pattern = struct.Struct(">" + code), struct.Struct(">" + pattern_code)
+        typed = lambda pattern: as_type.unpack(as_pattern.pack(pattern))[0]  # noqa: E731
+
+    def convert(pattern: Value) -> Decoded:
+        if pattern == sentinel:
+            return _FAULTS[Fault.NO_VALUE]
+        raw = pattern if typed is None else typed(pattern)
+        return Decoded(raw) if then is None else then(raw)
+
+    return convert
+
+
+def _code(point: Point) -> str:
+    """What the block's format unpacks for a point: its register for a bit, its pattern when it
+    has a sentinel, else its typed value."""
+    if point.bit is not None:
+        return "H"
+    if point.no_value_pattern is not None:
+        return _PATTERN_CODES[point.count]
+    return _CODES[point.data_type]
+
+
+def _in_wire_order(points: Sequence[Point]) -> bool:
+    """Whether one format can read the points straight from the wire bytes: big-endian registers,
+    most significant register first, in address order without overlaps."""
+    end = 0
+    for point in points:
+        if point.address < end or point.byte_order is ByteOrder.LITTLE or (
+                point.count > 1 and point.word_order is WordOrder.LITTLE):
+            return False
+        end = point.end
+    return True
+
+
+def _register_indices(point: Point, block: ReadBlock) -> list[int]:
+    """The point's registers most significant first, numbered in the wire registers followed by
+    their byte-swapped copies (a byte-swapped point reads the copies)."""
+    first = point.address - block.start + (block.count if point.byte_order is ByteOrder.LITTLE else 0)
+    indices = list(range(first, first + point.count))
+    return indices[::-1] if point.word_order is WordOrder.LITTLE else indices
 
 
 class _Layout:
     """What decoding a block needs apart from its points' names: the same for every block of one
     shape, so every device of one register map (a template, a fleet of one PLC model) shares one."""
 
-    __slots__ = ("bit_offsets", "groups", "from_flat")
+    __slots__ = ("wire", "swapped", "gather", "words", "values", "converters", "plain", "bit_offsets")
 
     def __init__(self, block: ReadBlock) -> None:
-        is_bit = block.function.is_bit
-        self.bit_offsets = np.array([p.address - block.start for p in block.points], dtype=np.intp) if is_bit else None
-        self.groups = [] if is_bit else _register_groups(block)
-        # Groups decode in their own order; this maps each block position to its flat result.
-        flat_positions = [position for group in self.groups for position in group.positions]
-        self.from_flat = sorted(range(len(flat_positions)), key=flat_positions.__getitem__)
+        points = block.points
+        self.bit_offsets = tuple(p.address - block.start for p in points) if block.function.is_bit else ()
+        self.wire = struct.Struct(f">{block.count}H")
+        self.swapped: struct.Struct | None = None  # reads the wire bytes as byte-swapped registers
+        self.gather: Callable[[Sequence[int]], tuple[int, ...]] | None = None
+        self.words: struct.Struct | None = None
+        self.converters = tuple(_converter(p) for p in points)
+        self.plain = all(c is None for c in self.converters)
+        if block.function.is_bit:
+            self.values = self.wire
+        elif _in_wire_order(points):
+            fmt, cursor = [">"], block.start
+            for point in points:
+                fmt += [f"{2 * (point.address - cursor)}x", _code(point)]
+                cursor = point.end
+            fmt.append(f"{2 * (block.start + block.count - cursor)}x")
+            self.values = struct.Struct("".join(fmt))
+        else:
+            indices = [index for point in points for index in _register_indices(point, block)]
+            if any(point.byte_order is ByteOrder.LITTLE for point in points):
+                self.swapped = struct.Struct(f"<{block.count}H")
+            self.gather = itemgetter(*indices) if len(indices) > 1 else lambda registers: (registers[indices[0]],)
+            self.words = struct.Struct(f">{len(indices)}H")
+            self.values = struct.Struct(">" + "".join(_code(point) for point in points))
+
+    def numbers(self, raw: Sequence[int]) -> tuple[Value, ...]:
+        """Each point's unpacked number, in the block's point order."""
+        try:
+            wire = self.wire.pack(*raw)
+        except struct.error:
+            raise ValueError("register values must be in 0..65535") from None
+        if self.gather is None:
+            return self.values.unpack(wire)
+        assert self.words is not None
+        registers = raw if self.swapped is None else (*raw, *self.swapped.unpack(wire))
+        return self.values.unpack(self.words.pack(*self.gather(registers)))
 
 
 _SHAPE_FIELDS = tuple(field.name for field in fields(Point) if field.name != "key")
@@ -208,8 +263,7 @@ class BlockDecoder:
     def __init__(self, block: ReadBlock) -> None:
         self.block = block
         self._keys = [point.key for point in block.points]
-        layout = _layout(block)
-        self._bit_offsets, self._groups, self._from_flat = layout.bit_offsets, layout.groups, layout.from_flat
+        self._groups = _layout(block)  # the shape's shared decoding steps
 
     def decode(self, raw: Sequence[int] | Sequence[bool]) -> dict[str, Decoded]:
         """Decode a response (``registers`` or ``bits`` as the client returns them) per point key.
@@ -224,14 +278,17 @@ class BlockDecoder:
     def _decode_bits(self, raw: Sequence[int] | Sequence[bool]) -> dict[str, Decoded]:
         if len(raw) < self.block.count:
             raise ValueError(f"expected {self.block.count} bits, got {len(raw)}")
-        bits = np.asarray(raw[: self.block.count], dtype=bool)
-        values = bits[self._bit_offsets].tolist()
-        return {key: Decoded(value) for key, value in zip(self._keys, values)}
+        return {key: _BITS[bool(raw[offset])] for key, offset in zip(self._keys, self._groups.bit_offsets)}
 
     def _decode_registers(self, raw: Sequence[int] | Sequence[bool]) -> dict[str, Decoded]:
-        payload = _register_bytes(raw, self.block.count)
-        flat = [result for group in self._groups for result in group.decode(payload)]
-        return {key: flat[index] for key, index in zip(self._keys, self._from_flat)}
+        if len(raw) != self.block.count:
+            raise ValueError(f"expected {self.block.count} registers, got {len(raw)}")
+        layout = self._groups
+        numbers = layout.numbers(raw)
+        if layout.plain:
+            return dict(zip(self._keys, map(Decoded, numbers)))
+        return {key: Decoded(number) if convert is None else convert(number)
+                for key, convert, number in zip(self._keys, layout.converters, numbers)}
 
 
 def decode_block(block: ReadBlock, raw: Sequence[int] | Sequence[bool]) -> dict[str, Decoded]:
@@ -264,13 +321,13 @@ def encode_write(point: Point, value: Value) -> list[int] | bool | MaskWrite:
     if point.function in (Function.DISCRETE, Function.INPUT):
         raise ValueError(f"{point.key}: {point.function.name} points are read-only")
     if point.is_boolean:
-        if not isinstance(value, bool | np.bool_):
+        if not isinstance(value, bool):
             raise ValueError(f"{point.key}: boolean point needs a bool, got {value!r}")
         if point.bit is None:
             return bool(value)
         return _mask_write(point, bool(value))
     raw = _unscale(point, value)
-    if point.data_type in _BCD_DIGITS:
+    if point.data_type in _BCD_TYPES:
         raw = int(str(raw), 16)  # decimal digits reinterpreted as nibbles: 1234 -> 0x1234
     packed = struct.pack(_STRUCT_FORMATS[point.data_type], raw)
     if point.no_value_pattern is not None and int.from_bytes(packed, "big") == point.no_value_pattern:
@@ -287,62 +344,12 @@ def _mask_write(point: Point, value: bool) -> MaskWrite:
     return MaskWrite(and_mask=0xFFFF ^ mask, or_mask=mask if value else 0)
 
 
-def _register_groups(block: ReadBlock) -> list[_BitGroup | _ValueGroup]:
-    """Bucket the block's points by decode kind: one bucket per data type, one for register bits."""
-    buckets: dict[DataType | None, tuple[list[Point], list[int]]] = {}
-    for position, point in enumerate(block.points):
-        kind = None if point.bit is not None else point.data_type
-        points, positions = buckets.setdefault(kind, ([], []))
-        points.append(point)
-        positions.append(position)
-    return [
-        _BitGroup(points, positions, block.start)
-        if kind is None
-        else _ValueGroup(kind, points, positions, block.start)
-        for kind, (points, positions) in buckets.items()
-    ]
-
-
-def _byte_index(points: list[Point], block_start: int) -> np.ndarray:
-    """Per point, the block byte offsets of its value in big-endian (most significant first) order.
-
-    Word order reverses the register sequence; byte order swaps the pair inside each register.
-    """
-    width = points[0].count
-    first = np.array([p.address - block_start for p in points], dtype=np.intp)
-    word_little = np.array([p.word_order is WordOrder.LITTLE for p in points])
-    byte_little = np.array([p.byte_order is ByteOrder.LITTLE for p in points])
-    ascending = np.arange(width)
-    registers = first[:, None] + np.where(word_little[:, None], ascending[::-1], ascending)
-    within = np.where(byte_little[:, None], [1, 0], [0, 1])
-    return (2 * registers[:, :, None] + within[:, None, :]).reshape(len(points), 2 * width)
-
-
-def _register_bytes(raw: Sequence[int] | Sequence[bool], count: int) -> np.ndarray:
-    """The response as a flat uint8 array of wire bytes (each register big-endian)."""
-    if len(raw) != count:
-        raise ValueError(f"expected {count} registers, got {len(raw)}")
-    registers = np.asarray(raw, dtype=np.int64)
-    if ((registers < 0) | (registers > 0xFFFF)).any():
-        raise ValueError("register values must be in 0..65535")
-    return registers.astype(">u2").view(np.uint8)
-
-
-def _bcd(pattern: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decode BCD patterns; also return which points hold a nibble above 9."""
-    shifts = np.arange(0, 4 * digits, 4, dtype=np.uint64)
-    nibbles = (pattern.astype(np.uint64)[:, None] >> shifts) & np.uint64(0xF)
-    bad = (nibbles > 9).any(axis=1)
-    value = nibbles.astype(np.int64) @ (10 ** np.arange(digits, dtype=np.int64))
-    return value, bad
-
-
 def _unscale(point: Point, value: Value) -> int | float:
     """Engineering value -> raw number of the point's data type, range checked."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
+    if isinstance(value, bool) or not isinstance(value, Real):
         raise ValueError(f"{point.key}: needs a number, got {value!r}")
     integer = point.data_type.is_integer
-    if integer and point.scale == 1.0 and point.offset == 0.0 and isinstance(value, int | np.integer):
+    if integer and point.scale == 1.0 and point.offset == 0.0 and isinstance(value, Integral):
         raw: int | float = int(value)  # exact, even for integers a float cannot hold
     else:
         raw = _float_raw(point, value)

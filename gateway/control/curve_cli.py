@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
 from gateway.control.loader import load_curve
 from gateway.curves import Curve
 from gateway.yaml_source import ConfigError
@@ -42,7 +40,7 @@ def curve_table(curve: Curve) -> str:
     for i, (x, y) in enumerate(zip(outdoor, supply, strict=True)):
         row = f"{x:9.1f}  {y:8.1f}"
         if returns is not None:
-            row += f"  {float(np.clip(returns[i], 0, y)):8.1f}"
+            row += f"  {min(max(returns[i], 0.0), y):8.1f}"
         lines.append(row)
     return "\n".join(lines)
 
@@ -53,7 +51,7 @@ PLOT_EXTRA_HINT = ("--png needs matplotlib: install heatgw with its plot extra, 
                    f"{sys.executable} -m pip install '/path/to/heatgw[plot]' (where heatgw was installed from)")
 
 
-def read_points(path: Path, circuit: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_points(path: Path, circuit: str | None = None) -> tuple[list[float], list[float]]:
     """Operating points from a CSV with ``outdoor_c`` and ``setpoint_c`` columns; if it also has a
     ``circuit`` column (the gateway's own ``operating-points.csv``), only that ``circuit``'s rows."""
     with path.open(newline="", encoding="utf-8") as handle:
@@ -61,8 +59,8 @@ def read_points(path: Path, circuit: str | None = None) -> tuple[np.ndarray, np.
                 if circuit is None or row.get("circuit") in (None, circuit)]
     outdoor_column, setpoint_column = POINT_COLUMNS
     try:
-        outdoor = np.array([float(row[outdoor_column]) for row in rows])
-        setpoint = np.array([float(row[setpoint_column]) for row in rows])
+        outdoor = [float(row[outdoor_column]) for row in rows]
+        setpoint = [float(row[setpoint_column]) for row in rows]
     except (KeyError, ValueError) as exc:
         raise ConfigError([f"{path}: operating points need numeric {outdoor_column} and {setpoint_column} columns "
                            f"({exc})"]) from None
@@ -78,7 +76,7 @@ def can_plot() -> bool:
     return True
 
 
-def plot_curve(curve: Curve, png: Path, points: tuple[np.ndarray, np.ndarray] | None = None,
+def plot_curve(curve: Curve, png: Path, points: tuple[Sequence[float], Sequence[float]] | None = None,
                title: str | None = None, extra: Sequence[tuple[str, Curve]] = ()) -> None:
     """Draw the curve (and any ``extra`` curves for comparison) to ``png``, with operating points."""
     import matplotlib
@@ -86,7 +84,7 @@ def plot_curve(curve: Curve, png: Path, points: tuple[np.ndarray, np.ndarray] | 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    outdoor = np.linspace(-20.0, 20.0, 161)
+    outdoor = [-20.0 + 0.25 * step for step in range(161)]
     fig, ax = plt.subplots(figsize=(8.0, 5.0), dpi=120)
     if points is not None:
         ax.scatter(points[0], points[1], s=4, alpha=0.25, color="tab:orange", label="operating points (setpoint)",
@@ -94,7 +92,7 @@ def plot_curve(curve: Curve, png: Path, points: tuple[np.ndarray, np.ndarray] | 
     ax.plot(outdoor, curve.supply_at(outdoor), color="tab:red", lw=2, label=f"supply: {curve.name} v{curve.version}")
     returns = curve.return_at(outdoor)
     if returns is not None:
-        ax.plot(outdoor, np.minimum(returns, curve.supply_at(outdoor)), color="tab:blue", lw=1, ls="--",
+        ax.plot(outdoor, [min(r, s) for r, s in zip(returns, curve.supply_at(outdoor))], color="tab:blue", lw=1, ls="--",
                 label="design return")
     for label, other in extra:
         ax.plot(outdoor, other.supply_at(outdoor), lw=1, ls="-.", label=label)

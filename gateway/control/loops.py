@@ -11,9 +11,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from gateway.control.settings import LinePoint
+from gateway.curves import interpolate
 
 
 @dataclass
@@ -83,6 +82,4 @@ def ramp(previous: float, target: float, dt_s: float, up_k_per_h: float, down_k_
 
 def line_value(points: Sequence[LinePoint], outdoor_c: float) -> float:
     """A limit line against outdoor temperature: piecewise linear, clamped at its ends."""
-    xs = np.array([p.outdoor_c for p in points])
-    ys = np.array([p.value for p in points])
-    return float(np.interp(outdoor_c, xs, ys))
+    return interpolate(float(outdoor_c), [p.outdoor_c for p in points], [p.value for p in points])

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from gateway.control.model import Reading
 from gateway.control.settings import RoomTrimSettings
 
@@ -46,7 +44,16 @@ def choose_room(rooms: Mapping[str, Reading], settings: RoomTrimSettings) -> Roo
             invalid.append(name)
     if not valid:
         return RoomChoice(None, "", 0, len(rooms), tuple(invalid))
-    values = np.array(list(valid.values()))
-    chosen = float(np.percentile(values, settings.percentile))
+    chosen = percentile(sorted(valid.values()), settings.percentile)
     name = min(valid, key=lambda room: abs(valid[room] - chosen))
     return RoomChoice(chosen, name, len(valid), len(rooms), tuple(invalid), valid)
+
+
+def percentile(ordered: list[float], percent: float) -> float:
+    """The ``percent`` percentile of ascending values, linear between the neighbours: numpy's
+    default method and arithmetic (``percentile(..., method="linear")``), without numpy."""
+    position = (len(ordered) - 1) * (percent / 100.0)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    a, b, t = ordered[low], ordered[high], position - low
+    return b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t

@@ -375,3 +375,31 @@ def test_blocks_of_one_shape_share_their_decoding_layout_and_each_decodes_under_
     raw = [0xFF38, 0, 0x0001, 0x0002]  # -200 -> -20.0; 0x00010002 = 65538
     assert second.decode(raw) == {"s2_temp": Decoded(-20.0), "s2_energy": Decoded(65538)}
     assert other.decode(raw)["s3_temp"] == Decoded(-200)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_points_in_address_order_read_straight_from_the_wire_bytes_match_the_reference(seed: int) -> None:
+    # Big-endian points without overlaps are unpacked from the wire bytes with pad bytes over the
+    # gaps (no register gather): the commonest register map, checked against the same reference.
+    rng = random.Random(seed)
+    points: list[Point] = []
+    address = rng.choice([0, 2])
+    while True:
+        point = random_point(rng, len(points), 125)
+        if point.bit is not None:
+            continue
+        if address + point.count > 125:
+            break
+        point = Point(point.key, H, address, point.data_type, scale=point.scale, offset=point.offset,
+                      no_value_raw=point.no_value_raw)
+        points.append(point)
+        address = point.end + rng.choice([0, 0, 1, 3])
+    decoder = BlockDecoder(ReadBlock(H, 0, 125, tuple(points)))
+    assert decoder._groups.gather is None  # the direct path is the one under test
+    for _ in range(5):
+        registers = random_registers(rng, points, 125)
+        result = decoder.decode(registers)
+        for point in points:
+            expected = reference_decode(point, registers, 0)
+            assert result[point.key] == expected, point
+            assert type(result[point.key].value) is type(expected.value), point
