@@ -37,8 +37,7 @@ REGISTRY = "gateway/protocols.py"
 OURS = ("gateway", "drivers", "sim", "tooling", "tests", "bench")
 DRIVERS_MAY_IMPORT = ("gateway.acquisition", "gateway.bus", "gateway.samples", "gateway.config_base", "gateway.logs")
 PURE_CORE = tuple(f"gateway.control.{name}" for name in (
-    "controller", "comfort", "forecast", "learned", "loops", "model", "outdoor", "rooms", "safety", "season",
-    "settings"))
+    "controller", "comfort", "learned", "loops", "model", "outdoor", "rooms", "safety", "season", "settings"))
 PURE_SHARED = ("gateway.curves", "gateway.config_base")
 """The heating-curve model and the configuration base the core's settings are built from."""
 IO_LIBRARIES = (
@@ -178,8 +177,7 @@ BROKEN_TREE = {
     "gateway/control/model.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pathlib import Path\n",
     "gateway/curves.py": "",
     "gateway/config_base.py": "",
-    "gateway/control/comfort.py": "", "gateway/control/forecast.py": "", "gateway/control/learned.py": "",
-    "gateway/control/loops.py": "",
+    "gateway/control/comfort.py": "", "gateway/control/learned.py": "", "gateway/control/loops.py": "",
     "gateway/control/outdoor.py": "", "gateway/control/safety.py": "", "gateway/control/season.py": "",
     "gateway/control/settings.py": "",
     "drivers/__init__.py": "",

@@ -5,8 +5,7 @@ object runs in the gateway (``ControllerTask``), against the simulator in tests 
 bench. Per circuit and cycle, the setpoint is built in the order an operator would explain it:
 
 1. season and cut-out: does the circuit heat at all (else the off setpoint, or frost protection);
-2. the curve, read at a composite of the actual and the damped outdoor temperature (for a lagged
-   emitter, as expected when a supply change reaches the rooms if that is colder), for the
+2. the curve, read at a composite of the actual and the damped outdoor temperature, for the
    comfort floor (day target or night floor, plus a margin);
 3. the room trim: a PI on the coldest valid room, as a shift of the curve's room temperature;
    at night the minimum supply instead while the rooms coast down to the night floor (each room
@@ -49,7 +48,6 @@ from gateway.control.comfort import (
     hours_to_day_start,
     is_day,
 )
-from gateway.control.forecast import DailyCycle, cycle_delay_h
 from gateway.control.loops import FirstOrderLag, PiLoop, line_value, ramp
 from gateway.control.learned import DAILY_MEANS_MAX_AGE_S, CircuitMemory, ControllerMemory, DailyMean
 from gateway.control.model import (
@@ -176,7 +174,6 @@ class CircuitController:
     def __init__(self, name: str, settings: CircuitSettings, curve: Curve, controller: ControllerSettings) -> None:
         self.name = name
         self.damper = FirstOrderLag(settings.building_time_constant_h * 3600.0)
-        self.cycle = DailyCycle()  # the curve input's daily cycle, for a lagged emitter's curve
         # Two room trims: what the curve gets wrong by day and at night differs (the weather's
         # daily cycle, people's gains), and one integral serving both would be wound the wrong
         # way at every change of floor. The preheat uses the day trim: it aims at the day target.
@@ -271,13 +268,6 @@ class CircuitController:
         signals: list[Signal] = []
         damped = self.damper.update(ctx.outdoor.value_c, ctx.dt_s)
         composite = s.composite_weight * ctx.outdoor.value_c + (1.0 - s.composite_weight) * damped
-        # A lagged emitter's curve is read at the value expected when a supply change reaches the
-        # rooms (``gateway.control.forecast``), but never warmer than now: heat held back for a
-        # warming that does not come would leave the rooms cold for the slab's lag. The night's
-        # planning keeps the value now.
-        self.cycle.add(ctx.now, composite)
-        ahead_h = cycle_delay_h(s.emitter_lag_h)
-        curve_at = min(composite, self.cycle.expected(ctx.now, composite, ahead_h))
         rooms = choose_room(inputs.rooms, s.room_trim)
         if rooms.invalid:
             signals.append(Signal.ROOM_SENSOR_INVALID)
@@ -339,13 +329,13 @@ class CircuitController:
         cut_out = self.cutout.update(damped, self.controller.season.cutout)
         room_cold = rooms.value_c is not None and rooms.value_c < floor.contract_c
         heating = ctx.mode in HEATING_MODES and not (cut_out and not room_cold)
-        coast = self._coast(inputs, rooms, floor, ctx, curve_at, held)
+        coast = self._coast(inputs, rooms, floor, ctx, composite, held)
         if heating:
             self.frost.active = False
-            target, stages = self._heat(inputs, ctx, curve_at, rooms, floor, coast, signals)
+            target, stages = self._heat(inputs, ctx, composite, rooms, floor, coast, signals)
             reason = ctx.mode.value
         else:
-            target, stages = self._idle(inputs, damped, curve_at, floor, signals)
+            target, stages = self._idle(inputs, damped, composite, floor, signals)
             reason = "frost protection" if self.frost.active else (
                 f"cut-out: damped outdoor {damped:.1f} C" if ctx.mode in HEATING_MODES else ctx.mode.value)
         lost = circulation_lost(inputs, s.circulation)
@@ -374,7 +364,7 @@ class CircuitController:
         circuit = CircuitState(
             circuit=self.name, curve=self.curve.identity, heating=heating, reason=reason,
             phase="coast" if stages.coasting else floor.phase,
-            outdoor_damped_c=damped, outdoor_curve_c=curve_at, outdoor_ahead_h=ahead_h, room_floor_c=floor.floor_c,
+            outdoor_damped_c=damped, outdoor_curve_c=composite, room_floor_c=floor.floor_c,
             room_used_c=rooms.value_c, room_used_name=rooms.name, rooms_valid=rooms.valid, rooms_total=rooms.total,
             curve_c=stages.curve_c, trim_room_k=stages.trim_room_k, trim_k=stages.trim_k,
             trim_integral_k=self._trim(floor).integral, heatup_k_per_h=plan.rate_k_per_h,

@@ -132,7 +132,7 @@ class CircuitState:
     reason: str  # e.g. "heating", "cut-out: damped outdoor 17.4 C", "frost protection"
     phase: str  # day, coast (night, supply cut), night (holding the night floor), preheat (boost)
     outdoor_damped_c: float
-    outdoor_curve_c: float  # composite of actual and damped (expected outdoor_ahead_h on): what the curve is read at
+    outdoor_curve_c: float  # composite of actual and damped: what the curve is read at
     room_floor_c: float  # the comfort floor now (target + margin; the day target once the boost runs)
     room_used_c: float | None  # the coldest valid room (or the configured percentile)
     room_used_name: str  # which room that was ("" if none)
@@ -158,7 +158,6 @@ class CircuitState:
     setpoint_c: float  # the decision
     boost_k: float = 0.0  # what is left of the boost, room K (its hold fading once the rooms are back)
     morning_boost: bool = False  # the boost runs on after the day start: the rooms are not yet back at the target
-    outdoor_ahead_h: float = 0.0  # a lagged emitter reads its curve this far ahead on the daily cycle (0: radiators)
     written_c: float | None = None  # filled in by the task: what reached the PLC this cycle
     write_status: str = ""  # filled in by the task: written, unchanged, refused: ...
 
