@@ -163,7 +163,7 @@ class AlarmEngine:
         for watch in self._watches.values():
             watch.depth = self._depth(watch)
             watch.record = set_out_of_service(watch.record, _out_of_service(watch), now)
-        self._flood = Watch(FLOOD_ALARM_ID, None, Priority.HIGH, FLOOD_MESSAGE, record=AlarmRecord(FLOOD_ALARM_ID))
+        self._flood = Watch(FLOOD_ALARM_ID, None, Priority.HIGH, FLOOD_MESSAGE, record=AlarmRecord(FLOOD_ALARM_ID, changed=now))
         self._watches[FLOOD_ALARM_ID] = self._flood
 
     def _depth(self, watch: Watch) -> int:

@@ -4,14 +4,16 @@ points and station event updates as ``event`` points, by the payload's ``kind`` 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.events import EventState, StationEvent
-from gateway.alarms.settings import AlarmSettings
+from gateway.alarms.settings import FLOOD_ALARM_ID, AlarmSettings
 from gateway.historian.schema import Kind, LineEncoder, PayloadError, Topic, parse_topic
-from gateway.mqtt.payloads import alarm_transition, event_transition, open_events
+from gateway.historian.settings import ValidationSettings
+from gateway.mqtt.payloads import alarm_state, alarm_suffix, alarm_transition, event_transition, open_events
 from gateway.samples import Sample, SampleBatch
 
 STREAM = Topic(Kind.EVENT, "demo-01")
@@ -51,3 +53,21 @@ def test_the_open_events_summary_is_stored_as_a_count() -> None:
     assert topic == Topic(Kind.EVENT, "demo-01", "open")
     encoded = LineEncoder("default").state(topic, None, open_events([event], 1001.0))
     assert encoded.lines == ["event,event=open,site=default,station=demo-01 count=1.0 1001000"]
+
+
+def test_every_alarm_state_retained_at_start_is_stored_at_the_start_the_flood_summary_too() -> None:
+    # The gateway publishes every alarm's state, retained, when it starts; an alarm that never
+    # changed is "normal since the start". A state stamped 0 (1970) would be quarantined by every
+    # bridge, again at each new subscription.
+    start = time.time()
+    engine = AlarmEngine(AlarmSettings.model_validate({"definitions": {"pump_trip": {
+        "kind": "discrete", "tag": "pump_fault", "priority": "critical", "message": "循环泵故障"}}}),
+        {"pump_fault": "plc"}, now=start)
+    encoder = LineEncoder("default", limits=ValidationSettings().limits())
+    stamped = {}
+    for record in engine.records:
+        topic = parse_topic("heatgw", f"heatgw/demo-01/{alarm_suffix(record.id)}")
+        assert topic is not None
+        [line] = encoder.state(topic, None, alarm_state(engine.describe(record.id))).lines
+        stamped[record.id] = int(line.rsplit(" ", 1)[1])
+    assert stamped == {"pump_trip": round(start * 1000), FLOOD_ALARM_ID: round(start * 1000)}
