@@ -83,22 +83,25 @@ def demo_config(config_path: Path, port: int, mqtt_port: int, speed: float, opcu
     fastest = min(group["interval_s"] for group in data["groups"].values())
     for group in data["groups"].values():
         group["interval_s"] = max(group["interval_s"] / speed, fastest)
-    _fit_silence_alarms(data, speed)
     data["mqtt"] = {**data.get("mqtt", {}), "host": "127.0.0.1", "port": mqtt_port}
-    return GatewayConfig.model_validate(data)
+    config = GatewayConfig.model_validate(data)
+    return GatewayConfig.model_validate(data) if _fit_silence_alarms(data, config, speed) else config
 
 
-
-def _fit_silence_alarms(data: dict[str, Any], speed: float) -> None:
+def _fit_silence_alarms(data: dict[str, Any], config: GatewayConfig, speed: float) -> bool:
     """Quality alarms time a tag's silence on the alarm clock, which in the demo is the
-    simulator's: between two polls ``speed`` times the poll interval passes on it (600 simulated
-    seconds between two polls of a 1 s group at 600x). A quality alarm shorter than that would
-    fire between every two good values, so its ``after_s`` is raised to two such gaps."""
-    interval = {tag: data["groups"][cfg["group"]]["interval_s"]
-                for device in data["devices"].values() for tag, cfg in device["tags"].items() if "group" in cfg}
+    simulator's, ``speed`` times faster than the polls: a tag's normal pause
+    (``max_silence_s``) lasts ``speed`` times longer on it. A quality alarm shorter than that would
+    fire between every two good values, so its ``after_s`` is raised to it. Whether any was."""
+    silence = config.max_silence_s()
+    raised = False
     for alarm in ((data.get("alarms") or {}).get("definitions") or {}).values():
-        if isinstance(alarm, dict) and alarm.get("kind") == "quality" and alarm.get("tag") in interval:
-            alarm["after_s"] = max(alarm.get("after_s", 0), 2 * interval[alarm["tag"]] * speed)
+        if alarm.get("kind") == "quality" and alarm.get("tag") in silence:
+            pause_s = silence[alarm["tag"]] * speed
+            if alarm.get("after_s", 0) < pause_s:
+                alarm["after_s"], raised = pause_s, True
+    return raised
+
 
 @contextlib.asynccontextmanager
 async def simulator_process(port: int, control_port: int, speed: float,
