@@ -75,7 +75,8 @@ class WriteQueue:
         clock: Callable[[], float] = time.monotonic,
         restart_wait_s: float = RESTART_WAIT_S,
     ) -> None:
-        self._device_of: dict[str, Device] = {}
+        self._devices: Mapping[str, Device] = {}
+        self._writable: dict[str, Device] = {}
         self._restarting: frozenset[str] = frozenset()
         self._last_write: dict[str, float] = {}
         self.serve(devices)
@@ -89,10 +90,14 @@ class WriteQueue:
         tags of devices the reload restarts): a write to one of those waits for a later ``serve``
         that brings its device back. The minimum interval of a tag that stays keeps counting from
         its last write."""
-        self._device_of = {tag: device for device in devices.values() for tag in device.tags}
-        self._restarting = frozenset(restarting) - self._device_of.keys()
+        # Only the writable tags are indexed: a concentrator's hundred thousand read-only tags would
+        # cost a 4 MB map for the refusal message alone, which a scan of the devices gives as well.
+        self._devices = devices
+        self._writable = {tag: device for device in devices.values()
+                          for tag, cfg in device.tags.items() if cfg.writable is not None}
+        self._restarting = frozenset(restarting) - self._writable.keys()
         self._last_write = {tag: at for tag, at in self._last_write.items()
-                            if tag in self._device_of or tag in self._restarting}
+                            if tag in self._writable or tag in self._restarting}
 
     async def write(self, tag: str, value: Value, origin: str) -> WriteResult:
         """Queue a write and wait for its outcome."""
@@ -188,7 +193,7 @@ class WriteQueue:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._restart_wait_s
         while not request.done.done() and loop.time() < deadline:
-            device = self._device_of.get(request.tag)
+            device = self._writable.get(request.tag)
             if request.tag not in self._restarting and (device is None or device.online is not None):
                 return True
             await asyncio.sleep(RESTART_POLL_S)
@@ -196,12 +201,13 @@ class WriteQueue:
 
     async def _check(self, tag: str, value: Value) -> tuple[Device, PreparedWrite]:
         """Every check that can refuse a write, in the order a person would ask them."""
-        device = self._device_of.get(tag)
+        device = self._writable.get(tag)
         if device is None:
+            if any(tag in known.tags for known in self._devices.values()):
+                raise WriteRefused(f"tag {tag!r} is not writable")
             raise WriteRefused(f"unknown tag {tag!r}")
         limits = device.tags[tag].writable
-        if limits is None:
-            raise WriteRefused(f"tag {tag!r} is not writable")
+        assert limits is not None  # indexed only if writable
         if isinstance(value, bool):
             value = int(value)
         if not isinstance(value, int | float) or not math.isfinite(value):
