@@ -296,7 +296,7 @@ async def replay(path: Path, expected: Fill, workdir: Path) -> ReplayRun:
             outbox = AsyncOutbox(path, OutboxSettings())
             await outbox.open()
             publisher = Publisher(settings, StationIdentity("bench", "bench", "sha256:-", time.time()), outbox,
-                                  CommandRegistry(), b"{}")
+                                  CommandRegistry(), lambda: b"{}")
             me = psutil.Process()
             start_cpu, started = sum(me.cpu_times()[:2]), time.perf_counter()
             task = asyncio.create_task(publisher.run())

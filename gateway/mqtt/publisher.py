@@ -84,7 +84,7 @@ class Publisher:
         identity: StationIdentity,
         outbox: AsyncOutbox,
         commands: CommandRegistry,
-        meta: bytes,
+        meta: Callable[[], bytes],
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -94,6 +94,8 @@ class Publisher:
         self.outbox = outbox
         self.commands = commands
         self.topics = Topics(settings.topic_prefix, identity.station)
+        # Built at each connection, not kept: at a hundred thousand tags the message is 5 MB that
+        # would otherwise stay in memory for the rare reconnect.
         self._meta = meta
         self._endpoint = endpoint(settings, identity.station)
         self._clock = clock
@@ -145,7 +147,7 @@ class Publisher:
         if self._connection is not None:
             self._connection.publish(self.topics.of(suffix), payload, qos=1, retain=True)
 
-    async def restate(self, identity: StationIdentity, meta: bytes) -> None:
+    async def restate(self, identity: StationIdentity, meta: Callable[[], bytes]) -> None:
         """A reload changed the station: the retained status (its config hash) and meta (its
         tags) say so now if connected, and on every connection from now on."""
         self.identity, self._meta = identity, meta
@@ -153,7 +155,7 @@ class Publisher:
             stats = await self.outbox.stats()
             connection.publish(self.topics.status, birth(identity, self._clock(), stats.pending_messages,
                                                          stats.dropped_messages), qos=1, retain=True)
-            connection.publish(self.topics.meta, meta, qos=1, retain=True)
+            connection.publish(self.topics.meta, meta(), qos=1, retain=True)
 
     def stop(self) -> None:
         """Ask ``run()`` to publish the offline status, disconnect and return."""
@@ -169,7 +171,7 @@ class Publisher:
             stats = await self.outbox.stats()
             status = birth(self.identity, self._clock(), stats.pending_messages, stats.dropped_messages)
             connection.publish(self.topics.status, status, retain=True)
-            connection.publish(self.topics.meta, self._meta, retain=True)
+            connection.publish(self.topics.meta, self._meta(), retain=True)
             await connection.subscribe(self.topics.commands)
             await connection.subscribe(self.topics.delivered)
             log.info("mqtt connected", extra=kv(broker=f"{self.settings.host}:{self.settings.port}",

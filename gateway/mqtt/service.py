@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import sqlite3
 from collections.abc import Collection, Mapping
@@ -53,7 +54,8 @@ class MqttService:
         self.outbox = AsyncOutbox(outbox_path(state_dir, config.station.id), settings.outbox)
         self.batcher = Batcher(bus, self.outbox, TelemetryEncoder.for_config(config),
                                report_filter(config, settings), settings, durable=durable)
-        self.publisher = Publisher(settings, self.identity, self.outbox, commands, meta(config, digest, rooms))
+        self.publisher = Publisher(settings, self.identity, self.outbox, commands,
+                                   functools.partial(meta, config, digest, rooms))
         self._tasks: list[asyncio.Task[None]] = []
 
     async def restate(self, config: GatewayConfig, rooms: Collection[str] = ()) -> None:
@@ -61,7 +63,7 @@ class MqttService:
         The batcher follows by itself (``StationReloaded`` on the bus); the outbox stays as it is."""
         digest = config_hash(config)
         self.identity = dataclasses.replace(self.identity, config_hash=digest)
-        await self.publisher.restate(self.identity, meta(config, digest, rooms))
+        await self.publisher.restate(self.identity, functools.partial(meta, config, digest, rooms))
 
     async def __aenter__(self) -> MqttService:
         try:
