@@ -53,6 +53,7 @@ from tooling.devstack import Mosquitto
 from gateway.mqtt.commands import CommandRegistry
 from gateway.mqtt.outbox import AsyncOutbox, Outbox
 from gateway.mqtt.payloads import DELIVERED_TOPIC, Delivered, StationIdentity, TelemetryEncoder, delivered
+from gateway.tag_traits import TagTraits
 from gateway.mqtt.publisher import Publisher
 from gateway.mqtt.settings import MqttSettings, OutboxSettings
 from gateway.samples import Sample
@@ -257,7 +258,7 @@ def fill(path: Path, values: int) -> Fill:
     every value moving (a random walk at its tag's resolution)."""
     rng = random.Random(1)
     tags = station_tags()
-    encoder = TelemetryEncoder(dict(tags))
+    encoder = TelemetryEncoder({tag: TagTraits(digits=digits) for tag, digits in tags})
     level = {tag: rng.uniform(0, 100) for tag, _ in tags}
     outbox = Outbox(path, OutboxSettings())
     t0, stored, messages = time.time() - values / STATION_TAGS, 0, 0

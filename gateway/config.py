@@ -8,6 +8,7 @@ configuration reference in docs/commissioning/station.md.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,9 +22,15 @@ from gateway.control.settings import ControllerSettings
 from gateway.mqtt.settings import MqttSettings
 from gateway.protocols import DeviceConfig, device_problems
 from gateway.report.settings import ReportSettings
+from gateway.tag_traits import TagTraits
 from gateway.templates import expand_templates
 from gateway.validation import validate_document
 from gateway.yaml_source import ConfigError, Path_, YamlDocument, load_yaml
+
+
+_TRAITS: dict[int, tuple[weakref.ref[GatewayConfig], dict[str, TagTraits]]] = {}
+"""``GatewayConfig.tag_traits`` of each live configuration, by identity: a pydantic model's own
+private attributes would be carried over by ``model_copy`` to a configuration with other tags."""
 
 
 class StationInfo(Strict):
@@ -65,9 +72,32 @@ class GatewayConfig(Strict):
         """How long each tag's samples may normally pause: twice its poll interval plus its
         device's full timeout (``answer_budget_s``: Modbus's ``timeout_s`` x (1 + ``retries``)).
         Beyond that the value is stale, and its device is known lost if the device stopped answering."""
-        return {tag: 2 * self.groups[cfg.group].interval_s + device.answer_budget_s()
-                for device in self.devices.values() for tag, cfg in device.tags.items()
-                if cfg.group in self.groups}
+        return {tag: traits.max_silence_s for tag, traits in self.tag_traits().items()}
+
+    def tag_traits(self) -> dict[str, TagTraits]:
+        """Every tag's ``TagTraits`` (tags of an unknown group, which validation refuses, have none).
+
+        Built once per configuration object and shared by every consumer that asks, so a station
+        keeps one such map whatever reads it; the configuration is frozen, so it cannot go stale."""
+        cached = _TRAITS.get(id(self))
+        if cached is not None and cached[0]() is self:
+            return cached[1]
+        shared: dict[TagTraits, TagTraits] = {}  # one object per distinct combination
+        digits: dict[int, int] = {}  # per tag definition: a template's tags share theirs
+        traits: dict[str, TagTraits] = {}
+        for device in self.devices.values():
+            budget = device.answer_budget_s()
+            for tag, cfg in device.tags.items():
+                group = self.groups.get(cfg.group)
+                if group is None:
+                    continue
+                if (places := digits.get(id(cfg))) is None:
+                    places = digits[id(cfg)] = cfg.telemetry_digits()
+                made = TagTraits(2 * group.interval_s + budget, cfg.deadband, places)
+                traits[tag] = shared.setdefault(made, made)
+        key = id(self)
+        _TRAITS[key] = (weakref.ref(self, lambda _gone: _TRAITS.pop(key, None)), traits)
+        return traits
 
     def problems(self) -> list[tuple[Path_, str]]:
         """Cross-reference checks that a single model cannot make on its own."""

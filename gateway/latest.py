@@ -23,7 +23,7 @@ class LatestValues:
     def __init__(self, config: GatewayConfig, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._samples: dict[str, Sample] = {}
-        self._max_age = config.max_silence_s()
+        self._traits = config.tag_traits()
         self.device_online: dict[str, bool] = {}
 
     def update(self, item: BusItem) -> None:
@@ -36,8 +36,8 @@ class LatestValues:
     def reconfigure(self, config: GatewayConfig) -> None:
         """After a reload: tags and devices the station no longer has are forgotten, the others keep
         their value and are judged by their new interval."""
-        self._max_age = config.max_silence_s()
-        self._samples = {tag: sample for tag, sample in self._samples.items() if tag in self._max_age}
+        self._traits = config.tag_traits()
+        self._samples = {tag: sample for tag, sample in self._samples.items() if tag in self._traits}
         self.device_online = {device: online for device, online in self.device_online.items() if device in config.devices}
 
     def get(self, tag: str) -> Sample | None:
@@ -45,9 +45,9 @@ class LatestValues:
         sample = self._samples.get(tag)
         if sample is None or sample.quality is not Quality.GOOD:
             return sample
-        max_age = self._max_age.get(tag)
-        if max_age is None:  # a tag a reload removed, polled before it was: not current any more
+        traits = self._traits.get(tag)
+        if traits is None:  # a tag a reload removed, polled before it was: not current any more
             return replace(sample, quality=Quality.STALE, reason=Reason.NOT_REFRESHED.value)
-        if self._clock() - sample.timestamp > max_age:
+        if self._clock() - sample.timestamp > traits.max_silence_s:
             return replace(sample, quality=Quality.STALE, reason=Reason.NOT_REFRESHED.value)
         return sample

@@ -40,7 +40,7 @@ from gateway.config import GatewayConfig
 from gateway.logs import kv
 from gateway.mqtt.outbox import AsyncOutbox
 from gateway.mqtt.payloads import TelemetryEncoder
-from gateway.mqtt.report import ReportFilter, TagPolicy
+from gateway.mqtt.report import ReportFilter
 from gateway.mqtt.settings import MqttSettings
 from gateway.samples import Sample, SampleBatch, StationReloaded
 
@@ -52,14 +52,7 @@ BUS_QUEUE = 1024  # bus items; lossless, so a full queue makes the poller wait
 def report_filter(config: GatewayConfig, settings: MqttSettings) -> ReportFilter:
     """The filter for a station: each tag's deadband, and how long its samples may normally pause
     (``GatewayConfig.max_silence_s``, the staleness limit)."""
-    return ReportFilter(tag_policies(config), settings.integrity_interval_s)
-
-
-def tag_policies(config: GatewayConfig) -> dict[str, TagPolicy]:
-    silence = config.max_silence_s()
-    shared: dict[TagPolicy, TagPolicy] = {}  # one object per distinct policy, not one per tag
-    return {tag: shared.setdefault(policy, policy) for tag, (_device, cfg) in config.tags().items()
-            for policy in (TagPolicy(cfg.deadband, silence[tag]),)}
+    return ReportFilter(config.tag_traits(), settings.integrity_interval_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +163,7 @@ class Batcher:
             await self._store(self._batch)
             self._batch = []
         self._encoder = TelemetryEncoder.for_config(config)
-        self._report.retune(tag_policies(config))
+        self._report.retune(config.tag_traits())
 
     def _offer(self, samples: tuple[Sample, ...]) -> None:
         self.samples_in += len(samples)

@@ -24,10 +24,10 @@ from typing import Literal, TypeGuard
 from drivers.base import Quality
 from gateway.alarms.engine import Transition
 from gateway.alarms.events import StationEvent
-from gateway.acquisition.models import TagBase
 from gateway.config import GatewayConfig
 from gateway.control.model import ControllerState
 from gateway.samples import DeviceStatus, Sample, Value
+from gateway.tag_traits import ALL_DIGITS, TagTraits
 
 # -- topics: ``<prefix>/<station>/<suffix>``, the suffixes below -----------------------------------
 
@@ -105,7 +105,6 @@ _QUALITIES = ((Quality.GOOD, "g", 0), (Quality.BAD, "b", 1), (Quality.STALE, "s"
 QUALITY_LETTER = {quality: letter for quality, letter, _ in _QUALITIES}
 QUALITY_CODES = {letter: code for _, letter, code in _QUALITIES}
 """Contract quality letters -> the historian's numeric ``quality`` field (good, bad, stale)."""
-UNKNOWN_TAG_DIGITS = -15  # a value of no configured tag: the significant digits a float64 carries
 
 
 def _dumps(payload: object) -> bytes:
@@ -132,12 +131,6 @@ def config_hash(config: GatewayConfig) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def resolution(tag: TagBase) -> int:
-    """How a tag's values are rounded: ``n >= 0`` decimal places for scaled integers (the register's
-    own resolution), ``-n`` significant digits for floating-point values; the tag's driver knows."""
-    return tag.telemetry_digits()
-
-
 class TelemetryEncoder:
     """Turns samples into telemetry payloads; knows each tag's resolution.
 
@@ -146,15 +139,13 @@ class TelemetryEncoder:
     still JSON-escaped where they need it (once per tag, cached).
     """
 
-    def __init__(self, resolutions: Mapping[str, int]) -> None:
-        self._resolutions = dict(resolutions)  # see ``resolution``
+    def __init__(self, traits: Mapping[str, TagTraits]) -> None:
+        self._traits = traits  # the station's shared map (``GatewayConfig.tag_traits``), not a copy
         self._names: dict[str, str] = {}
 
     @classmethod
     def for_config(cls, config: GatewayConfig) -> TelemetryEncoder:
-        known: dict[int, int] = {}  # id of a tag definition -> its resolution: a template's tags are shared
-        return cls({tag: known[id(cfg)] if id(cfg) in known else known.setdefault(id(cfg), resolution(cfg))
-                    for tag, (_device, cfg) in config.tags().items()})
+        return cls(config.tag_traits())
 
     def text(self, tag: str, value: Value) -> str:
         """``value`` as JSON, rounded to the tag's resolution; NaN and infinities become null."""
@@ -166,7 +157,8 @@ class TelemetryEncoder:
             return "false"
         if not math.isfinite(value):
             return "null"
-        places = self._resolutions.get(tag, UNKNOWN_TAG_DIGITS)
+        traits = self._traits.get(tag)
+        places = ALL_DIGITS if traits is None else traits.digits  # a tag of no configuration: all it has
         if places < 0:
             return f"{value:.{-places}g}"
         if places == 0:

@@ -17,38 +17,28 @@ Pure: time comes from the samples and from the caller, so the rules are tested w
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from drivers.base import Quality, Reason
 from gateway.samples import Sample
-
-
-@dataclass(frozen=True, slots=True)
-class TagPolicy:
-    """How one tag is reported: its deadband, and how long its samples may pause normally."""
-
-    deadband: float = 0.0
-    max_silence_s: float = 0.0  # poll interval and timeouts: longer without a sample means stopped
+from gateway.tag_traits import TagTraits
 
 
 class ReportFilter:
     """Remembers the last reported sample per tag and decides about each new one."""
 
-    def __init__(self, policies: Mapping[str, TagPolicy], integrity_interval_s: float) -> None:
-        self._policies = dict(policies)
-        self._deadbands = {tag: policy.deadband for tag, policy in policies.items() if policy.deadband > 0}
+    def __init__(self, traits: Mapping[str, TagTraits], integrity_interval_s: float) -> None:
+        self._traits = traits  # the station's shared map (``GatewayConfig.tag_traits``), not a copy
         self._integrity = integrity_interval_s
         self._reported: dict[str, Sample] = {}
         self._seen: dict[str, float] = {}  # newest sample time per tag, reported or not
 
-    def retune(self, policies: Mapping[str, TagPolicy]) -> None:
-        """Take the tags' policies after a reload: a tag that stays keeps its last reported sample
+    def retune(self, traits: Mapping[str, TagTraits]) -> None:
+        """Take the tags' traits after a reload: a tag that stays keeps its last reported sample
         (no extra report, the deadband counts on from it); a tag that is gone is forgotten, so it
         is never reported overdue."""
-        self._policies = dict(policies)
-        self._deadbands = {tag: policy.deadband for tag, policy in policies.items() if policy.deadband > 0}
-        self._reported = {tag: sample for tag, sample in self._reported.items() if tag in self._policies}
-        self._seen = {tag: seen for tag, seen in self._seen.items() if tag in self._policies}
+        self._traits = traits
+        self._reported = {tag: sample for tag, sample in self._reported.items() if tag in traits}
+        self._seen = {tag: seen for tag, seen in self._seen.items() if tag in traits}
 
     def offer(self, sample: Sample) -> bool:
         """Whether ``sample`` is to be reported; if so it becomes the tag's last reported sample.
@@ -64,9 +54,9 @@ class ReportFilter:
             new, old = sample.value, last.value
             if new == old:
                 return False
-            deadband = self._deadbands.get(tag)
-            if (deadband is not None and new is not None and old is not None and not isinstance(new, bool)
-                    and abs(new - old) <= deadband):
+            traits = self._traits.get(tag)
+            if (traits is not None and traits.deadband > 0 and new is not None and old is not None
+                    and not isinstance(new, bool) and abs(new - old) <= traits.deadband):
                 return False
         self._reported[tag] = sample
         return True
@@ -81,8 +71,8 @@ class ReportFilter:
         for tag, last in self._reported.items():
             if last.timestamp > reported_before:
                 continue
-            policy = self._policies.get(tag)
-            if policy is not None and now - self._seen[tag] < policy.max_silence_s:
+            traits = self._traits.get(tag)
+            if traits is not None and now - self._seen[tag] < traits.max_silence_s:
                 continue
             if last.quality is Quality.GOOD:
                 sample = Sample(tag, last.value, now, Quality.STALE, Reason.NOT_REFRESHED.value)

@@ -11,7 +11,8 @@ from gateway.bus import Bus
 from gateway.mqtt.batcher import Batcher, Durable
 from gateway.mqtt.outbox import AsyncOutbox
 from gateway.mqtt.payloads import TelemetryEncoder
-from gateway.mqtt.report import ReportFilter, TagPolicy
+from gateway.mqtt.report import ReportFilter
+from gateway.tag_traits import TagTraits
 from gateway.mqtt.settings import MqttSettings, OutboxSettings
 from gateway.samples import DeviceStatus, Sample, SampleBatch
 from tests.mqtt.conftest import until
@@ -32,7 +33,7 @@ async def test_polls_waiting_together_go_out_as_full_messages_in_order_and_the_r
         tmp_path: Path) -> None:
     bus, outbox = Bus(), AsyncOutbox(tmp_path / "outbox.sqlite", OutboxSettings())
     await outbox.open()
-    report = ReportFilter({tag: TagPolicy(deadband=0.0) for tag in TAGS}, integrity_interval_s=3600)
+    report = ReportFilter({tag: TagTraits(deadband=0.0) for tag in TAGS}, integrity_interval_s=3600)
     batcher = Batcher(bus, outbox, TelemetryEncoder({}), report, settings(batch_max_age_s=30))
     task = asyncio.create_task(batcher.run())
     now = time.time()

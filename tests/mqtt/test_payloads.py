@@ -33,7 +33,6 @@ from gateway.mqtt.payloads import (
     parse_delivered,
     parse_replay_answer,
     replay_command,
-    resolution,
     result,
 )
 from gateway.samples import DeviceStatus, Sample
@@ -47,11 +46,11 @@ def config() -> GatewayConfig:
 
 
 def test_values_are_rounded_to_what_the_register_can_hold() -> None:
-    tags = config().tags()
-    assert resolution(tags["outdoor_temp"][1]) == 1  # int16, scale 0.1
-    assert resolution(tags["primary_supply_pressure"][1]) == 3  # scale 0.001
-    assert resolution(tags["meter_energy_kwh"][1]) == 0
-    assert resolution(tags["meter_flow"][1]) == -7  # float32: 7 significant digits
+    traits = config().tag_traits()
+    assert traits["outdoor_temp"].digits == 1  # int16, scale 0.1
+    assert traits["primary_supply_pressure"].digits == 3  # scale 0.001
+    assert traits["meter_energy_kwh"].digits == 0
+    assert traits["meter_flow"].digits == -7  # float32: 7 significant digits
     encoder = TelemetryEncoder.for_config(config())
     assert encoder.text("valve_position", 79.60000000000001) == "79.6"
     assert encoder.text("primary_supply_pressure", 0.5800000000000001) == "0.58"

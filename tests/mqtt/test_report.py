@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from drivers.base import Quality, Reason
-from gateway.mqtt.report import ReportFilter, TagPolicy
+from gateway.mqtt.report import ReportFilter
+from gateway.tag_traits import TagTraits
 from gateway.samples import Sample
 
 
 def make_filter(integrity_s: float = 300.0) -> ReportFilter:
-    return ReportFilter({"t": TagPolicy(deadband=0.5, max_silence_s=4.0), "b": TagPolicy(),
-                         "z": TagPolicy(deadband=0.0, max_silence_s=4.0)}, integrity_s)
+    return ReportFilter({"t": TagTraits(deadband=0.5, max_silence_s=4.0), "b": TagTraits(),
+                         "z": TagTraits(deadband=0.0, max_silence_s=4.0)}, integrity_s)
 
 
 def test_first_sample_is_reported_then_only_moves_beyond_the_deadband() -> None:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.payloads import TelemetryEncoder
+from gateway.tag_traits import TagTraits
 from gateway.mqtt.settings import MqttSettings, OutboxSettings, ReconnectBackoff, TlsSettings
 from gateway.samples import Sample
 
@@ -52,7 +53,7 @@ def test_the_default_cap_holds_72_hours_of_500_tags_changing_every_second(tmp_pa
              ("flow", 1), ("valve_position", 1), ("pump_frequency", 1), ("energy_kwh", 0), ("power_kw", 1),
              ("room_temp", 1)]
     tags = [(f"building_{i // 10:02d}_{kinds[i % 10][0]}", kinds[i % 10][1]) for i in range(500)]
-    encoder = TelemetryEncoder(dict(tags))
+    encoder = TelemetryEncoder({tag: TagTraits(digits=digits) for tag, digits in tags})
     values = {tag: rng.uniform(0, 100) for tag, _ in tags}
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxSettings())
     seconds = 200
