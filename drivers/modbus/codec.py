@@ -258,11 +258,18 @@ def _layout(block: ReadBlock) -> _Layout:
 
 class BlockDecoder:
     """Decodes responses to one ``ReadBlock``; build once per block, call ``decode`` every poll.
-    Only the names are the decoder's own; the rest is the shared layout of the block's shape."""
+    Only the names are the decoder's own; the rest is the shared layout of the block's shape.
 
-    def __init__(self, block: ReadBlock) -> None:
+    ``keys`` name the block's points in the results, in the block's order; by default the points'
+    own keys. A poller gives its tags' names: its points may be shared with other devices of the
+    same kind (see ``DevicePoller``), whose tags have other names.
+    """
+
+    def __init__(self, block: ReadBlock, keys: Sequence[str] | None = None) -> None:
         self.block = block
-        self._keys = [point.key for point in block.points]
+        self.keys = [point.key for point in block.points] if keys is None else list(keys)
+        if len(self.keys) != len(block.points):
+            raise ValueError(f"{len(self.keys)} keys for {len(block.points)} points")
         self._groups = _layout(block)  # the shape's shared decoding steps
 
     def decode(self, raw: Sequence[int] | Sequence[bool]) -> dict[str, Decoded]:
@@ -278,7 +285,7 @@ class BlockDecoder:
     def _decode_bits(self, raw: Sequence[int] | Sequence[bool]) -> dict[str, Decoded]:
         if len(raw) < self.block.count:
             raise ValueError(f"expected {self.block.count} bits, got {len(raw)}")
-        return {key: _BITS[bool(raw[offset])] for key, offset in zip(self._keys, self._groups.bit_offsets)}
+        return {key: _BITS[bool(raw[offset])] for key, offset in zip(self.keys, self._groups.bit_offsets)}
 
     def _decode_registers(self, raw: Sequence[int] | Sequence[bool]) -> dict[str, Decoded]:
         if len(raw) != self.block.count:
@@ -286,9 +293,9 @@ class BlockDecoder:
         layout = self._groups
         numbers = layout.numbers(raw)
         if layout.plain:
-            return dict(zip(self._keys, map(Decoded, numbers)))
+            return dict(zip(self.keys, map(Decoded, numbers)))
         return {key: Decoded(number) if convert is None else convert(number)
-                for key, convert, number in zip(self._keys, layout.converters, numbers)}
+                for key, convert, number in zip(self.keys, layout.converters, numbers)}
 
 
 def decode_block(block: ReadBlock, raw: Sequence[int] | Sequence[bool]) -> dict[str, Decoded]:

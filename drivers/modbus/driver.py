@@ -8,6 +8,7 @@ from pathlib import Path
 from drivers.modbus.checks import modbus_problems
 from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusTcpDevice
 from drivers.modbus.link import ModbusLink
+from drivers.modbus.points import Point
 from drivers.modbus.poller import DevicePoller
 from drivers.modbus.reading import read_devices
 from drivers.modbus.tagmap import link_key, make_link
@@ -33,11 +34,12 @@ async def read(devices: Mapping[str, ModbusDevice], groups: Mapping[str, PollGro
 def _pollers(devices: Mapping[str, ModbusDevice], groups: Mapping[str, PollGroup], bus: Bus) -> dict[str, DevicePoller]:
     links: dict[tuple[str, ...], ModbusLink] = {}
     pollers: dict[str, DevicePoller] = {}
+    points: dict[Point, Point] = {}  # equal points of devices of one kind, made once
     for name, device in devices.items():
         key = link_key(device, name)
         if key not in links:
             links[key] = make_link(device)
-        pollers[name] = DevicePoller(name, device, groups, links[key], bus)
+        pollers[name] = DevicePoller(name, device, groups, links[key], bus, shared_points=points)
     return pollers
 
 

@@ -29,7 +29,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from drivers.base import Quality, Reason
 from drivers.modbus.codec import BlockDecoder, Decoded, Fault, MaskWrite, encode_write
@@ -38,7 +38,7 @@ from drivers.modbus.errors import ILLEGAL_DATA_ADDRESS
 from drivers.modbus.link import BadReply, ExceptionReply, LinkDown, LinkError, LinkTimeout, ModbusLink
 from drivers.modbus.planner import ReadBlock, plan_reads, split_block
 from drivers.modbus.points import Function, Point
-from drivers.modbus.tagmap import to_point
+from drivers.modbus.tagmap import point_labels, to_point
 from gateway.acquisition.device import PreparedWrite, Unrepresentable
 from gateway.acquisition.models import PollGroup
 from gateway.acquisition.stats import DeviceStats
@@ -57,24 +57,27 @@ class _Group:
     name: str
     interval_s: float
     blocks: list[ReadBlock]
+    # One decoder per block, same order: looking one up by block would hash the whole block
+    # (every point in it) on every read, a measurable share of a poll's CPU. The decoders name
+    # the values with the device's tag names (the points may be shared with other devices).
+    decoders: list[BlockDecoder]
     next_deadline: float = 0.0
     answered: bool = False  # whether its last poll got data from the device (not only refusals)
     bad_since: float | None = None  # loop time of the first of its polls, in a row, with no good value
     reason: str = ""  # the commonest reason among its last poll's values when none was good
-    # One decoder per block, same order: looking one up by block would hash the whole block
-    # (every point in it) on every read, a measurable share of a poll's CPU.
-    decoders: list[BlockDecoder] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.decoders = [BlockDecoder(block) for block in self.blocks]
 
     def replace(self, block: ReadBlock, parts: list[ReadBlock]) -> list[BlockDecoder]:
         """Put ``parts`` where ``block`` was in the plan (after a split); returns their decoders."""
         index = self.blocks.index(block)
-        decoders = [BlockDecoder(part) for part in parts]
+        tag_of = dict(zip(block.points, self.decoders[index].keys, strict=True))
+        decoders = [BlockDecoder(part, [tag_of[point] for point in part.points]) for part in parts]
         self.blocks[index : index + 1] = parts
         self.decoders[index : index + 1] = decoders
         return decoders
+
+    def tags(self) -> list[str]:
+        """Every tag the group reads, in plan order."""
+        return [tag for decoder in self.decoders for tag in decoder.keys]
 
 
 class DevicePoller:
@@ -90,7 +93,10 @@ class DevicePoller:
         *,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        shared_points: dict[Point, Point] | None = None,
     ) -> None:
+        """``shared_points``: points made for other devices of the station, to reuse where equal
+        (a thousand devices of one kind then hold one point per tag of the kind: 11 MB less)."""
         self.name = name
         self.unit = device.unit_id
         self.link = link
@@ -108,14 +114,16 @@ class DevicePoller:
         self.raw_observer: Callable[[ReadBlock, list[int] | list[bool]], None] | None = None
         """Shown every block's raw answer before it is decoded (``heatgw read``); None in service."""
         self.tags: Mapping[str, TagConfig] = device.tags  # the frozen configuration's own, not a copy per device
-        self.points: dict[str, Point] = {tag: to_point(tag, cfg, device) for tag, cfg in device.tags.items()}
-        self._groups = [
-            _Group(group, groups[group].interval_s, plan_reads(
-                (self.points[t] for t, cfg in device.tags.items() if cfg.group == group),
-                max_registers=device.max_registers, max_bits=device.max_bits, max_gap=device.max_gap,
-            ))
-            for group in sorted({cfg.group for cfg in device.tags.values()})
-        ]
+        labels = point_labels(name, device.tags)
+        self.points: dict[str, Point] = {tag: to_point(labels[tag], cfg, device, shared_points)
+                                         for tag, cfg in device.tags.items()}
+        tag_of = {point: tag for tag, point in self.points.items()}  # one-to-one: labels are distinct
+        self._groups = []
+        for group in sorted({cfg.group for cfg in device.tags.values()}):
+            blocks = plan_reads((self.points[t] for t, cfg in device.tags.items() if cfg.group == group),
+                                max_registers=device.max_registers, max_bits=device.max_bits, max_gap=device.max_gap)
+            decoders = [BlockDecoder(block, [tag_of[point] for point in block.points]) for block in blocks]
+            self._groups.append(_Group(group, groups[group].interval_s, blocks, decoders))
 
     def patience_s(self) -> float:
         """The longest the run loop may legitimately go without a step: the slowest group's
@@ -261,14 +269,14 @@ class DevicePoller:
         except ExceptionReply as exc:
             self.stats.record_rtt(time.perf_counter() - started)
             if exc.code == ILLEGAL_DATA_ADDRESS and len(block.points) > 1:
-                return await self._isolate(group, block)
+                return await self._isolate(group, block, decoder)
             self.stats.record_error(Reason.EXCEPTION)
-            return self._bad(block.points, Reason.EXCEPTION, str(exc))
+            return self._bad(decoder.keys, Reason.EXCEPTION, str(exc))
         except BadReply as exc:  # this block is bad, the link was reset; the other blocks go on
             self.stats.failures += 1
             self.stats.record_error(Reason.BAD_REPLY)
             self._note_bad_reply(group, block, exc)
-            return self._bad(block.points, Reason.BAD_REPLY, str(exc))
+            return self._bad(decoder.keys, Reason.BAD_REPLY, str(exc))
         self._bad_replies.discard((group.name, block.start, block.function))
         self.stats.record_rtt(time.perf_counter() - started)
         if self.raw_observer is not None:
@@ -278,7 +286,7 @@ class DevicePoller:
             decoded = decoder.decode(raw)
         except ValueError as exc:  # a reply of the wrong length: this block is bad, the rest goes on
             self.stats.record_error(Reason.DECODE_ERROR)
-            return self._bad(block.points, Reason.DECODE_ERROR, str(exc))
+            return self._bad(decoder.keys, Reason.DECODE_ERROR, str(exc))
         self._data_replies += 1
         return [self._sample(key, result, timestamp) for key, result in decoded.items()]
 
@@ -298,7 +306,7 @@ class DevicePoller:
         block = ReadBlock(point.function, point.address, point.count, (point,))
         self.stats.requests += 1
         raw = await self.link.read(self.unit, point.function, point.address, point.count)
-        return self._sample(tag, BlockDecoder(block).decode(raw)[tag], self._wall_clock())
+        return self._sample(tag, BlockDecoder(block, [tag]).decode(raw)[tag], self._wall_clock())
 
     def prepare_write(self, tag: str, value: float) -> PreparedWrite:
         """Encode a checked value into the tag's registers, register bit or coil state."""
@@ -325,11 +333,11 @@ class DevicePoller:
         else:  # prepare_write never makes this; refuse rather than guess where it should go
             raise TypeError(f"{prepared.tag}: {type(wire).__name__} cannot be written to a {point.function.name} point")
 
-    async def _isolate(self, group: _Group, block: ReadBlock) -> list[Sample]:
+    async def _isolate(self, group: _Group, block: ReadBlock, decoder: BlockDecoder) -> list[Sample]:
         """Split a refused block, remember the split in the plan, and read the parts now."""
         parts = split_block(block)
         if len(parts) == 1:
-            return self._bad(block.points, Reason.EXCEPTION, str(ExceptionReply(ILLEGAL_DATA_ADDRESS)))
+            return self._bad(decoder.keys, Reason.EXCEPTION, str(ExceptionReply(ILLEGAL_DATA_ADDRESS)))
         decoders = group.replace(block, parts)
         log.warning("device refused a read block; splitting it to isolate the bad addresses", extra=kv(
             device=self.name, group=group.name, function=block.function.name.lower(),
@@ -350,18 +358,17 @@ class DevicePoller:
             return Sample(tag, value, timestamp, Quality.BAD, Reason.OUT_OF_RANGE.value)
         return Sample(tag, value, timestamp)
 
-    def _bad(self, points: Iterable[Point], reason: Reason, detail: str = "") -> list[Sample]:
+    def _bad(self, tags: Iterable[str], reason: Reason, detail: str = "") -> list[Sample]:
         now = self._wall_clock()
         text = f"{reason.value}: {detail}" if detail else reason.value
-        return [Sample(point.key, None, now, Quality.BAD, text) for point in points]
+        return [Sample(tag, None, now, Quality.BAD, text) for tag in tags]
 
     async def _mark_lost(self, reason: Reason, detail: str) -> None:
         """Publish every tag BAD and the device offline, once per loss rather than once per retry."""
         if self.online is False:
             return
         for group in self._groups:
-            points = [p for block in group.blocks for p in block.points]
-            await self.bus.publish(SampleBatch(self.name, group.name, tuple(self._bad(points, reason, detail))))
+            await self.bus.publish(SampleBatch(self.name, group.name, tuple(self._bad(group.tags(), reason, detail))))
         await self._declare_lost(f"{reason.value}: {detail}")
 
     async def _mark_lost_while_answering(self, reason: str) -> None:

@@ -6,6 +6,8 @@ so neither side has to learn the other's vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from drivers.modbus.link import ModbusLink, SerialEndpoint, TcpEndpoint
 from drivers.modbus.points import ByteOrder, DataType, Function, Point, WordOrder
 from drivers.modbus.config import ModbusDeviceBase, ModbusRtuDevice, ModbusTcpDevice, TagConfig
@@ -18,9 +20,12 @@ _FUNCTIONS = {
 }
 
 
-def to_point(name: str, tag: TagConfig, device: ModbusDeviceBase) -> Point:
-    """The driver point for a configured tag; word/byte order default to the device's."""
-    return Point(
+def to_point(name: str, tag: TagConfig, device: ModbusDeviceBase, shared: dict[Point, Point] | None = None) -> Point:
+    """The driver point for a configured tag; word/byte order default to the device's.
+
+    With ``shared``, an equal point made before is returned instead of a new one (and a new one is
+    added): devices of one kind then hold one point per tag of the kind, not one each."""
+    point = Point(
         key=name,
         function=_FUNCTIONS[tag.function],
         address=tag.address,
@@ -32,6 +37,17 @@ def to_point(name: str, tag: TagConfig, device: ModbusDeviceBase) -> Point:
         bit=tag.bit,
         no_value_raw=tag.no_value,
     )
+    return point if shared is None else shared.setdefault(point, point)
+
+
+def point_labels(device_name: str, tags: Iterable[str]) -> dict[str, str]:
+    """The key each tag's point gets: the tag's name without its device's name in front, so the
+    points of ``s001_supply_temp`` and ``s002_supply_temp`` (one template, or one PLC model
+    written out twice) are equal and can be shared. Where that would give two tags of the device
+    one key, the tags' own names are kept."""
+    names = list(tags)
+    labels = {tag: tag.removeprefix(f"{device_name}_") or tag for tag in names}
+    return labels if len(set(labels.values())) == len(names) else {tag: tag for tag in names}
 
 
 def link_key(device: ModbusTcpDevice | ModbusRtuDevice, device_name: str) -> tuple[str, ...]:

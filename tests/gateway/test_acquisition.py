@@ -171,6 +171,33 @@ async def test_exception_addresses_are_isolated_and_the_split_remembered(station
     assert sum(station_server.request_counts().values()) == split_plan, "the split was not remembered"
 
 
+async def test_devices_of_one_kind_share_their_points_and_name_their_values_with_their_own_tags(
+        station_server: StationModbusServer) -> None:
+    # Two PLCs of one kind (same registers, tags named <device>_<tag>); the PLC "a" refuses the
+    # register of its flow, so its block is split, and the split must stay its own.
+    config = small_config({name: {"port": station_server.port, "unit_id": unit} for name, unit in (("a", 1), ("b", 1))})
+    gateway = Gateway(config)
+    a, b = gateway.devices["a"], gateway.devices["b"]
+    assert all(a.points[f"a_{tag}"] is b.points[f"b_{tag}"] for tag in ("outdoor", "supply", "flow"))
+    before = b.planned_requests()
+    station_server.set_comm_faults(1, CommFaults(exception_ranges=(ExceptionRange(4, 11, 1),)))
+    try:
+        refused = await poll_every_group_once(a)
+        station_server.set_comm_faults(1, CommFaults())
+        answered = await poll_every_group_once(b)
+    finally:
+        a.link.close()
+        b.link.close()
+
+    assert set(refused) == {"a_outdoor", "a_supply", "a_flow"} and set(answered) == {"b_outdoor", "b_supply", "b_flow"}
+    assert refused["a_flow"].quality is Quality.BAD and "exception 2" in refused["a_flow"].reason
+    assert refused["a_supply"].quality is Quality.GOOD and refused["a_outdoor"].quality is Quality.GOOD
+    assert all(sample.quality is Quality.GOOD for sample in answered.values())
+    assert answered["b_outdoor"].value == pytest.approx(station_server.measurements.outdoor_c, abs=0.051)
+    assert a.planned_requests()["fast"] > before["fast"], "the refused block was not split"
+    assert b.planned_requests() == before, "a split of one device changed another's plan"
+
+
 async def test_refused_writes_never_reach_the_wire_and_a_good_one_is_read_back(station_server: StationModbusServer) -> None:
     config = station_config(station_server.port)
     station = station_server.station
