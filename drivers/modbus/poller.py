@@ -114,16 +114,22 @@ class DevicePoller:
         self.raw_observer: Callable[[ReadBlock, list[int] | list[bool]], None] | None = None
         """Shown every block's raw answer before it is decoded (``heatgw read``); None in service."""
         self.tags: Mapping[str, TagConfig] = device.tags  # the frozen configuration's own, not a copy per device
+        self._device = device
         labels = point_labels(name, device.tags)
-        self.points: dict[str, Point] = {tag: to_point(labels[tag], cfg, device, shared_points)
-                                         for tag, cfg in device.tags.items()}
-        tag_of = {point: tag for tag, point in self.points.items()}  # one-to-one: labels are distinct
-        self._groups = []
+        points = {tag: to_point(labels[tag], cfg, device, shared_points) for tag, cfg in device.tags.items()}
+        tag_of = {point: tag for tag, point in points.items()}  # one-to-one: labels are distinct
+        self._groups: list[_Group] = []
         for group in sorted({cfg.group for cfg in device.tags.values()}):
-            blocks = plan_reads((self.points[t] for t, cfg in device.tags.items() if cfg.group == group),
+            blocks = plan_reads((points[t] for t, cfg in device.tags.items() if cfg.group == group),
                                 max_registers=device.max_registers, max_bits=device.max_bits, max_gap=device.max_gap)
             decoders = [BlockDecoder(block, [tag_of[point] for point in block.points]) for block in blocks]
             self._groups.append(_Group(group, groups[group].interval_s, blocks, decoders))
+
+    def point(self, tag: str) -> Point:
+        """Where and how ``tag`` is held (for a write, a read-back, ``heatgw read``). Made when
+        asked rather than kept per tag: the plan holds the points it reads, and a table of them
+        by tag name would cost a concentrator 3 MB for the rare write."""
+        return to_point(point_labels(self.name, self.tags)[tag], self.tags[tag], self._device)
 
     def patience_s(self) -> float:
         """The longest the run loop may legitimately go without a step: the slowest group's
@@ -302,7 +308,7 @@ class DevicePoller:
 
     async def read_tag(self, tag: str) -> Sample:
         """Read one tag on its own (write read-back, current value before a write)."""
-        point = self.points[tag]
+        point = self.point(tag)
         block = ReadBlock(point.function, point.address, point.count, (point,))
         self.stats.requests += 1
         raw = await self.link.read(self.unit, point.function, point.address, point.count)
@@ -310,7 +316,7 @@ class DevicePoller:
 
     def prepare_write(self, tag: str, value: float) -> PreparedWrite:
         """Encode a checked value into the tag's registers, register bit or coil state."""
-        point = self.points[tag]
+        point = self.point(tag)
         requested: float | bool = bool(value) if point.is_boolean else value
         try:
             return PreparedWrite(tag, requested, encode_write(point, requested))
@@ -319,7 +325,7 @@ class DevicePoller:
 
     async def write(self, prepared: PreparedWrite) -> None:
         """Put a prepared value on the wire (only the write queue calls this)."""
-        point = self.points[prepared.tag]
+        point = self.point(prepared.tag)
         wire = prepared.wire
         self.stats.requests += 1
         # The table written is the tag's own: a coil write for a register bit would change

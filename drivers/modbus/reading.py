@@ -56,7 +56,7 @@ async def _read_one(name: str, poller: DevicePoller) -> DeviceReading:
 def _device_hint(poller: DevicePoller, tags: Sequence[TagReading]) -> str:
     """How many of the device's multi-register values look swapped: one swapped value can read
     plausibly, so when others are flagged the engineer should check them all."""
-    wide = [t for t in tags if poller.points[t.tag].count > 1 and poller.points[t.tag].data_type is not DataType.BCD32]
+    wide = [t for t in tags if (point := poller.point(t.tag)).count > 1 and point.data_type is not DataType.BCD32]
     flagged = [t for t in wide if t.hint]
     if not flagged:
         return ""
@@ -66,7 +66,7 @@ def _device_hint(poller: DevicePoller, tags: Sequence[TagReading]) -> str:
 
 def _tag(poller: DevicePoller, tag: str, sample: Sample, answers: Sequence[tuple[ReadBlock, list[int] | list[bool]]]
          ) -> TagReading:
-    point, config = poller.points[tag], poller.tags[tag]
+    point, config = poller.point(tag), poller.tags[tag]
     raw = _raw_of(point, answers)
     hint = ""
     if raw is not None and all(isinstance(word, int) and not isinstance(word, bool) for word in raw):

@@ -178,7 +178,9 @@ async def test_devices_of_one_kind_share_their_points_and_name_their_values_with
     config = small_config({name: {"port": station_server.port, "unit_id": unit} for name, unit in (("a", 1), ("b", 1))})
     gateway = Gateway(config)
     a, b = gateway.devices["a"], gateway.devices["b"]
-    assert all(a.points[f"a_{tag}"] is b.points[f"b_{tag}"] for tag in ("outdoor", "supply", "flow"))
+    def planned(poller: DevicePoller) -> list[int]:
+        return [id(point) for group in poller._groups for block in group.blocks for point in block.points]  # noqa: SLF001
+    assert len(planned(a)) == 3 and planned(a) == planned(b), "each device made points of its own"
     before = b.planned_requests()
     station_server.set_comm_faults(1, CommFaults(exception_ranges=(ExceptionRange(4, 11, 1),)))
     try:
