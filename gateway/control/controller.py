@@ -27,7 +27,8 @@ the last day (colder by the weather's cooling trend), is too small; a setback un
 no longer be undone later is ended with the boost at once. Emitters with a lag of their own (a
 floor slab, ``emitter_lag_h``) start the boost that much earlier, and get no setback at all when
 the lag fills the night; their trim acts on the room as it will be when a supply change reaches
-it. The morning after a boost is watched: a room that slides back below the target is boosted
+it, and its integral learns downward only from the part of a surplus that the heat still held in
+the slab does not explain (``gateway.control.stored``). The morning after a boost is watched: a room that slides back below the target is boosted
 again, and the hold after the boost is learned from those mornings. Losing every room sensor
 during a setback starts a safe boost until the day start, and the learned trim keeps acting on
 the curve.
