@@ -23,6 +23,11 @@ the phases, so the fallback each fault caused is visible.
 the file's), in the coldest ``--days`` of its season, with the controller exactly as
 ``bench/season.py`` runs (c) on it; and every scenario also under (a), the fixed design curve,
 so what the physics allows in each row is beside what the controller made of it.
+
+The primary loss also runs under (m), the upper bound: every circuit's supply held at its
+maximum (the controller's own limit, the curve's ``max_supply_c``) for the whole week, before
+and after the outage. It is no strategy anyone would run (it overheats every room all week); it
+is what the emitters can do at most, so its hours below 16 C are what no controller can avoid.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "bench"))
 
-from season import make_strategy  # noqa: E402
+from season import controller_config, make_strategy  # noqa: E402
 
 from tooling.harness import SimLoop  # noqa: E402
 from gateway.control.model import ControllerDecision  # noqa: E402
@@ -112,21 +117,40 @@ def coldest_start(path: Path, seed: int, days: float, year: int = 2026) -> datet
     return datetime.fromtimestamp(t0 + int(np.argmin(means)) * DAY, UTC)
 
 
+BOUND = "m"
+"""The upper-bound reference: the supply at the controller's maximum all week (see the module doc)."""
+
+
+def max_heat(circuits: list[Station], maxima: list[float]) -> Callable[[], None]:
+    """(m): each circuit's PLC setpoint at its maximum allowed supply, every cycle."""
+    def hold() -> None:
+        for station, maximum in zip(circuits, maxima, strict=True):
+            station.plc.supply_setpoint_c = maximum
+    return hold
+
+
 def run(name: str, args: argparse.Namespace, strategy: str = "c") -> Row:
-    """One scenario: the severe test station under (c), or ``--station`` under ``strategy``."""
+    """One scenario: the severe test station under (c) or (m), or ``--station`` under ``strategy``."""
     started = time.process_time()
     fault = scenarios(args.frozen)[name]
+    decide: Callable[[], ControllerDecision | None]
     if args.station is None:
         station: Station | Plant = severe_station(START, seed=args.seed, mean_c=args.mean)
-        decide = SimLoop(station, severe_controller(), "radiators").cycle
+        control = severe_controller()
+        decide = (max_heat([station], [curve.max_supply_c for curve in control.config.curves.values()])
+                  if strategy == BOUND else SimLoop(station, control, "radiators").cycle)
     else:
         params = load_station_file(args.station)
         plant = Plant(params, start=args.start, seed=args.seed)
-        step = make_strategy(strategy, params, args, Path(args.curve_dir))
         station = plant
+        if strategy == BOUND:
+            config = controller_config(args.controller, params, Path(args.curve_dir), args.set)
+            decide = max_heat(list(plant.circuits), [config.curves[c.name].max_supply_c for c in params.circuits])
+        else:
+            step = make_strategy(strategy, params, args, Path(args.curve_dir))
 
-        def decide() -> ControllerDecision | None:
-            return step(plant)
+            def decide() -> ControllerDecision | None:
+                return step(plant)
     heat0 = station.ledger.primary_in
     sources: collections.Counter[str] = collections.Counter()
     signals: collections.Counter[str] = collections.Counter()
@@ -161,6 +185,12 @@ def run(name: str, args: argparse.Namespace, strategy: str = "c") -> Row:
                {k: v * per_h for k, v in phases.items()}, time.process_time() - started)
 
 
+def _strategies(scenario: str, compared: tuple[str, ...]) -> tuple[str, ...]:
+    """The strategies a scenario runs under: the upper bound joins where a fault of the heat
+    source, not of the controller, takes the rooms down (the primary loss)."""
+    return (*compared, BOUND) if scenario == "primary-lost" else compared
+
+
 def _hours(counts: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.1f}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
 
@@ -180,14 +210,14 @@ def main() -> None:
     names = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     wall = time.monotonic()
     if args.station is None:
-        rows = [run(name, args) for name in names]  # one at a time
+        rows = [run(name, args, key) for name in names for key in _strategies(name, ("c",))]  # one at a time
         where = f"severe station, {args.days:g} days from {START.date()} (site UTC+8), mean {args.mean:g} C"
     else:
         seed = args.seed if "--seed" in sys.argv else load_station_file(args.station).climate.seed
         args.seed, args.start = seed, coldest_start(args.station, seed, args.days)
         with tempfile.TemporaryDirectory() as curve_dir:
             args.curve_dir = curve_dir
-            rows = [run(name, args, key) for name in names for key in ("c", "a")]
+            rows = [run(name, args, key) for name in names for key in _strategies(name, ("c", "a"))]
         where = f"{args.station.stem}, its coldest {args.days:g} days from {args.start:%Y-%m-%d %H:%M} UTC"
     print(f"{where}, seed {args.seed}, {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
           f"wall {time.monotonic() - wall:.0f} s (CPU: " + ", ".join(f"{r.name}/{r.strategy} {r.cpu_s:.0f} s" for r in rows)
@@ -197,7 +227,7 @@ def main() -> None:
           "outdoor source, h | signals raised, h | phases, h |")
     print("|---|---|---:|---:|---:|---|---|---|---|")
     for r in rows:
-        label = "(c) heatgw" if r.strategy == "c" else "(a) fixed curve"
+        label = {"c": "(c) heatgw", "a": "(a) fixed curve", BOUND: "(m) maximum heat, all week"}[r.strategy]
         print(f"| {r.name} | {label} | {r.heat_gj:,.0f} | {100 * r.occupied_share:.2f} % | {r.hours_below_16:.1f} | "
               f"{r.coldest_room} {r.min_room_c:.2f} | {_hours(r.outdoor_sources)} | {_hours(r.signals)} | "
               f"{_hours(r.phases)} |")

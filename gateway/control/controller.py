@@ -27,7 +27,8 @@ the last day (colder by the weather's cooling trend), is too small; a setback un
 no longer be undone later is ended with the boost at once. Emitters with a lag of their own (a
 floor slab, ``emitter_lag_h``) start the boost that much earlier, and get no setback at all when
 the lag fills the night; their trim acts on the room as it will be when a supply change reaches
-it. The morning after a boost is watched: a room that slides back below the target is boosted
+it, and its integral learns downward only from the part of a surplus that the heat still held in
+the slab does not explain (``gateway.control.stored``). The morning after a boost is watched: a room that slides back below the target is boosted
 again, and the hold after the boost is learned from those mornings. Losing every room sensor
 during a setback starts a safe boost until the day start, and the learned trim keeps acting on
 the curve.
@@ -75,6 +76,7 @@ from gateway.control.safety import (
     night_margin_k,
     room_now,
 )
+from gateway.control.stored import StoredHeat, learnable_error
 from gateway.control.season import HEATING_MODES, CutoutSwitch, DailyMeans, FrostGuard, season_mode
 from gateway.control.settings import (
     CirculationSettings,
@@ -179,6 +181,7 @@ class CircuitController:
         # way at every change of floor. The preheat uses the day trim: it aims at the day target.
         self.trims = {"day": PiLoop(0.0, 1.0, 0.0, 0.0), "night": PiLoop(0.0, 1.0, 0.0, 0.0)}
         self.limiters: dict[str, PiLoop] = {}
+        self.stored = StoredHeat()  # what a slab still delivers beyond the trim's integral (``stored``)
         self.optimum = OptimumStart(settings.comfort.optimum_start.heatup_factor)
         self.boost_k = 0.0
         self.dynamics = RoomDynamics(1.0 / settings.building_time_constant_h)
@@ -339,6 +342,7 @@ class CircuitController:
             reason = "frost protection" if self.frost.active else (
                 f"cut-out: damped outdoor {damped:.1f} C" if ctx.mode in HEATING_MODES else ctx.mode.value)
         lost = circulation_lost(inputs, s.circulation)
+        stored_k = 0.0
         if lost and heating:
             # Heat asked for now cannot reach a room, and would reach the network all at once
             # when the pump restarts: hold the last setpoint, learn nothing from the rooms cooling.
@@ -350,7 +354,8 @@ class CircuitController:
         else:
             setpoint, ramp_limited = self._ramp(target, inputs.setpoint_c, ctx, hold=stages.near_limit)
             if heating:
-                self._integrate(rooms, floor, ctx, stages, target, setpoint)
+                stored_k = self._stored_room_k(composite, floor, setpoint, ctx.dt_s)
+                self._integrate(rooms, floor, ctx, stages, target, setpoint, stored_k)
                 # The limiters hold the setpoint through their reduction and, close to a line, by
                 # stopping the ramp: either way the setpoint in force is as high as the boost got.
                 limiting = any(limiter.active for limiter in stages.limiters) or (stages.near_limit and ramp_limited)
@@ -373,6 +378,7 @@ class CircuitController:
             comfort_missed=", ".join(missed) if heating else "", offset_k=stages.offset_k,
             offset_origin=stages.offset_origin, limiters=stages.limiters, clamped=stages.clamped,
             ramp_limited=ramp_limited, setpoint_c=setpoint, boost_k=self.boost_k, morning_boost=self.morning_boost,
+            trim_stored_k=stored_k,
         )
         return setpoint, circuit, signals
 
@@ -581,8 +587,22 @@ class CircuitController:
             up = min(up, self.controller.season.commissioning_ramp_k_per_h)
         return ramp(base, target, ctx.dt_s, up, down)
 
+    def _stored_room_k(self, composite: float, floor: ComfortFloor, setpoint: float, dt_s: float) -> float:
+        """Room K of surplus that the emitters' stored heat explains (see ``gateway.control.stored``):
+        the setpoint above the supply the trim's integral alone asks, through the emitter lag, in
+        room kelvin at the curve's slope there. Always 0 for emitters without a lag."""
+        lag_h = self.settings.emitter_lag_h
+        if lag_h <= 0.0:
+            return 0.0
+        served = floor.floor_c + self._trim(floor).integral
+        own = float(self.curve.supply_for_room(composite, served))
+        self.stored.update(setpoint - own, dt_s, lag_h)
+        per_room_k = 0.5 * (float(self.curve.supply_for_room(composite, served + 1.0))
+                            - float(self.curve.supply_for_room(composite, served - 1.0)))
+        return self.stored.room_k(per_room_k)
+
     def _integrate(self, rooms: RoomChoice, floor: ComfortFloor, ctx: _Context, stages: _Stages,
-                   target: float, setpoint: float) -> None:
+                   target: float, setpoint: float, stored_k: float) -> None:
         """Move the room trim's integral only when it can act and is learning the steady state.
 
         The integral is what the filed curve gets wrong for this building, learned while the
@@ -590,14 +610,16 @@ class CircuitController:
         preheat (a transient the curve is not meant to describe), without rooms (the curve
         alone) and during an offset (dispatch's order is not an error to learn away). It is
         blocked upward when a limiter, the max clamp or the ramp holds the setpoint down, and
-        downward at the min clamp or a falling ramp.
+        downward at the min clamp or a falling ramp. Behind a slab it learns downward only from
+        the part of a surplus that the heat the slab still holds (``stored_k``) does not explain.
         """
         if rooms.value_c is None or stages.offset_k != 0.0 or floor.phase == "preheat" or stages.coasting:
             return
         limited = any(limiter.active for limiter in stages.limiters)
         up_blocked = limited or stages.clamped == "max" or setpoint < target - 1e-9
         down_blocked = stages.clamped == "min" or setpoint > target + 1e-9
-        self._trim(floor).update(floor.floor_c - rooms.value_c, ctx.dt_s, up_blocked=up_blocked,
+        error = learnable_error(floor.floor_c - rooms.value_c, stored_k)
+        self._trim(floor).update(error, ctx.dt_s, up_blocked=up_blocked,
                                  down_blocked=down_blocked)
 
     def _ramp_lead_h(self, from_c: float) -> float:

@@ -158,6 +158,7 @@ class CircuitState:
     setpoint_c: float  # the decision
     boost_k: float = 0.0  # what is left of the boost, room K (its hold fading once the rooms are back)
     morning_boost: bool = False  # the boost runs on after the day start: the rooms are not yet back at the target
+    trim_stored_k: float = 0.0  # room K of surplus the emitters' stored heat explains: the trim does not learn it away
     written_c: float | None = None  # filled in by the task: what reached the PLC this cycle
     write_status: str = ""  # filled in by the task: written, unchanged, refused: ...
 

@@ -45,6 +45,21 @@ def floor_station(start: dt.datetime, seed: int = 1, mean_c: float = -15.0) -> S
     return Station(floor_params(), start=start, seed=seed, weather=weather)
 
 
+def floor_station_in_season(start: dt.datetime, seed: int) -> Station:
+    """The floor circuit in the mixed station's own season weather (the file's climate, weather
+    year ``seed``), as ``bench/season.py`` runs it."""
+    plant = load_station_file(CONFIG_DIR / "stations" / "mixed-shenyang.yaml")
+    return Station(floor_params(), start=start, seed=seed, weather=plant.climate.profile(seed))
+
+
+def mixed_station_calendar(data: dict[str, Any]) -> None:
+    """The mixed station's heating season (1 Nov, two weeks before the shipped default), with the
+    cold circulation and commissioning as many days ahead of it as the bench puts them."""
+    season = data["season"]
+    season.update(cold_circulation_from="10-18", commissioning_from="10-25", heating_from="11-01")
+    season["early_start"]["early_from"] = "10-18"
+
+
 def floor_controller(edit: Callable[[dict[str, Any]], None] | None = None) -> Controller:
     """The shipped controller serving the floor circuit (radiator circuit's settings, site facts replaced)."""
     params = floor_params()
