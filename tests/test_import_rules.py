@@ -39,7 +39,8 @@ REGISTRY = "gateway/protocols.py"
 OURS = ("gateway", "drivers", "sim", "tooling", "tests", "bench")
 DRIVERS_MAY_IMPORT = ("gateway.acquisition", "gateway.bus", "gateway.samples", "gateway.config_base", "gateway.logs")
 PURE_CORE = tuple(f"gateway.control.{name}" for name in (
-    "controller", "comfort", "learned", "loops", "model", "outdoor", "rooms", "safety", "season", "settings"))
+    "controller", "comfort", "learned", "loops", "model", "outdoor", "rooms", "safety", "season", "settings",
+    "stored"))
 PURE_SHARED = ("gateway.curves", "gateway.config_base")
 """The heating-curve model and the configuration base the core's settings are built from."""
 IO_LIBRARIES = (
