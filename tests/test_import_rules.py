@@ -188,7 +188,7 @@ BROKEN_TREE = {
     "gateway/config_base.py": "",
     "gateway/control/comfort.py": "", "gateway/control/learned.py": "", "gateway/control/loops.py": "",
     "gateway/control/outdoor.py": "", "gateway/control/safety.py": "", "gateway/control/season.py": "",
-    "gateway/control/settings.py": "",
+    "gateway/control/settings.py": "", "gateway/control/stored.py": "",
     "drivers/__init__.py": "",
     "drivers/modbus/__init__.py": "",
     "drivers/modbus/poller.py": "from gateway.acquisition.device import Device\ndef f():\n    from gateway.mqtt import payloads\n",
