@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import logging
 import signal
 import subprocess
@@ -72,20 +73,25 @@ def demo_config(config_path: Path, port: int, mqtt_port: int, speed: float, opcu
     document = load_yaml(config_path)
     check_gateway_document(document)  # the file as written: its mistakes reported with file:line
     data: dict[str, Any] = copy.deepcopy(document.data)
-    for device in data["devices"].values():
-        if device.get("protocol") == "modbus_tcp":
-            device["host"], device["port"] = "127.0.0.1", port
-        elif device.get("protocol") == "opcua":
-            device["endpoint"] = f"opc.tcp://127.0.0.1:{opcua_port}{urlparse(device['endpoint']).path}"
-        for tag in device["tags"].values():
+    templates: dict[str, Any] = data.get("templates") or {}
+    for device in [*data["devices"].values(), *templates.values()]:
+        for tag in (device.get("tags") or {}).values():
             if "min_interval_s" in (tag.get("writable") or {}):
                 tag["writable"]["min_interval_s"] /= speed
+    for device in data["devices"].values():
+        kind = templates.get(device.get("template"), {})  # a device of a template takes what it leaves out
+        protocol, endpoint = device.get("protocol", kind.get("protocol")), device.get("endpoint", kind.get("endpoint"))
+        if protocol == "modbus_tcp":
+            device["host"], device["port"] = "127.0.0.1", port
+        elif protocol == "opcua" and endpoint is not None:
+            device["endpoint"] = f"opc.tcp://127.0.0.1:{opcua_port}{urlparse(endpoint).path}"
     fastest = min(group["interval_s"] for group in data["groups"].values())
     for group in data["groups"].values():
         group["interval_s"] = max(group["interval_s"] / speed, fastest)
     data["mqtt"] = {**data.get("mqtt", {}), "host": "127.0.0.1", "port": mqtt_port}
-    config = GatewayConfig.model_validate(data)
-    return GatewayConfig.model_validate(data) if _fit_silence_alarms(data, config, speed) else config
+    edited = dataclasses.replace(document, data=data)  # validated as the file is: templates and all
+    config = check_gateway_document(edited)
+    return check_gateway_document(edited) if _fit_silence_alarms(data, config, speed) else config
 
 
 def _fit_silence_alarms(data: dict[str, Any], config: GatewayConfig, speed: float) -> bool:

@@ -4,7 +4,10 @@ the controller panel."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import yaml
 
 import pytest
 from rich.console import Console
@@ -37,6 +40,28 @@ def test_at_real_time_the_demo_config_keeps_the_station_timing() -> None:
     shipped, demo = station_config(5020), demo_config(STATION_YAML, port=25020, mqtt_port=28830, speed=1.0)
     assert demo.groups == shipped.groups
     assert demo.tags()["supply_setpoint"][1].writable == shipped.tags()["supply_setpoint"][1].writable
+
+
+def test_a_station_written_with_device_templates_runs_in_the_demo_like_the_station_written_out(tmp_path: Path) -> None:
+    # The shipped station, its heat meter given a writable tag, written out and with the meter as
+    # a device of a template (its tags published as meter_<tag>: the same names).
+    data = yaml.safe_load(STATION_YAML.read_text())
+    meter = data["devices"].pop("heat_meter")
+    meter["tags"]["meter_power"]["writable"] = {"min": 0, "max": 100, "min_interval_s": 60}
+    data["devices"]["meter"] = meter
+    data["alarms"]["definitions"]["heat_meter_lost"]["device"] = "meter"
+    (tmp_path / "written.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+    data["templates"] = {"heat_meter": {**{key: value for key, value in meter.items() if key != "host"},
+                                        "tags": {tag.removeprefix("meter_"): cfg for tag, cfg in meter["tags"].items()}}}
+    data["devices"]["meter"] = {"template": "heat_meter", "host": "10.1.1.20"}
+    (tmp_path / "templated.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+
+    written, templated = (demo_config(tmp_path / name, port=25020, mqtt_port=28830, speed=600.0)
+                          for name in ("written.yaml", "templated.yaml"))
+    assert (templated.devices["meter"].host, templated.devices["meter"].port) == ("127.0.0.1", 25020)
+    assert {tag: cfg for tag, (_, cfg) in templated.tags().items()} == {tag: cfg for tag, (_, cfg) in written.tags().items()}
+    limits = templated.devices["meter"].tags["meter_power"].writable
+    assert limits is not None and limits.min_interval_s == pytest.approx(60 / 600)
 
 
 def record(throttle: OriginThrottle, message: str, origin: str) -> logging.LogRecord | None:
