@@ -126,6 +126,10 @@ class GatewayConfig(Strict):
         return found + device_problems(self.devices)
 
 
+SIMULATED_STATION_KEYS = frozenset({"buildings", "circuits"})
+"""Top-level keys of a simulated station's description (``sim.station_file``), never of a gateway's."""
+
+
 def load_gateway_config(path: Path) -> GatewayConfig:
     """Load and fully check a station configuration, or raise ConfigError naming file:line:field."""
     document = load_yaml(path)
@@ -136,6 +140,11 @@ def check_gateway_document(document: YamlDocument) -> GatewayConfig:
     """Validate an already parsed station configuration document, its device templates expanded
     first (``gateway.templates``). A problem of a template is reported once, at the template,
     not once per device built from it."""
+    data = document.data
+    if isinstance(data, dict) and "devices" not in data and SIMULATED_STATION_KEYS <= data.keys():
+        # One clear line instead of a dozen "unknown field" ones: the file is of another kind.
+        raise ConfigError([document.error(("buildings",), "this is a simulated station (buildings and circuits) "
+                                          "for `heatgw sim run --station`; a gateway station file lists its devices")])
     document, problems = expand_templates(document)
     if problems and not document.data.get("devices"):
         raise ConfigError(problems)  # every device names a broken template: nothing more to check
