@@ -109,3 +109,12 @@ def test_every_opcua_device_and_tag_key_is_in_the_station_file_reference() -> No
         for name, field in model.model_fields.items():
             key = field.alias or name
             assert f"`{key}`" in reference, f"{model.__name__}.{key} is not documented"
+
+
+def test_every_units_documentation_is_a_page_the_install_steps_put_where_it_points() -> None:
+    install = (ROOT / "docs" / "getting-started" / "install.md").read_text()
+    assert "cp -r docs /opt/heatgw/docs" in install
+    for unit in sorted((ROOT / "systemd").glob("*.service")):
+        pages = re.findall(r"^Documentation=file:///opt/heatgw/docs/(\S+)$", unit.read_text(), re.MULTILINE)
+        assert pages, f"{unit.name} names no installed documentation page"
+        assert all((ROOT / "docs" / page).is_file() for page in pages), f"{unit.name}: {pages}"
