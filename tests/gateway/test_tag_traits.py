@@ -44,7 +44,9 @@ def test_a_copy_with_other_devices_has_its_own_traits_and_a_gone_configuration_l
     fewer = config.model_copy(update={"devices": dict(list(config.devices.items())[:3])})
     assert len(fewer.tag_traits()) == 6
     assert len(config.tag_traits()) == 80
-    before = len(config_module._TRAITS)
+    key = id(fewer)
+    entry = config_module._TRAITS[key]
     del fewer
     gc.collect()
-    assert len(config_module._TRAITS) == before - 1
+    assert entry[0]() is None, "the configuration is still alive"
+    assert config_module._TRAITS.get(key) is not entry, "a gone configuration's traits are still kept"
