@@ -95,7 +95,8 @@ class Publisher:
         self.commands = commands
         self.topics = Topics(settings.topic_prefix, identity.station)
         # Built at each connection, not kept: at a hundred thousand tags the message is 5 MB that
-        # would otherwise stay in memory for the rare reconnect.
+        # would otherwise stay in memory for the rare reconnect. Built in a thread: that takes a
+        # third of a second, which on the event loop would hold every poll back as long.
         self._meta = meta
         self._endpoint = endpoint(settings, identity.station)
         self._clock = clock
@@ -155,7 +156,7 @@ class Publisher:
             stats = await self.outbox.stats()
             connection.publish(self.topics.status, birth(identity, self._clock(), stats.pending_messages,
                                                          stats.dropped_messages), qos=1, retain=True)
-            connection.publish(self.topics.meta, meta(), qos=1, retain=True)
+            connection.publish(self.topics.meta, await asyncio.to_thread(meta), qos=1, retain=True)
 
     def stop(self) -> None:
         """Ask ``run()`` to publish the offline status, disconnect and return."""
@@ -171,7 +172,7 @@ class Publisher:
             stats = await self.outbox.stats()
             status = birth(self.identity, self._clock(), stats.pending_messages, stats.dropped_messages)
             connection.publish(self.topics.status, status, retain=True)
-            connection.publish(self.topics.meta, self._meta(), retain=True)
+            connection.publish(self.topics.meta, await asyncio.to_thread(self._meta), retain=True)
             await connection.subscribe(self.topics.commands)
             await connection.subscribe(self.topics.delivered)
             log.info("mqtt connected", extra=kv(broker=f"{self.settings.host}:{self.settings.port}",
