@@ -107,8 +107,12 @@ QUALITY_CODES = {letter: code for _, letter, code in _QUALITIES}
 """Contract quality letters -> the historian's numeric ``quality`` field (good, bad, stale)."""
 
 
+def _text(payload: object) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _dumps(payload: object) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _text(payload).encode()
 
 
 def config_hash(config: GatewayConfig) -> str:
@@ -222,14 +226,14 @@ def meta(config: GatewayConfig, digest: str, rooms: Collection[str] = ()) -> byt
     # Written tag by tag: the whole document as nested dicts was 18 MB at a hundred thousand tags,
     # for a text of 5 MB; the text is the same as ``_dumps`` of that document.
     text = io.StringIO()
-    text.write(_dumps({"config_hash": digest, "site": config.station.site, "tags": {}}).decode()[:-2])
+    text.write(_text({"config_hash": digest, "site": config.station.site, "tags": {}})[:-2])  # up to "tags":
     separator = ""
     for device, settings in config.devices.items():
         for tag, cfg in settings.tags.items():
             entry = {"unit": cfg.unit, "device": device, "description": cfg.description}
             if tag in rooms:
                 entry["kind"] = "room"
-            text.write(f"{separator}{json.dumps(tag, ensure_ascii=False)}:{_dumps(entry).decode()}")
+            text.write(f"{separator}{_text(tag)}:{_text(entry)}")
             separator = ","
     text.write("}}")
     return text.getvalue().encode()
